@@ -1,0 +1,5 @@
+"""zoo: attention layers, Transformer models and TF Serving exports for Keras 3."""
+
+from zoo import layers
+
+__version__ = "0.1.0"

@@ -1,0 +1,330 @@
+"""Multi-head attention: the one attention core every zoo layer calls.
+
+Written here rather than subclassing `keras.layers.MultiHeadAttention`
+because we need three things Keras core does not do together: a key/value
+cache for incremental decoding (growing self-attention cache and static
+cross-attention keys/values), rotary positions applied between projection
+and caching, and the contract that a fully masked query row yields zeros.
+Weight layout is Keras core's (`(D, H, K)` projection kernels, `(H, V, D)`
+output kernel), so weights copy across one to one.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from zoo.layers.rotary_embedding import RotaryEmbedding
+
+
+def _expand_mask(mask):
+    """Brings a user mask of rank 2, 3 or 4 to (B, H|1, T|1, S)."""
+    rank = len(mask.shape)
+    if rank == 2:
+        return mask[:, None, None, :]
+    if rank == 3:
+        return mask[:, None, :, :]
+    return mask
+
+
+def _check_mask_static(mask, batch, q_len, k_len, num_heads):
+    """Raises a ValueError when a mask's rank or static shape cannot fit."""
+    rank = len(mask.shape)
+    if rank not in (2, 3, 4):
+        raise ValueError(
+            "attention_mask must have rank 2 (B, S), 3 (B, T, S) or 4 (B, H, T, S), "
+            f"True = attend. Received: rank {rank}, shape {tuple(mask.shape)}"
+        )
+    full = (batch, num_heads, q_len, k_len)
+    expected = {2: (batch, k_len), 3: (batch, q_len, k_len), 4: full}[rank]
+    for got, want in zip(mask.shape, expected):
+        if got is None or want is None or got == 1 or got == want:
+            continue
+        raise ValueError(
+            f"attention_mask of shape {tuple(mask.shape)} does not broadcast to "
+            f"{expected} (batch, heads, query length, key length = {full}; "
+            "None = unknown)"
+        )
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class MultiHeadAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention with masks and a KV cache.
+
+    Computes `softmax(Q K^T / sqrt(K)) V` per head, with `Q = query W_Q`,
+    `K = key W_K`, `V = value W_V`, then concatenates heads and projects with
+    `W_O` (Vaswani et al., 2017, section 3.2). Masks are boolean, True means
+    "may attend"; a padding mask, a causal mask, Keras' implicit masks and the
+    cache's "not yet written" positions are all combined with a logical AND.
+    A query row with no key to attend to returns zeros, never NaN. Softmax
+    runs in float32 whatever the compute dtype. Without requested scores and
+    without attention dropout, attention goes through
+    `keras.ops.dot_product_attention` (fused kernels on GPU).
+
+    Args:
+        num_heads: int. Number of heads `H`.
+        key_dim: int. Per-head width `K` of queries and keys.
+        value_dim: int. Per-head width of values. Defaults to `key_dim`.
+        dropout: float. Dropout rate on the attention weights. Defaults to `0.0`.
+        use_bias: bool. Biases in the four projections. Defaults to `True`.
+        output_dim: int. Width of the output projection. Defaults to the
+            query's last dimension.
+        use_rotary: bool. Rotate queries and keys by their positions (RoPE)
+            before the dot product. Defaults to `False`.
+        rotary_max_wavelength: int. RoPE base wavelength. Defaults to `10000`.
+        kernel_initializer: initializer for projection kernels.
+            Defaults to `"glorot_uniform"`.
+        bias_initializer: initializer for projection biases.
+            Defaults to `"zeros"`.
+
+    Call arguments:
+        query: `(B, T, D)` queries.
+        value: `(B, S, D)` values (and keys, unless `key` is given).
+        key: `(B, S, D)` keys. Defaults to `value`.
+        attention_mask: boolean `(B, S)`, `(B, T, S)` or `(B, H, T, S)`.
+        use_causal_mask: bool. Query `t` attends only to keys at positions
+            `<= t` (its absolute position when decoding with a cache).
+        return_attention_scores: bool. Also return the `(B, H, T, S)` weights.
+        cache: `(key, value)` tuple of `(B, S_max, H, K)` tensors.
+            With `cache_index`, a self-attention cache: this call's keys and
+            values are written at `cache_index` and attention runs over the
+            positions written so far. Without `cache_index`, static
+            cross-attention keys/values from `compute_cache` (the key/value
+            projections are skipped).
+        cache_index: int or scalar tensor, position of the first query token.
+        training: bool. Enables attention dropout.
+
+    Returns:
+        `output (B, T, D)`; then `scores (B, H, T, S)` if requested; then the
+        updated cache if a cache was passed.
+
+    Example:
+    >>> mha = MultiHeadAttention(num_heads=2, key_dim=4)
+    >>> x = keras.ops.ones((1, 3, 8))
+    >>> tuple(mha(x, x, use_causal_mask=True).shape)
+    (1, 3, 8)
+
+    References:
+        Vaswani et al., "Attention Is All You Need", 2017.
+        Su et al., "RoFormer: Enhanced Transformer with Rotary Position
+        Embedding", 2021.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        value_dim=None,
+        dropout=0.0,
+        use_bias=True,
+        output_dim=None,
+        use_rotary=False,
+        rotary_max_wavelength=10000,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for name, value in (("num_heads", num_heads), ("key_dim", key_dim)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+        self.num_heads = num_heads
+        self.key_dim = key_dim
+        self.value_dim = value_dim
+        self.dropout = dropout
+        self.use_bias = use_bias
+        self.output_dim = output_dim
+        self.use_rotary = use_rotary
+        self.rotary_max_wavelength = rotary_max_wavelength
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.supports_masking = True
+
+    def _projection(self, name, equation, output_shape, bias_axes):
+        return keras.layers.EinsumDense(
+            equation,
+            output_shape=output_shape,
+            bias_axes=bias_axes if self.use_bias else None,
+            # A fresh initializer per projection, as Keras core does.
+            kernel_initializer=keras.initializers.deserialize(
+                keras.initializers.serialize(self.kernel_initializer)
+            ),
+            bias_initializer=self.bias_initializer,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def build(self, query_shape, value_shape=None, key_shape=None):
+        value_shape = query_shape if value_shape is None else value_shape
+        key_shape = value_shape if key_shape is None else key_shape
+        h, k = self.num_heads, self.key_dim
+        v = self.value_dim or self.key_dim
+        out = self.output_dim or query_shape[-1]
+        self.query_dense = self._projection("query", "btd,dhk->bthk", (None, h, k), "hk")
+        self.key_dense = self._projection("key", "bsd,dhk->bshk", (None, h, k), "hk")
+        self.value_dense = self._projection("value", "bsd,dhk->bshk", (None, h, v), "hk")
+        self.output_dense = self._projection("attention_output", "bthv,hvd->btd", (None, out), "d")
+        self.query_dense.build(query_shape)
+        self.key_dense.build(key_shape)
+        self.value_dense.build(value_shape)
+        self.output_dense.build((query_shape[0], query_shape[1], h, v))
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        self.rotary = (
+            RotaryEmbedding(self.rotary_max_wavelength, dtype=self.dtype_policy)
+            if self.use_rotary
+            else None
+        )
+        self.built = True
+
+    # -- cache -----------------------------------------------------------
+    def compute_cache(self, value, key=None):
+        """Static cross-attention cache: `(key, value)`, each `(B, S, H, K)`.
+
+        Computed once per source sentence; pass it back as `cache` with no
+        `cache_index` and the key/value projections are skipped.
+        """
+        key = value if key is None else key
+        if not self.built:
+            self.build(value.shape, value.shape, key.shape)
+        return self.key_dense(key), self.value_dense(value)
+
+    def init_cache(self, batch_size, max_length):
+        """Empty self-attention cache for `max_length` positions."""
+        v = self.value_dim or self.key_dim
+        dtype = self.compute_dtype
+        return (
+            ops.zeros((batch_size, max_length, self.num_heads, self.key_dim), dtype),
+            ops.zeros((batch_size, max_length, self.num_heads, v), dtype),
+        )
+
+    # -- masks -----------------------------------------------------------
+    def _combined_mask(self, q_len, k_len, attention_mask, implicit, use_causal_mask, cache_index):
+        """Boolean (B|1, H|1, T, S) mask, or None when everything attends."""
+        query_mask, value_mask, key_mask = implicit
+        masks = []
+        if query_mask is not None:
+            masks.append(ops.cast(query_mask, "bool")[:, None, :, None])
+        # Implicit key/value masks describe this call's inputs, so they do not
+        # apply to a cache (static or growing).
+        if cache_index is None:
+            for m in (value_mask, key_mask):
+                if m is not None:
+                    masks.append(ops.cast(m, "bool")[:, None, None, :])
+        if attention_mask is not None:
+            masks.append(_expand_mask(ops.cast(attention_mask, "bool")))
+        if use_causal_mask or cache_index is not None:
+            offset = 0 if cache_index is None else cache_index
+            q_pos = ops.expand_dims(ops.arange(q_len) + offset, 1)  # (T, 1)
+            k_pos = ops.expand_dims(ops.arange(k_len), 0)  # (1, S)
+            if use_causal_mask:
+                allowed = k_pos <= q_pos
+            else:  # cache positions not yet written are never attended
+                allowed = ops.logical_and(k_pos < offset + q_len, q_pos >= 0)
+            masks.append(allowed[None, None, :, :])
+        if not masks:
+            return None
+        mask = masks[0]
+        for m in masks[1:]:
+            mask = ops.logical_and(mask, m)
+        return mask
+
+    # -- attention -------------------------------------------------------
+    def _attend(self, q, k, v, mask, return_scores, training):
+        """softmax(q k^T / sqrt(K)) v; q (B,T,H,K), k (B,S,H,K), v (B,S,H,V)."""
+        scale = 1.0 / math.sqrt(self.key_dim)
+        use_dropout = bool(training) and self.dropout > 0.0
+        if not return_scores and not use_dropout:
+            out = ops.dot_product_attention(q, k, v, mask=mask, scale=scale)  # (B, T, H, V)
+            if mask is not None:
+                # The fused kernel averages all values on a fully masked row;
+                # the contract is zeros.
+                row_ok = ops.transpose(ops.any(mask, axis=-1), (0, 2, 1))  # (B|1, T, H|1)
+                out = out * ops.cast(row_ok[..., None], out.dtype)
+            return out, None
+        # Scale before the product, so float16 logits overflow later.
+        logits = ops.einsum("bthk,bshk->bhts", q * ops.cast(scale, q.dtype), k)  # (B, H, T, S)
+        logits = ops.cast(logits, "float32")
+        if mask is not None:
+            logits = ops.where(mask, logits, -1e9)
+        scores = ops.softmax(logits, axis=-1)  # float32 under any policy
+        if mask is not None:  # rows with nothing to attend: zeros
+            scores = ops.where(mask, scores, 0.0)
+        dropped = self.dropout_layer(scores, training=training)
+        out = ops.einsum("bhts,bshv->bthv", ops.cast(dropped, v.dtype), v)  # (B, T, H, V)
+        return out, scores
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        cache=None,
+        cache_index=None,
+        training=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+    ):
+        # query_mask / value_mask / key_mask are filled in by Keras from the
+        # inputs' implicit masks (e.g. an Embedding with mask_zero=True).
+        key = value if key is None else key
+        start = 0 if cache_index is None else cache_index
+        q = self.query_dense(query)  # (B, T, H, K)
+        if self.rotary is not None:
+            q = self.rotary(q, start_index=start)
+        if cache is not None and cache_index is None:
+            k, v = cache  # static cross-attention keys/values
+            new_cache = cache
+        else:
+            k = self.key_dense(key)  # (B, S, H, K)
+            v = self.value_dense(value)  # (B, S, H, V)
+            if self.rotary is not None:
+                k = self.rotary(k, start_index=start)
+            if cache is not None:
+                k_cache, v_cache = cache
+                index = (0, cache_index, 0, 0)
+                k = ops.slice_update(k_cache, index, ops.cast(k, k_cache.dtype))  # (B, S, H, K)
+                v = ops.slice_update(v_cache, index, ops.cast(v, v_cache.dtype))  # (B, S, H, V)
+                new_cache = (k, v)
+        if attention_mask is not None:
+            _check_mask_static(attention_mask, query.shape[0], q.shape[1], k.shape[1], self.num_heads)
+        mask = self._combined_mask(
+            ops.shape(q)[1],
+            ops.shape(k)[1],
+            attention_mask,
+            (query_mask, value_mask, key_mask),
+            use_causal_mask,
+            cache_index,
+        )
+        out, scores = self._attend(q, k, v, mask, return_attention_scores, training)
+        output = self.output_dense(out)  # (B, T, D)
+        results = (output,)
+        if return_attention_scores:
+            results += (scores,)
+        if cache is not None:
+            results += (new_cache,)
+        return results[0] if len(results) == 1 else results
+
+    def compute_output_shape(self, query_shape, value_shape=None, key_shape=None):
+        return tuple(query_shape[:-1]) + (self.output_dim or query_shape[-1],)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_heads=self.num_heads,
+            key_dim=self.key_dim,
+            value_dim=self.value_dim,
+            dropout=self.dropout,
+            use_bias=self.use_bias,
+            output_dim=self.output_dim,
+            use_rotary=self.use_rotary,
+            rotary_max_wavelength=self.rotary_max_wavelength,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
