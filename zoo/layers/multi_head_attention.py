@@ -41,9 +41,9 @@ def _check_mask_static(mask, batch, q_len, k_len, num_heads):
         if got is None or want is None or got == 1 or got == want:
             continue
         raise ValueError(
-            f"attention_mask of shape {tuple(mask.shape)} does not broadcast to "
-            f"{expected} (batch, heads, query length, key length = {full}; "
-            "None = unknown)"
+            f"attention_mask does not broadcast to the expected {expected} "
+            f"(batch, heads, query length, key length = {full}). "
+            f"Received: attention_mask of shape {tuple(mask.shape)}"
         )
 
 
