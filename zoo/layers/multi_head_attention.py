@@ -17,7 +17,7 @@ from keras import ops
 from zoo.layers.rotary_embedding import RotaryEmbedding
 
 
-def _expand_mask(mask):
+def expand_attention_mask(mask):
     """Brings a user mask of rank 2, 3 or 4 to (B, H|1, T|1, S)."""
     rank = len(mask.shape)
     if rank == 2:
@@ -25,6 +25,17 @@ def _expand_mask(mask):
     if rank == 3:
         return mask[:, None, :, :]
     return mask
+
+
+def merge_attention_masks(*masks):
+    """Logical AND of boolean masks of any accepted rank; None when all are None."""
+    merged = None
+    for mask in masks:
+        if mask is None:
+            continue
+        mask = expand_attention_mask(ops.cast(mask, "bool"))
+        merged = mask if merged is None else ops.logical_and(merged, mask)
+    return merged
 
 
 def _check_mask_static(mask, batch, q_len, k_len, num_heads):
@@ -213,7 +224,7 @@ class MultiHeadAttention(keras.layers.Layer):
                 if m is not None:
                     masks.append(ops.cast(m, "bool")[:, None, None, :])
         if attention_mask is not None:
-            masks.append(_expand_mask(ops.cast(attention_mask, "bool")))
+            masks.append(expand_attention_mask(ops.cast(attention_mask, "bool")))
         if use_causal_mask or cache_index is not None:
             offset = 0 if cache_index is None else cache_index
             q_pos = ops.expand_dims(ops.arange(q_len) + offset, 1)  # (T, 1)
