@@ -77,3 +77,16 @@ def test_errors_name_what_was_received():
         EncoderBlock(d_model=10, num_heads=4, d_ff=8)
     with pytest.raises(ValueError, match="needs `context`"):
         DecoderBlock(**ARGS)(_x(T))
+
+
+def test_blocks_train_under_xla():
+    import keras
+
+    source = keras.Input((S, D))
+    target = keras.Input((T, D))
+    context = EncoderBlock(**ARGS)(source)
+    out = DecoderBlock(**ARGS)(target, context)
+    model = keras.Model([source, target], out)
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    history = model.fit([_x(S), _x(T, 1)], _x(T, 2), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
