@@ -1,0 +1,1 @@
+"""Recipes: one command trains, evaluates and exports each zoo model."""

@@ -1,0 +1,3 @@
+"""Models assembled from `zoo.layers` (keras.ops only)."""
+
+from zoo.models.transformer_translator import TransformerTranslator
