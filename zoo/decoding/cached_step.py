@@ -1,0 +1,33 @@
+"""The glue between a `TransformerTranslator` and token-by-token decoding.
+
+Everything in `zoo.decoding` runs over the cached decoder step: the encoder
+runs once, cross-attention keys/values are computed once (`init_cache`), and
+each step feeds one new token through the self-attention caches.
+"""
+
+import keras
+from keras import ops
+
+
+def prepare(model, source_ids, max_length):
+    """Encodes the sources once; returns `(source_mask, cache)` for `max_length` target tokens."""
+    source_ids = ops.convert_to_tensor(source_ids, "int32")
+    source_mask = model.source_padding_mask(source_ids)
+    encoder_outputs = model.encode(source_ids, source_mask)
+    return source_mask, model.init_cache(encoder_outputs, max_length)
+
+
+def step(model, source_mask, tokens, cache, index):
+    """One decoder step: `tokens (N,)` at position `index` -> `(log_probs (N, V), cache)`."""
+    logits, cache = model.decode_step(tokens[:, None], source_mask, cache, index)
+    return ops.log_softmax(logits[:, 0], axis=-1), cache
+
+
+def repeat_batch(tree, times):
+    """Repeats every tensor of a nested structure along the batch axis (beams)."""
+    return keras.tree.map_structure(lambda x: ops.repeat(x, times, axis=0), tree)
+
+
+def gather_batch(tree, indices):
+    """Reorders every tensor of a nested structure along the batch axis."""
+    return keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), tree)
