@@ -58,9 +58,9 @@ tomato|tomatoes|Tomate|f|Tomaten
 potato|potatoes|Kartoffel|f|Kartoffeln
 onion|onions|Zwiebel|f|Zwiebeln
 carrot|carrots|Karotte|f|Karotten
-egg|eggs|Ei|n|Eier
 """, "P"),
     **_nouns("""
+egg|eggs|Ei|n|Eier
 bread roll|bread rolls|Brötchen|n|Brötchen
 cake|cakes|Kuchen|m|Kuchen
 sandwich|sandwiches|Sandwich|n|Sandwiches
@@ -162,7 +162,7 @@ ADJECTIVES = {
     "big": ("groß", "PFKCT"), "small": ("klein", "PFKCT"), "cheap": ("billig", "PFKCT"),
     "expensive": ("teur", "FKCT"), "new": ("neu", "KCT"), "old": ("alt", "KCT"),
     "beautiful": ("schön", "KCT"), "heavy": ("schwer", "KT"), "fresh": ("frisch", "PF"),
-    "ripe": ("reif", "P"), "sweet": ("süß", "PF"), "clean": ("sauber", "KC"),
+    "sweet": ("süß", "P"), "clean": ("sauber", "KC"),
     "dirty": ("schmutzig", "KC"), "warm": ("warm", "C"),
 }
 
@@ -267,18 +267,18 @@ POSSESSIVES = {"my": "mein", "your": "dein", "his": "sein", "her": "ihr", "our":
                "their": "ihr"}
 
 # Declension tables, by case then gender ("pl" = plural).
-DEFINITE = {"nom": dict(m="der", f="die", n="das", pl="die"),
-            "acc": dict(m="den", f="die", n="das", pl="die"),
-            "dat": dict(m="dem", f="der", n="dem", pl="den")}
-EIN_ENDINGS = {"nom": dict(m="", f="e", n="", pl="e"),  # ein, kein, mein, ...
-               "acc": dict(m="en", f="e", n="", pl="e"),
-               "dat": dict(m="em", f="er", n="em", pl="en")}
-WEAK = {"nom": dict(m="e", f="e", n="e", pl="en"),  # adjective after der/die/das
-        "acc": dict(m="en", f="e", n="e", pl="en"),
-        "dat": dict(m="en", f="en", n="en", pl="en")}
-MIXED = {"nom": dict(m="er", f="e", n="es", pl="en"),  # adjective after ein/kein/mein
-         "acc": dict(m="en", f="e", n="es", pl="en"),
-         "dat": dict(m="en", f="en", n="en", pl="en")}
+DEFINITE = {"nom": {"m": "der", "f": "die", "n": "das", "pl": "die"},
+            "acc": {"m": "den", "f": "die", "n": "das", "pl": "die"},
+            "dat": {"m": "dem", "f": "der", "n": "dem", "pl": "den"}}
+EIN_ENDINGS = {"nom": {"m": "", "f": "e", "n": "", "pl": "e"},  # ein, kein, mein, ...
+               "acc": {"m": "en", "f": "e", "n": "", "pl": "e"},
+               "dat": {"m": "em", "f": "er", "n": "em", "pl": "en"}}
+WEAK = {"nom": {"m": "e", "f": "e", "n": "e", "pl": "en"},  # adjective after der/die/das
+        "acc": {"m": "en", "f": "e", "n": "e", "pl": "en"},
+        "dat": {"m": "en", "f": "en", "n": "en", "pl": "en"}}
+MIXED = {"nom": {"m": "er", "f": "e", "n": "es", "pl": "en"},  # adjective after ein/kein/mein
+         "acc": {"m": "en", "f": "e", "n": "es", "pl": "en"},
+         "dat": {"m": "en", "f": "en", "n": "en", "pl": "en"}}
 STRONG_PLURAL = {"nom": "e", "acc": "e", "dat": "en"}  # "drei rote Äpfel"
 
 # Time adverbials: en -> de.
