@@ -123,9 +123,6 @@ class EncoderBlock(keras.layers.Layer):
         x = self.feed_forward(x, training=training)
         return (x, scores) if return_attention_scores else x
 
-    def compute_output_shape(self, input_shape, *args, **kwargs):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -63,9 +63,6 @@ class ResidualSublayer(keras.layers.Layer):
         out = x + branch
         return out if self.norm_first else self.layer_norm(out)
 
-    def compute_output_shape(self, input_shape, *args, **kwargs):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -1,0 +1,6 @@
+"""In-graph tokenizers (tensorflow-text ops) and vocabulary building (keras-hub)."""
+
+from zoo.text.sentence_piece_tokenizer import SentencePieceTokenizer
+from zoo.text.word_piece_tokenizer import RESERVED_TOKENS, WordPieceTokenizer
+
+__all__ = ["RESERVED_TOKENS", "SentencePieceTokenizer", "WordPieceTokenizer"]
