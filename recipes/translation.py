@@ -145,8 +145,42 @@ def train(config):
     )
     print(f"training took {time.time() - started:.0f} s")
     model.save(os.path.join(config.output, "model.keras"))
-    evaluate(config, model=model, splits=splits, tokenizers=(source_tokenizer, target_tokenizer))
+    tokenizers = (source_tokenizer, target_tokenizer)
+    evaluate(config, model=model, splits=splits, tokenizers=tokenizers)
+    export(config, model=model, tokenizers=tokenizers)
     return model
+
+
+def load_tokenizers(config):
+    from zoo.text import WordPieceTokenizer
+
+    return tuple(
+        WordPieceTokenizer.load(os.path.join(config.output, f"{side}_tokenizer")) for side in ("source", "target")
+    )
+
+
+def load_model(config):
+    import keras
+
+    path = os.path.join(config.output, "model.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No trained model at {path}; run `python -m recipes.translation train` first.")
+    return keras.saving.load_model(path)
+
+
+def export(config, model=None, tokenizers=None):
+    """Writes the next version of `<output>/export/translator/` and checks it answers."""
+    from zoo.export import export_translator, translate_with_saved_model
+
+    model = load_model(config) if model is None else model
+    tokenizers = load_tokenizers(config) if tokenizers is None else tokenizers
+    path = export_translator(
+        model, *tokenizers, base=os.path.join(config.output, "export"), name="translator",
+        beam_width=config.beam_width, max_length=config.max_length, alpha=config.length_penalty,
+    )
+    sample = "I buy three apples."
+    print(f"exported {path}\n  {sample!r} -> {translate_with_saved_model(path, [sample])[0]!r}")
+    return path
 
 
 def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, batch_size=64):
@@ -170,21 +204,14 @@ def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, ba
 
 def evaluate(config, model=None, splits=None, tokenizers=None):
     """BLEU and chrF on the test split, a few samples, and the attention plot."""
-    import keras
     import sacrebleu
 
     from recipes.translation_plot import plot_cross_attention
     from zoo.data.translation_data import load_translation_data
-    from zoo.text import WordPieceTokenizer
 
-    if splits is None:
-        splits = load_translation_data(config.data)
-    if tokenizers is None:
-        tokenizers = tuple(
-            WordPieceTokenizer.load(os.path.join(config.output, f"{side}_tokenizer")) for side in ("source", "target")
-        )
-    if model is None:
-        model = keras.saving.load_model(os.path.join(config.output, "model.keras"))
+    splits = load_translation_data(config.data) if splits is None else splits
+    tokenizers = load_tokenizers(config) if tokenizers is None else tokenizers
+    model = load_model(config) if model is None else model
     test = splits["test"][: config.eval_sentences or None]
     sources, references = [s for s, _ in test], [t for _, t in test]
     started = time.time()
@@ -225,7 +252,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "translate":
-        from recipes.translation_export import translate_with_saved_model
+        from zoo.export import translate_with_saved_model
 
         sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
         for line in translate_with_saved_model(args.model, sentences):
@@ -236,8 +263,6 @@ def main(argv=None):
         return train(config)
     if args.command == "evaluate":
         return evaluate(config)
-    from recipes.translation_export import export
-
     return export(config)
 
 

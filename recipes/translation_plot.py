@@ -33,7 +33,7 @@ def plot_cross_attention(model, source_tokenizer, target_tokenizer, sentence, pa
         if h >= heads:
             ax.axis("off")
             continue
-        ax.matshow(weights[h], cmap="viridis", vmin=0.0)
+        ax.matshow(weights[h], cmap="viridis", vmin=0.0, aspect="auto")
         ax.set_xticks(range(len(source_labels)), source_labels, rotation=90, fontsize=7)
         ax.set_yticks(range(len(target_labels)), target_labels, fontsize=7)
         ax.set_title(f"head {h + 1}", fontsize=9)

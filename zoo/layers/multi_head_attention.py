@@ -27,6 +27,23 @@ def expand_attention_mask(mask):
     return mask
 
 
+def _write_cache(cache, update, index):
+    """Writes `update (B, T, H, K)` into `cache (B, S, H, K)` at positions `[index, index + T)`.
+
+    A `where` over positions rather than `ops.slice_update`: on TensorFlow
+    that lowers to `XlaDynamicUpdateSlice`, which only runs under XLA, and
+    exported decoders must run in a stock TF Serving without it.
+    """
+    update = ops.cast(update, cache.dtype)
+    positions = ops.arange(ops.shape(cache)[1])[None, :, None, None]  # (1, S, 1, 1)
+    if update.shape[1] == 1:  # one decoding step: broadcast along S
+        return ops.where(positions == index, update, cache)
+    length = update.shape[1]
+    padded = ops.pad(update, [[0, 0], [0, cache.shape[1] - length], [0, 0], [0, 0]])
+    inside = ops.logical_and(positions >= index, positions < index + length)
+    return ops.where(inside, ops.roll(padded, index, axis=1), cache)
+
+
 def merge_attention_masks(*masks):
     """Logical AND of boolean masks of any accepted rank; None when all are None."""
     merged = None
@@ -297,10 +314,8 @@ class MultiHeadAttention(keras.layers.Layer):
             if self.rotary is not None:
                 k = self.rotary(k, start_index=start)
             if cache is not None:
-                k_cache, v_cache = cache
-                index = (0, cache_index, 0, 0)
-                k = ops.slice_update(k_cache, index, ops.cast(k, k_cache.dtype))  # (B, S, H, K)
-                v = ops.slice_update(v_cache, index, ops.cast(v, v_cache.dtype))  # (B, S, H, V)
+                k = _write_cache(cache[0], k, cache_index)  # (B, S, H, K)
+                v = _write_cache(cache[1], v, cache_index)  # (B, S, H, V)
                 new_cache = (k, v)
         if attention_mask is not None:
             _check_mask_static(attention_mask, query.shape[0], q.shape[1], k.shape[1], self.num_heads)

@@ -1,0 +1,110 @@
+"""The TF Serving export of a `TransformerTranslator`: strings in, strings out.
+
+`serving_default` takes `sentences: tf.string [batch]` and returns
+`translations: tf.string [batch]` and `scores: float32 [batch]` (the beam's
+length-normalised log-probability). Tokenization (tensorflow-text ops), beam
+search (`zoo.decoding.beam_search`, a `tf.while_loop` in the graph) and
+detokenization all run inside the SavedModel, so the server needs nothing
+of ours. `translate_ids` takes and returns token ids.
+
+Bad requests never fail the batch: invalid UTF-8 is repaired by the
+tokenizer, empty or whitespace-only sentences translate to `""` with score
+0, and sentences longer than the model's maximum are truncated.
+"""
+
+import keras
+import tensorflow as tf
+
+from zoo.decoding import beam_search
+from zoo.export.op_audit import audit_saved_model
+from zoo.export.versions import write_version
+from zoo.export.warmup import write_warmup_requests
+
+WARMUP_SENTENCES = ("Hello.", "", "This sentence is a warm-up request for the server.")
+
+
+class TranslatorModule(tf.Module):
+    """A `tf.Module` holding the model, both tokenizers and the two signatures."""
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, beam_width=4, max_length=None, alpha=0.6):
+        super().__init__(name="translator")
+        self.model = model
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.beam_width = beam_width
+        self.max_length = min(max_length or model.max_length, model.max_length)
+        self.alpha = alpha
+        self.serving_default = tf.function(
+            self._translate, input_signature=[tf.TensorSpec([None], tf.string, name="sentences")]
+        )
+        self.translate_ids = tf.function(
+            self._translate_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
+        )
+
+    def _search(self, source_ids):
+        tokens, scores = beam_search(self.model, source_ids, self.max_length, self.beam_width, self.alpha)
+        return tf.cast(tokens, tf.int32), tf.cast(scores, tf.float32)
+
+    def _translate_ids(self, source_ids):
+        source_ids = source_ids[:, : self.model.max_length]
+        tokens, scores = self._search(source_ids)
+        return {"target_ids": tokens, "scores": scores}
+
+    def _translate(self, sentences):
+        ids = self.source_tokenizer.tokenize(sentences)[:, : self.model.max_length]
+        lengths = ids.row_lengths()
+        dense = ids.to_tensor(default_value=self.model.pad_token_id)
+        # At least one column, so a batch of empty sentences still has a shape.
+        dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
+        tokens, scores = self._search(tf.cast(dense, tf.int32))
+        translations = self.target_tokenizer.detokenize(tokens)
+        empty = tf.equal(lengths, 0)
+        return {
+            "translations": tf.where(empty, tf.constant(""), translations),
+            "scores": tf.where(empty, tf.zeros_like(scores), scores),
+        }
+
+
+def export_translator(
+    model,
+    source_tokenizer,
+    target_tokenizer,
+    base,
+    name="translator",
+    version=None,
+    beam_width=4,
+    max_length=None,
+    alpha=0.6,
+):
+    """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
+
+    The SavedModel carries warm-up requests and passes the TF Serving op
+    audit; a failed audit leaves no version behind.
+    """
+    module = TranslatorModule(model, source_tokenizer, target_tokenizer, beam_width, max_length, alpha)
+
+    def write(directory):
+        # Keras' ExportArchive writes variables so that TF Serving's (TF1
+        # session) loader restores them; a bare tf.saved_model.save of a
+        # Keras 3 model does not.
+        archive = keras.export.ExportArchive()
+        for resource in (model, source_tokenizer, target_tokenizer):
+            archive.track(resource)
+        archive.add_endpoint("serving_default", module.serving_default)
+        archive.add_endpoint("translate_ids", module.translate_ids)
+        archive.write_out(directory, verbose=False)
+        audit_saved_model(directory)
+        write_warmup_requests(
+            directory, [{"sentences": [s.encode("utf-8") for s in WARMUP_SENTENCES]}], model_name=name
+        )
+
+    return write_version(base, name, write, version=version)
+
+
+def translate_with_saved_model(saved_model_dir, sentences):
+    """Runs `serving_default` of an export exactly as TF Serving would; returns strings."""
+    import tensorflow_text  # noqa: F401  registers the tokenizer ops
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    outputs = loaded.signatures["serving_default"](sentences=tf.constant(sentences, tf.string))
+    return [t.decode("utf-8") for t in outputs["translations"].numpy()]
