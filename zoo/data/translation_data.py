@@ -74,23 +74,22 @@ def _split_deterministically(pairs, validation_fraction=0.05, test_fraction=0.05
 
 
 def load_tfds(name, data_dir=None):
-    """Pairs from a TFDS translation dataset such as `ted_hrlr_translate/pt_to_en`."""
-    import tensorflow_datasets as tfds  # optional: only needed for this source
+    """Pairs from a TFDS translation dataset such as `ted_hrlr_translate/pt_to_en`.
 
-    builder = tfds.builder(name, data_dir=data_dir)
-    builder.download_and_prepare()
-    source_key, target_key = builder.info.supervised_keys
+    Uses the dataset's supervised `(source, target)` keys; a dataset without
+    validation or test splits gets them carved out of train.
+    """
+    import tensorflow_datasets as tfds  # only needed for this source
+
     splits = {}
     for split in SPLITS:
-        if split not in builder.info.splits:
+        try:
+            ds = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+        except ValueError as e:  # unknown split
+            if split == "train":
+                raise DataError(f"TFDS dataset {name!r} has no train split: {e}") from None
             continue
-        ds = builder.as_dataset(split=split)
-        splits[split] = [
-            (ex[source_key].decode("utf-8"), ex[target_key].decode("utf-8"))
-            for ex in tfds.as_numpy(ds)
-        ]
-    if "train" not in splits:
-        raise DataError(f"TFDS dataset {name!r} has no train split; it has {sorted(builder.info.splits)}")
+        splits[split] = [(s.decode("utf-8"), t.decode("utf-8")) for s, t in tfds.as_numpy(ds)]
     if "validation" not in splits or "test" not in splits:
         held = _split_deterministically(splits["train"])
         splits = {k: splits.get(k) or held[k] for k in SPLITS}

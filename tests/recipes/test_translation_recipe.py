@@ -1,0 +1,120 @@
+"""End to end: the translation recipe trains, evaluates, plots, exports, serves, resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from recipes import translation
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMOKE = ["--epochs", "1", "--steps-per-epoch", "4", "--eval-sentences", "8", "--beam-width", "2"]
+
+
+def _recipe(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "recipes.translation", *args], cwd=ROOT, capture_output=True, text=True, **kwargs
+    )
+
+
+@pytest.mark.slow
+def test_train_evaluate_export_and_translate(tmp_path):
+    out = str(tmp_path / "run")
+    translation.main(["train", "--output", out, "--num-layers", "1", *SMOKE])
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert metrics["sentences"] == 8 and 0.0 <= metrics["bleu"] <= 100.0 and "tok:13a" in metrics["bleu_signature"]
+    assert os.path.getsize(os.path.join(out, "cross_attention.png")) > 10_000
+    assert os.path.exists(os.path.join(out, "checkpoints", "epoch_001.weights.h5"))
+    assert os.listdir(os.path.join(out, "logs"))  # TensorBoard
+    version = os.path.join(out, "export", "translator", "1")
+    assert os.path.exists(os.path.join(version, "assets.extra", "tf_serving_warmup_requests"))
+    # The translate command runs the export as TF Serving would, args or stdin.
+    by_args = _recipe("translate", "--model", version, "I buy three apples.", "", timeout=300)
+    assert by_args.returncode == 0, by_args.stderr[-2000:]
+    assert len(by_args.stdout.splitlines()) == 2
+    by_stdin = _recipe("translate", "--model", version, input="I buy three apples.\n", timeout=300)
+    assert by_stdin.stdout.splitlines()[0] == by_args.stdout.splitlines()[0]
+    # `export` again writes the next version, never over the first.
+    translation.main(["export", "--output", out])
+    assert sorted(os.listdir(os.path.join(out, "export", "translator"))) == ["1", "2"]
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_where_it_stopped(tmp_path):
+    out = str(tmp_path / "run")
+    command = ["train", "--output", out, "--num-layers", "1", "--epochs", "3", "--steps-per-epoch", "3",
+               "--eval-sentences", "4", "--beam-width", "1"]
+    first = subprocess.Popen([sys.executable, "-m", "recipes.translation", *command], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    checkpoint = os.path.join(out, "checkpoints", "epoch_001.weights.h5")
+    deadline = time.time() + 600
+    while not os.path.exists(checkpoint) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the epoch-end backup finish writing
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert os.path.exists(checkpoint), first.stdout.read()[-3000:]
+    assert not os.path.exists(os.path.join(out, "model.keras"))  # really interrupted
+    second = _recipe(*command, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    assert "Epoch 1/3" not in log and "Epoch 2/3" in log  # continued, not restarted
+    assert os.path.exists(os.path.join(out, "model.keras"))
+
+
+MIRRORED = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from recipes.common import strategy_scope
+    from recipes.translation import TranslationConfig, compile_model
+    from zoo.models import TransformerTranslator
+
+    rng = np.random.default_rng(0)
+    source = rng.integers(4, 30, (32, 7)).astype("int32")
+    target = rng.integers(4, 30, (32, 6)).astype("int32")
+    labels = np.roll(target, -1, 1)
+    data = tf.data.Dataset.from_tensor_slices(({"source_ids": source, "target_ids": target}, labels)).batch(8)
+    losses = {}
+    for name in ("none", "mirrored"):
+        keras.utils.set_random_seed(0)
+        with strategy_scope(name) as strategy:
+            model = TransformerTranslator(30, 30, 1, 1, 16, 2, 32, dropout=0.0, max_length=8)
+            compile_model(model, TranslationConfig(warmup_steps=2))
+            replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+        history = model.fit(data, epochs=2, verbose=0, shuffle=False)
+        losses[name] = (replicas, history.history["loss"])
+    print(json.dumps(losses))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_matches_single_device():
+    result = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = json.loads(result.stdout.strip().splitlines()[-1])
+    assert losses["mirrored"][0] == 2 and losses["none"][0] == 1
+    for single, mirrored in zip(losses["none"][1], losses["mirrored"][1]):
+        assert mirrored == pytest.approx(single, rel=1e-3)
+
+
+def test_bad_recipe_input_is_named(tmp_path):
+    with pytest.raises(ValueError, match="Unknown TransformerTranslator preset 'transformer_small'"):
+        translation.build_model(translation.TranslationConfig(preset="transformer_small"),
+                                *[type("T", (), {"vocabulary_size": 10, "pad_id": 0, "start_id": 2, "end_id": 3})] * 2)
+    from zoo.data.translation_data import DataError
+
+    with pytest.raises(DataError, match="TSV file not found"):
+        translation.main(["train", "--output", str(tmp_path / "x"), "--data", f"tsv:{tmp_path}/missing.tsv"])
+    with pytest.raises(ValueError, match="Unknown --distribute 'tpu-pod'"):
+        with __import__("recipes.common").common.strategy_scope("tpu-pod"):
+            pass
