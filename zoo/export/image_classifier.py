@@ -1,0 +1,189 @@
+"""The TF Serving export of an image classifier: image bytes in, labels out.
+
+`serving_default` takes `image_bytes: tf.string [batch]` (JPEG, PNG, GIF
+(first frame), BMP; any size; grayscale and RGBA become RGB) and returns
+`probabilities: float32 [batch, classes]`, `top_k_labels: tf.string
+[batch, k]`, `top_k_scores: float32 [batch, k]` and `valid: bool [batch]`.
+`classify_pixels` takes float pixels `[batch, height, width, 3]` in `[0, 1]`.
+Decoding, resizing and normalisation run in the graph; class names are an
+asset (`assets/class_names.txt`) read through a lookup table.
+
+Bad images never fail the batch (the documented "invalid" output): each
+image is decoded in a `tf.data` pipeline with `ignore_errors()`, so bytes
+that are empty, not an image, truncated beyond repair, larger than
+`max_bytes`, or whose header declares more than `max_pixels`, come back with
+`valid = False`, all-zero probabilities, empty labels and zero scores, while
+the other images of the request are classified as if sent alone.
+Truncated JPEGs that still hold most rows are recovered
+(`try_recover_truncated`).
+"""
+
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from zoo.export.op_audit import audit_saved_model
+from zoo.export.versions import write_version
+from zoo.export.warmup import write_warmup_requests
+
+CLASS_NAMES_FILE = "class_names.txt"
+
+
+def _png_pixels(data):
+    # PNG IHDR: width and height are big-endian uint32 at bytes 16 and 20.
+    dims = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8)
+    dims = tf.cast(tf.reshape(dims, [2, 4]), tf.int64)
+    sizes = dims[:, 0] * 2**24 + dims[:, 1] * 2**16 + dims[:, 2] * 2**8 + dims[:, 3]
+    return sizes[0] * sizes[1]
+
+
+def _decode(data, max_bytes, max_pixels):
+    """One image's bytes to float32 RGB in [0, 1]; raises on anything unusable."""
+    tf.debugging.assert_less_equal(tf.strings.length(data), tf.constant(max_bytes, tf.int32), message="too many bytes")
+    is_jpeg = tf.equal(tf.strings.substr(data, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(tf.strings.substr(data, 0, 8), b"\x89PNG\r\n\x1a\n")
+
+    def jpeg():
+        shape = tf.image.extract_jpeg_shape(data)
+        tf.debugging.assert_less_equal(
+            tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64), tf.constant(max_pixels, tf.int64), message="too many pixels"
+        )
+        return tf.io.decode_jpeg(data, channels=3, try_recover_truncated=True, acceptable_fraction=0.5)
+
+    def png():
+        tf.debugging.assert_less_equal(_png_pixels(data), tf.constant(max_pixels, tf.int64), message="too many pixels")
+        return tf.io.decode_png(data, channels=3)
+
+    def other():  # GIF (first frame) or BMP, or an error for anything else
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        return tf.ensure_shape(image, [None, None, 3])
+
+    image = tf.cond(is_jpeg, jpeg, lambda: tf.cond(is_png, png, other))
+    tf.debugging.assert_positive(tf.reduce_prod(tf.shape(image)[:2]), message="empty image")
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+class ImageClassifierModule(tf.Module):
+    """A `tf.Module` holding the classifier, the class-name table and both signatures."""
+
+    def __init__(
+        self,
+        model,
+        class_names_path,
+        image_size,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        top_k=5,
+        max_bytes=32 * 2**20,
+        max_pixels=64 * 2**20,
+    ):
+        super().__init__(name="image_classifier")
+        self.model = model
+        self.image_size = tuple(image_size)
+        self.mean = tf.constant(mean, tf.float32)
+        self.std = tf.constant(std, tf.float32)
+        self.num_classes = int(model.num_classes)
+        self.top_k = min(top_k, self.num_classes)
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        initializer = tf.lookup.TextFileInitializer(
+            class_names_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+        )
+        self.class_names = tf.lookup.StaticHashTable(initializer, default_value="")
+        self.serving_default = tf.function(
+            self._classify_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+        )
+        self.classify_pixels = tf.function(
+            self._classify_pixels, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="pixels")]
+        )
+
+    def _prepare(self, image):
+        image = tf.image.resize(image, self.image_size, antialias=True)
+        return (image - self.mean) / self.std
+
+    def _predict(self, images, valid):
+        logits = tf.cast(self.model(images, training=False), tf.float32)
+        probabilities = tf.nn.softmax(logits) * tf.cast(valid, tf.float32)[:, None]
+        scores, indices = tf.math.top_k(probabilities, k=self.top_k)
+        labels = self.class_names.lookup(tf.cast(indices, tf.int64))
+        return {
+            "probabilities": probabilities,
+            "top_k_labels": tf.where(valid[:, None], labels, ""),
+            "top_k_scores": scores,
+            "valid": valid,
+        }
+
+    def _classify_pixels(self, pixels):
+        images = self._prepare(pixels)
+        return self._predict(images, tf.ones(tf.shape(pixels)[:1], tf.bool))
+
+    def _classify_bytes(self, image_bytes):
+        n = tf.shape(image_bytes, out_type=tf.int64)[0]
+        height, width = self.image_size
+        decoded = (
+            tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes))
+            .map(lambda i, data: (i, self._prepare(_decode(data, self.max_bytes, self.max_pixels))))
+            .ignore_errors()
+        )
+        # Decoded images batched together, then a batch of none in case all failed.
+        empty = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), tf.zeros([0, height, width, 3])))
+        index, images = decoded.batch(tf.maximum(n, 1)).concatenate(empty).take(1).get_single_element()
+        shape = tf.stack([n, height, width, 3])
+        full = tf.scatter_nd(index[:, None], images, shape)
+        valid = tf.scatter_nd(index[:, None], tf.ones_like(index, tf.bool), [n])
+        return self._predict(full, valid)
+
+
+def _tiny_png(color):
+    return tf.io.encode_png(tf.tile(tf.constant([[color]], tf.uint8), [8, 8, 1])).numpy()
+
+
+def export_image_classifier(
+    model,
+    class_names,
+    base,
+    name="image_classifier",
+    version=None,
+    image_size=None,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    top_k=5,
+):
+    """Writes `<base>/<name>/<version>/` (next free version) and returns its path."""
+    if len(class_names) != model.num_classes:
+        raise ValueError(
+            f"class_names must name every class: the model has {model.num_classes}. "
+            f"Received: {len(class_names)} names"
+        )
+    if any("\n" in c or not c for c in class_names):
+        raise ValueError(f"class names must be non-empty single lines. Received: {class_names!r}")
+    image_size = image_size or model.image_size
+    image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        names_path = os.path.join(tmp, CLASS_NAMES_FILE)
+        with open(names_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(class_names) + "\n")
+        module = ImageClassifierModule(model, names_path, image_size, mean, std, top_k)
+
+        def write(directory):
+            archive = keras.export.ExportArchive()
+            archive.track(model)
+            archive.track(module.class_names)
+            archive.add_endpoint("serving_default", module.serving_default)
+            archive.add_endpoint("classify_pixels", module.classify_pixels)
+            archive.write_out(directory, verbose=False)
+            audit_saved_model(directory)
+            warmup = [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]
+            write_warmup_requests(directory, [{"image_bytes": warmup}], model_name=name)
+
+        return write_version(base, name, write, version=version)
+
+
+def classify_with_saved_model(saved_model_dir, image_bytes):
+    """Runs `serving_default` of an export exactly as TF Serving would; returns numpy outputs."""
+    loaded = tf.saved_model.load(saved_model_dir)
+    outputs = loaded.signatures["serving_default"](image_bytes=tf.constant(image_bytes, tf.string))
+    return {key: value.numpy() for key, value in outputs.items()}
