@@ -1,0 +1,202 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from tests.helpers import config_keys_match_init
+from zoo.models import VisionTransformer
+from zoo.models.vision_transformer_presets import VISION_TRANSFORMER_PRESETS
+
+B = 2
+TINY = dict(image_size=16, patch_size=4, num_classes=5, d_model=32, depth=2, num_heads=4)
+
+
+def _np(x):
+    return np.asarray(ops.convert_to_numpy(x))
+
+
+def _model(**overrides):
+    return VisionTransformer(**dict(TINY, **overrides))
+
+
+def _images(size=16, width=None, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(B, size, width or size, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("name", sorted(VisionTransformer.presets()))
+def test_every_preset_builds_runs_and_saves(name, tmp_path):
+    # Shrunk in depth (and, for the 224 presets, resolution) only: the widths,
+    # heads and patch size are the preset's.
+    config = VISION_TRANSFORMER_PRESETS[name]["config"]
+    size = 64 if config["image_size"] == 224 else config["image_size"]
+    model = VisionTransformer.from_preset(name, depth=1, image_size=size)
+    for key in ("d_model", "num_heads", "patch_size", "mlp_ratio", "num_classes"):
+        assert getattr(model, key) == config[key]
+    images = _images(size)
+    logits = model(images)
+    assert tuple(logits.shape) == (B, config["num_classes"])
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert type(loaded) is VisionTransformer
+    np.testing.assert_allclose(_np(loaded(images)), _np(logits), atol=1e-5)
+
+
+def test_preset_sizes_match_the_papers():
+    # Parameter counts of timm's deit_tiny / deit_small / vit_base / vit_large.
+    expected = {"vit_tiny_patch16_224": 5_717_416, "vit_small_patch16_224": 22_050_664}
+    for name, count in expected.items():
+        assert VisionTransformer.from_preset(name).count_params() == count
+    config = VISION_TRANSFORMER_PRESETS["vit_large_patch16_224"]["config"]
+    assert (config["d_model"], config["depth"], config["num_heads"]) == (1024, 24, 16)
+
+
+def test_config_round_trip_through_json():
+    model = _model(image_size=(16, 24), patch_size=(4, 8), pooling="gap", representation_size=12,
+                   qkv_bias=False, drop_path_rate=0.1)
+    config_keys_match_init(model)
+    config = json.loads(json.dumps(model.get_config()))
+    clone = VisionTransformer.from_config(config)
+    assert clone.get_config() == model.get_config()
+    assert model.get_config()["image_size"] == [16, 24] and model.get_config()["patch_size"] == [4, 8]
+    clone.set_weights(model.get_weights())
+    images = _images(16, 24)
+    np.testing.assert_allclose(_np(clone(images)), _np(model(images)), atol=1e-6)
+
+
+def test_sublayer_names_are_stable():
+    model = _model(representation_size=8)
+    top = {w.path.split("/")[1] for w in model.weights}
+    assert top == {
+        "patch_embedding", "class_token", "position_embedding", "encoder_0", "encoder_1",
+        "encoder_norm", "pre_logits", "head",
+    }
+    assert "class_token" not in {w.path.split("/")[1] for w in _model(pooling="gap").weights}
+
+
+@pytest.mark.parametrize("pooling, num_tokens", [("token", 1 + 16), ("gap", 16)])
+def test_pooling_shapes_and_features(pooling, num_tokens):
+    model = _model(pooling=pooling)
+    images = _images()
+    assert tuple(model(images).shape) == (B, 5)
+    tokens = _np(model.patch_tokens(images))
+    assert tokens.shape == (B, num_tokens, 32)
+    features = _np(model.features(images))
+    assert features.shape == (B, 32)
+    pooled = tokens[:, 0] if pooling == "token" else tokens.mean(axis=1)
+    np.testing.assert_allclose(features, pooled, atol=1e-5)
+    # The head is a plain affine map of the features.
+    kernel, bias = (_np(w) for w in model.head.weights)
+    np.testing.assert_allclose(_np(model(images)), features @ kernel + bias, atol=1e-4)
+
+
+def test_tokens_are_the_layers_composed_by_hand():
+    model = _model()
+    images = _images()
+    x = model.position_embedding(model.class_token(model.patch_embedding(images)))
+    for block in model.encoder_blocks:
+        x = block(x)
+    np.testing.assert_allclose(_np(model.patch_tokens(images)), _np(model.encoder_norm(x)), atol=1e-5)
+
+
+def test_pre_logits_feed_the_head():
+    model = _model(representation_size=12)
+    images = _images()
+    kernel, bias = (_np(w) for w in model.pre_logits.weights)
+    pooled = _np(model.patch_tokens(images))[:, 0]
+    features = _np(model.features(images))
+    assert features.shape == (B, 12)
+    np.testing.assert_allclose(features, np.tanh(pooled @ kernel + bias), atol=1e-5)
+
+
+def test_attention_maps_are_distributions():
+    model = _model()
+    maps = model.attention_maps(_images())
+    assert len(maps) == 2
+    for scores in maps:
+        assert tuple(scores.shape) == (B, 4, 17, 17)
+        np.testing.assert_allclose(_np(scores).sum(axis=-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["token", "gap"])
+def test_other_resolutions_interpolate_positions(pooling):
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, pooling=pooling)
+    assert tuple(model(_images(48)).shape) == (B, 10)
+    assert tuple(model(_images(32, 48)).shape) == (B, 10)  # non-square grid
+    prefix = 1 if pooling == "token" else 0
+    assert tuple(model.patch_tokens(_images(48)).shape) == (B, prefix + 12 * 12, 192)
+    assert np.all(np.isfinite(_np(model(_images(48)))))
+
+
+def test_functional_call_on_symbolic_inputs():
+    model = _model()
+    inputs = keras.Input((16, 16, 3))
+    wrapped = keras.Model(inputs, model(inputs))
+    np.testing.assert_allclose(_np(wrapped(_images())), _np(model(_images())), atol=1e-6)
+
+
+def test_drop_path_rates_grow_linearly():
+    model = _model(depth=5, drop_path_rate=0.2)
+    rates = [block.drop_path_rate for block in model.encoder_blocks]
+    np.testing.assert_allclose(rates, [0.0, 0.05, 0.1, 0.15, 0.2])
+    assert _model(depth=1, drop_path_rate=0.2).encoder_blocks[0].drop_path_rate == 0.0
+    # Stochastic only in training.
+    images = _images()
+    np.testing.assert_allclose(_np(model(images)), _np(model(images)), atol=0)
+
+
+def test_qkv_bias_switches_the_block_biases():
+    names = [w.path for w in _model(qkv_bias=False).weights]
+    assert not any("encoder_" in n and n.endswith("bias") for n in names)
+    # The patch projection and the head keep theirs.
+    assert any(n.endswith("patch_embedding/projection/bias") for n in names)
+    assert any(n.endswith("head/bias") for n in names)
+
+
+def test_trains_and_loss_decreases():
+    # Memorise 16 random images with random labels.
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(16, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 10, size=(16,)).astype("int32")
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, d_model=64, num_heads=4)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    history = model.fit(images, labels, batch_size=8, epochs=10, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+
+
+def test_mixed_precision_logits_are_float32():
+    model = _model(dtype="mixed_bfloat16", pooling="gap")
+    logits = model(_images())
+    assert keras.backend.standardize_dtype(logits.dtype) == "float32"
+    assert np.all(np.isfinite(_np(logits)))
+    assert all(keras.backend.standardize_dtype(w.dtype) == "float32" for w in model.weights)
+    scores = model.attention_maps(_images())[0]
+    assert keras.backend.standardize_dtype(scores.dtype) == "float32"
+
+
+def test_bad_configs_name_what_was_received():
+    with pytest.raises(ValueError, match="Unknown VisionTransformer preset 'vit_huge'"):
+        VisionTransformer.from_preset("vit_huge")
+    with pytest.raises(ValueError, match="pooling=.cls."):
+        _model(pooling="cls")
+    with pytest.raises(ValueError, match="image_size=30, patch_size=4"):
+        _model(image_size=30)
+    with pytest.raises(ValueError, match="d_model=32, num_heads=5"):
+        _model(num_heads=5)
+    with pytest.raises(ValueError, match="representation_size=0"):
+        _model(representation_size=0)
+    with pytest.raises(ValueError, match="drop_path_rate=1.0"):
+        _model(drop_path_rate=1.0)
+    with pytest.raises(ValueError, match="depth=0"):
+        _model(depth=0)
+    with pytest.raises(ValueError, match="patch_size"):
+        _model(patch_size=(4, 4, 4))
+    with pytest.raises(ValueError, match="multiples of the patch size"):
+        _model()(_images(18))
