@@ -35,7 +35,7 @@ class TranslationConfig:
     preset: str = "transformer_tiny"
     data: str = "builtin"
     output: str = "runs/translation"
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     max_length: int = 40  # tokens; the built-in corpus tops out near 30
     vocabulary_size: int = 2000  # per language; the built-in corpus has ~1,500 distinct words per side

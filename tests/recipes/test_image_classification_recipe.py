@@ -1,0 +1,107 @@
+"""End to end: the ViT recipe trains, evaluates, exports, and the export serves."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from recipes import image_classification
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FRESH = r"""
+import json, sys
+sys.modules["zoo"] = None; sys.modules["keras_hub"] = None
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+images = [open(p, "rb").read() for p in sys.argv[2:]]
+out = model.signatures["serving_default"](image_bytes=tf.constant(images))
+print(json.dumps({k: v.numpy().tolist() for k, v in out.items() if k != "top_k_labels"}
+                 | {"top_k_labels": [[l.decode() for l in row] for row in out["top_k_labels"].numpy()]}))
+"""
+
+
+@pytest.mark.slow
+def test_train_evaluate_export_and_serve(tmp_path):
+    out = str(tmp_path / "run")
+    model = image_classification.main(
+        ["train", "--output", out, "--epochs", "2", "--steps-per-epoch", "3", "--rand-augment", "true",
+         "--mixup-alpha", "0.2"]
+    )
+    metrics = json.load(open(os.path.join(out, "metrics.json")))
+    assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0 and metrics["test_images"] > 100
+    for picture in ("confusion_matrix.png", "attention_maps.png"):
+        assert os.path.getsize(os.path.join(out, picture)) > 5_000
+    version = os.path.join(out, "export", "image_classifier", "1")
+    assert os.path.exists(os.path.join(version, "assets.extra", "tf_serving_warmup_requests"))
+
+    # Real encoded test images, written as files as a user would send them.
+    from zoo.data.image_data import load_image_data
+
+    images, labels = load_image_data("builtin", 32).test
+    paths = []
+    for i, encode in enumerate((tf.io.encode_png, tf.io.encode_jpeg, tf.io.encode_png)):
+        path = str(tmp_path / f"digit_{i}.{'jpg' if encode is tf.io.encode_jpeg else 'png'}")
+        tf.io.write_file(path, encode(images[i]))
+        paths.append(path)
+    bad = str(tmp_path / "notes.jpg")
+    open(bad, "w").write("this is a text file, not a JPEG")
+    result = subprocess.run([sys.executable, "-I", "-c", FRESH, version, *paths, bad],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["valid"] == [True, True, True, False]
+    assert served["top_k_labels"][3] == [""] * 5
+
+    # Same probabilities as the in-process model on the decoded PNGs.
+    decoded = np.stack([tf.io.decode_png(tf.io.read_file(p)).numpy() for p in (paths[0], paths[2])])
+    inputs = np.asarray(image_classification.normalize(decoded.astype("float32") / 255.0))
+    expected = tf.nn.softmax(np.asarray(model(inputs), dtype="float32")).numpy()
+    np.testing.assert_allclose(np.array(served["probabilities"])[[0, 2]], expected, atol=1e-4)
+
+    lines = image_classification.classify(version, [paths[0], bad])
+    assert lines[1].endswith("invalid image") and "\t" in lines[0]
+
+
+MIRRORED = textwrap.dedent(
+    """
+    import json
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from recipes.common import strategy_scope
+    from recipes.image_classification import ImageClassificationConfig, build_model, compile_model
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(32, 32, 32, 3)).astype("float32")
+    labels = np.eye(4)[rng.integers(0, 4, 32)].astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+    config = ImageClassificationConfig(epochs=2, warmup_epochs=1, dropout=0.0, drop_path_rate=0.0)
+    losses = {}
+    for name in ("none", "mirrored"):
+        keras.utils.set_random_seed(0)
+        with strategy_scope(name) as strategy:
+            model = build_model(config, 4)
+            compile_model(model, config, steps_per_epoch=4)
+            replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+        history = model.fit(data, epochs=2, verbose=0, shuffle=False)
+        losses[name] = (replicas, history.history["loss"])
+    print(json.dumps(losses))
+    """
+)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_matches_single_device():
+    result = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = json.loads(result.stdout.strip().splitlines()[-1])
+    assert losses["mirrored"][0] == 2
+    for single, mirrored in zip(losses["none"][1], losses["mirrored"][1]):
+        assert mirrored == pytest.approx(single, rel=1e-3)

@@ -1,0 +1,271 @@
+"""Labelled images in, batches for image classification out.
+
+Sources (`load_image_data`), each giving an `ImageSplits` of uint8
+`(N, image_size, image_size, 3)` images, int32 labels and class names:
+
+- `builtin`: scikit-learn's bundled handwritten digits (`load_digits`, 1797
+  scans of 8x8 grayscale digits, 10 classes). They are real images that ship
+  inside an installed package, so the recipe trains and tests offline with
+  nothing downloaded and nothing synthetic. Values 0..16 are scaled to
+  0..255 and upsampled with bilinear interpolation: it looks like a blurry
+  scan, whereas nearest-neighbour would make each ViT patch one flat pixel.
+- `folder:PATH`: one sub-folder per class (class names = sorted folder
+  names), files with an image extension at any depth below it. Files that do
+  not decode are skipped and listed in `ImageSplits.skipped`, never fatal
+  and never silent.
+- `tfds:NAME`: a TFDS image dataset with supervised `(image, label)` keys,
+  e.g. `cifar10`; missing validation/test splits are carved out of train.
+
+Splits of `builtin` and `folder:` (and carved TFDS splits) are stratified and
+deterministic: each class is permuted with its own fixed seed and cut into
+test, validation and train, so every class with >= 3 images is in every split
+and no image is in two.
+
+Batches (`make_image_batches`): float32 images in [0, 1] (the model or the
+export normalises with mean/std), one-hot float32 labels (so MixUp, CutMix
+and label smoothing work), shuffled when training, with an optional
+per-batch `augment` that takes and returns `{"images", "labels"}` -- the
+dict interface of Keras' image preprocessing layers, so a layer or a
+`keras.layers.Pipeline` can be passed as it is (give them
+`value_range=(0, 1)` where they have one).
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from zoo.data.translation_data import DataError
+
+SPLITS = ("train", "validation", "test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+
+
+@dataclasses.dataclass
+class ImageSplits:
+    """Train/validation/test `(images, labels)` tuples and the class names.
+
+    Images are uint8 `(N, image_size, image_size, 3)`, labels int32 `(N,)`
+    indexing `class_names`. `skipped` lists files that could not be decoded.
+    """
+
+    train: tuple
+    validation: tuple
+    test: tuple
+    class_names: list
+    skipped: list = dataclasses.field(default_factory=list)
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+def _stratified_split(labels, validation_fraction=0.1, test_fraction=0.1, seed=0):
+    """`{"train": idx, "validation": idx, "test": idx}`, sorted int arrays.
+
+    Each class is permuted by its own `default_rng([seed, class])`, so adding a
+    class never reshuffles the others. Train keeps at least one image per class;
+    test and validation get at least one each when their fraction is > 0 and
+    the class has enough images.
+    """
+    if validation_fraction < 0 or test_fraction < 0 or validation_fraction + test_fraction >= 1:
+        raise ValueError(
+            "Need 0 <= validation_fraction, test_fraction and a sum below 1. Received: "
+            f"validation_fraction={validation_fraction}, test_fraction={test_fraction}"
+        )
+    labels = np.asarray(labels)
+    parts = {name: [] for name in SPLITS}
+    for c in np.unique(labels):
+        members = np.random.default_rng([seed, int(c)]).permutation(np.flatnonzero(labels == c))
+        n = len(members)
+        n_test = min(max(1, round(n * test_fraction)) if test_fraction else 0, n - 1)
+        n_val = min(max(1, round(n * validation_fraction)) if validation_fraction else 0, n - 1 - n_test)
+        parts["test"].append(members[:n_test])
+        parts["validation"].append(members[n_test : n_test + n_val])
+        parts["train"].append(members[n_test + n_val :])
+    return {name: np.sort(np.concatenate(p)).astype(np.int64) for name, p in parts.items()}
+
+
+def _take(images, labels, split):
+    return {name: (images[idx], labels[idx]) for name, idx in split.items()}
+
+
+def _to_uint8_rgb(image, image_size):
+    """Any `(H, W, C)` image with values 0..255 -> uint8 `(image_size, image_size, 3)`."""
+    image = tf.convert_to_tensor(image)
+    channels = image.shape[-1]
+    if channels == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    elif channels == 4:
+        image = image[..., :3]
+    image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def load_builtin(image_size=32):
+    """The scikit-learn digits, 80/10/10 stratified, as 3-channel uint8 images."""
+    from sklearn.datasets import load_digits  # only needed for this source
+
+    digits = load_digits()
+    gray = (digits.images[..., None] * (255.0 / 16.0)).astype(np.float32)  # (N, 8, 8, 1)
+    images = _to_uint8_rgb(gray, image_size).numpy()
+    labels = digits.target.astype(np.int32)
+    parts = _take(images, labels, _stratified_split(labels))
+    return ImageSplits(**parts, class_names=[str(name) for name in digits.target_names])
+
+
+def _image_files(class_dir):
+    """Sorted image-extension files below `class_dir`, and the count of other files."""
+    found, others = [], 0
+    for root, _, files in tf.io.gfile.walk(class_dir):
+        for name in files:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.join(root, name))
+            else:
+                others += 1
+    return sorted(found), others
+
+
+def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, seed=0):
+    """Images from `path/<class name>/...`, split stratified and deterministically.
+
+    Corrupt or unreadable files are skipped, listed in `skipped` and
+    summarised in one printed line.
+    """
+    if not tf.io.gfile.isdir(path):
+        raise DataError(f"Image folder not found: {path!r}. Expected a directory with one sub-folder per class.")
+    class_names = sorted(
+        name.rstrip("/") for name in tf.io.gfile.listdir(path)
+        if tf.io.gfile.isdir(os.path.join(path, name)) and not name.startswith(".")
+    )
+    if not class_names:
+        raise DataError(f"No class sub-folders in {path!r}. Expected {path}/<class name>/<image files>.")
+    if len(class_names) < 2:
+        raise DataError(f"Need at least 2 classes to classify. Received 1 class folder in {path!r}: {class_names}")
+    images, labels, skipped, ignored = [], [], [], 0
+    for label, name in enumerate(class_names):
+        files, others = _image_files(os.path.join(path, name))
+        ignored += others
+        loaded = 0
+        for file in files:
+            try:
+                image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+            except (tf.errors.OpError, OSError):
+                skipped.append(file)
+                continue
+            images.append(_to_uint8_rgb(image, image_size).numpy())
+            labels.append(label)
+            loaded += 1
+        if not loaded:
+            raise DataError(
+                f"Class folder {os.path.join(path, name)!r} has no readable images. Expected files "
+                f"ending in {IMAGE_EXTENSIONS}; found {len(files)} such file(s), none decodable, "
+                f"and {others} other file(s)."
+            )
+    if skipped or ignored:
+        print(
+            f"load_folder: {len(labels)} images in {len(class_names)} classes from {path}; "
+            f"skipped {len(skipped)} unreadable image file(s)"
+            + (f" (first: {skipped[0]})" if skipped else "")
+            + f"; ignored {ignored} file(s) without an image extension"
+        )
+    images, labels = np.stack(images), np.asarray(labels, np.int32)
+    parts = _take(images, labels, _stratified_split(labels, validation_fraction, test_fraction, seed))
+    return ImageSplits(**parts, class_names=class_names, skipped=skipped)
+
+
+def _tfds_to_numpy(ds, image_size):
+    ds = ds.map(lambda x, y: (_to_uint8_rgb(x, image_size), tf.cast(y, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+    images, labels = [], []
+    for x, y in ds.batch(1024).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        images.append(x)
+        labels.append(y)
+    if not images:
+        return np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0,), np.int32)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def _tfds_class_names(builder, num_labels):
+    try:
+        keys = builder.info.supervised_keys
+        label_key = keys[1] if keys and isinstance(keys[1], str) else "label"
+        names = list(builder.info.features[label_key].names)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        names = []
+    return names if len(names) >= num_labels else [str(i) for i in range(num_labels)]
+
+
+def load_tfds(name, image_size, data_dir=None, validation_fraction=0.1, test_fraction=0.1, seed=0):
+    """A TFDS image dataset (e.g. `cifar10`) at `image_size`, 3-channel uint8.
+
+    Missing validation/test splits are carved out of train (stratified,
+    deterministic); known splits are used as they are.
+    """
+    import tensorflow_datasets as tfds  # only needed for this source
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    known = set(builder.info.splits.keys())  # empty when the info is thin (e.g. mocked): try them all
+    splits = {}
+    for split in SPLITS:
+        if known and split not in known:
+            continue
+        try:
+            ds = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+        except ValueError as e:  # unknown split
+            if split == "train":
+                raise DataError(f"TFDS dataset {name!r} has no usable train split: {e}") from None
+            continue
+        splits[split] = _tfds_to_numpy(ds, image_size)
+    if "train" not in splits:
+        raise DataError(f"TFDS dataset {name!r} has no train split. Received splits: {sorted(known)}")
+    if "validation" not in splits or "test" not in splits:
+        images, labels = splits["train"]
+        carved = _take(images, labels, _stratified_split(
+            labels,
+            validation_fraction if "validation" not in splits else 0,
+            test_fraction if "test" not in splits else 0,
+            seed,
+        ))
+        splits = {"train": carved["train"], **{k: splits.get(k, carved[k]) for k in ("validation", "test")}}
+    num_labels = 1 + max(int(labels.max()) for _, labels in splits.values() if len(labels))
+    return ImageSplits(**splits, class_names=_tfds_class_names(builder, num_labels))
+
+
+def load_image_data(spec, image_size):
+    """`ImageSplits` from a data spec: `builtin`, `folder:PATH` or `tfds:NAME`."""
+    if spec == "builtin":
+        return load_builtin(image_size)
+    if spec.startswith("folder:"):
+        return load_folder(spec[len("folder:"):], image_size)
+    if spec.startswith("tfds:"):
+        return load_tfds(spec[len("tfds:"):], image_size)
+    raise DataError(f"Unknown image data source {spec!r}. Expected 'builtin', 'folder:PATH' or 'tfds:NAME'.")
+
+
+def make_image_batches(images, labels, batch_size, num_classes, training, augment=None, seed=0):
+    """`tf.data.Dataset` of `(images (B, H, W, 3) float32 in [0, 1], one-hot labels (B, C) float32)`.
+
+    When `training`: shuffled (seeded, reshuffled each epoch) and, if given,
+    `augment({"images": ..., "labels": ...}) -> same dict` runs on each batch.
+    Evaluation batches are never augmented and keep the input order.
+    """
+    if len(images) != len(labels):
+        raise ValueError(f"images and labels differ in length. Received: {len(images)} images, {len(labels)} labels")
+    labels = np.asarray(labels)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataError(f"Labels must be in [0, {num_classes}). Received labels in [{labels.min()}, {labels.max()}]")
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    if training:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.one_hot(y, num_classes, dtype=tf.float32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    if training and augment is not None:
+        def apply(x, y):
+            out = augment({"images": x, "labels": y})
+            return out["images"], out["labels"]
+
+        ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
