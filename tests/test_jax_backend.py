@@ -1,4 +1,4 @@
-"""The layers are backend agnostic: run a representative subset on JAX.
+"""The layers and decoding are backend agnostic: run a representative subset on JAX.
 
 A subprocess, because Keras fixes its backend at import time.
 """
@@ -19,6 +19,7 @@ SUBSET = [
     "tests/layers/test_sinusoidal_position_encoding.py",
     "tests/layers/test_token_and_position_embedding.py",
     "tests/layers/test_patch_position_embedding.py",
+    "tests/decoding/test_decoding.py",
 ]
 
 

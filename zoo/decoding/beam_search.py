@@ -51,6 +51,9 @@ def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_a
     source_mask = repeat_batch(source_mask, W)  # (B*W, S)
     cache = repeat_batch(cache, W)  # cross keys/values once per source, then copied to beams
     vocab = model.target_vocab_size
+    # 2W candidates, so W can stay alive when some end. With one beam, only
+    # the best token: beam search of width 1 is exactly greedy decoding.
+    K = 2 * W if W > 1 else 1
 
     alive_seq = ops.concatenate(
         [ops.full((B, W, 1), model.start_token_id, "int32"), ops.full((B, W, L), pad_id, "int32")], axis=2
@@ -76,10 +79,10 @@ def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_a
         tokens = ops.reshape(ops.take(alive_seq, index, axis=2), (-1,))  # (B*W,)
         log_probs, cache = step(model, source_mask, tokens, cache, index)  # (B*W, V)
         log_probs = alive_lp[:, :, None] + ops.reshape(log_probs, (B, W, vocab))  # (B, W, V)
-        cand_lp, flat_idx = ops.top_k(ops.reshape(log_probs, (B, W * vocab)), k=2 * W)  # (B, 2W)
+        cand_lp, flat_idx = ops.top_k(ops.reshape(log_probs, (B, W * vocab)), k=K)  # (B, K)
         cand_beam = flat_idx // vocab
         cand_token = ops.cast(flat_idx % vocab, "int32")
-        cand_seq = ops.take_along_axis(alive_seq, cand_beam[:, :, None], axis=1)  # (B, 2W, L + 1)
+        cand_seq = ops.take_along_axis(alive_seq, cand_beam[:, :, None], axis=1)  # (B, K, L + 1)
         position = ops.arange(L + 1)[None, None, :] == index + 1
         cand_seq = ops.where(position, cand_token[:, :, None], cand_seq)
         cand_ended = ops.equal(cand_token, end_id)
@@ -94,7 +97,7 @@ def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_a
         # Finished: merge the candidates that ended, scored with the penalty.
         new_score = cand_lp / length_penalty(index + 1, alpha)
         new_score = ops.where(ops.logical_and(cand_ended, cand_lp > NEG_INF / 2), new_score, NEG_INF)
-        pool_seq = ops.concatenate([finished_seq, cand_seq], axis=1)  # (B, 3W, L + 1)
+        pool_seq = ops.concatenate([finished_seq, cand_seq], axis=1)  # (B, W + K, L + 1)
         pool_score = ops.concatenate([finished_score, new_score], axis=1)
         finished_score, best = ops.top_k(pool_score, k=W)
         finished_seq = ops.take_along_axis(pool_seq, best[:, :, None], axis=1)
