@@ -91,3 +91,10 @@ def training_callbacks(output, patience):
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.TensorBoard(os.path.join(output, "logs")),
     ]
+
+
+def progress_verbosity():
+    """Keras progress bars on a terminal; one line per epoch in logs and CI."""
+    import sys
+
+    return 1 if sys.stdout.isatty() else 2

@@ -172,6 +172,7 @@ def train(config):
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
         callbacks=common.training_callbacks(config.output, config.patience),
+        verbose=common.progress_verbosity(),
     )
     print(f"training took {time.time() - started:.0f} s")
     model.save(os.path.join(config.output, "model.keras"))

@@ -142,6 +142,7 @@ def train(config):
         epochs=config.epochs,
         steps_per_epoch=config.steps_per_epoch,
         callbacks=common.training_callbacks(config.output, config.patience),
+        verbose=common.progress_verbosity(),
     )
     print(f"training took {time.time() - started:.0f} s")
     model.save(os.path.join(config.output, "model.keras"))
@@ -189,7 +190,7 @@ def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, ba
 
     from zoo.decoding import beam_search
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # a while_loop already; nothing to convert
     def run(ids):
         return beam_search(model, ids, config.max_length, config.beam_width, config.length_penalty)
 
@@ -233,7 +234,8 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
     with open(os.path.join(config.output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     plot_path = os.path.join(config.output, "cross_attention.png")
-    plot_cross_attention(model, *tokenizers, sources[0], plot_path, config)
+    # The longest of the first sentences: more words, more reordering to see.
+    plot_cross_attention(model, *tokenizers, max(sources[:50], key=len), plot_path, config)
     print(f"cross-attention plot: {plot_path}")
     return metrics
 
