@@ -98,3 +98,33 @@ def progress_verbosity():
     import sys
 
     return 1 if sys.stdout.isatty() else 2
+
+
+def recipe_parser(prog, doc, config_class):
+    """An argparse parser with `train`, `evaluate` and `export` subcommands taking config flags.
+
+    Returns `(parser, subparsers)` so a recipe can add its serving command.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "evaluate", "export"):
+        add_config_flags(sub.add_parser(name), config_class)
+    return parser, sub
+
+
+def run_config_command(args, config_class, config_file, commands):
+    """Builds the run's config (saved one + flags) and calls `commands[args.command](config)`."""
+    config = config_from_args(args, config_class, os.path.join(args.output, config_file))
+    return commands[args.command](config)
+
+
+def load_trained_model(output, recipe):
+    """`<output>/model.keras`, or a clear error saying which command makes it."""
+    import keras
+
+    path = os.path.join(output, "model.keras")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No trained model at {path}; run `python -m recipes.{recipe} train` first.")
+    return keras.saving.load_model(path)

@@ -17,7 +17,6 @@ Data: `--data builtin` (default), `--data folder:PATH` (one sub-folder per
 class), `--data tfds:cifar10`.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -182,12 +181,7 @@ def train(config):
 
 
 def load_model(config):
-    import keras
-
-    path = os.path.join(config.output, "model.keras")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No trained model at {path}; run `python -m recipes.image_classification train` first.")
-    return keras.saving.load_model(path)
+    return common.load_trained_model(config.output, "image_classification")
 
 
 def load_class_names(config):
@@ -256,10 +250,7 @@ def classify(model_dir, paths):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m recipes.image_classification", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate", "export"):
-        common.add_config_flags(sub.add_parser(name), ImageClassificationConfig)
+    parser, sub = common.recipe_parser("python -m recipes.image_classification", __doc__, ImageClassificationConfig)
     classify_parser = sub.add_parser("classify", help="classify images with an exported SavedModel")
     classify_parser.add_argument("--model", required=True, help="SavedModel version directory")
     classify_parser.add_argument("images", nargs="+", help="image files")
@@ -272,12 +263,8 @@ def main(argv=None):
         for line in classify(args.model, args.images):
             print(line)
         return None
-    config = common.config_from_args(args, ImageClassificationConfig, os.path.join(args.output, CONFIG_FILE))
-    if args.command == "train":
-        return train(config)
-    if args.command == "evaluate":
-        return evaluate(config)
-    return export(config)
+    commands = {"train": train, "evaluate": evaluate, "export": export}
+    return common.run_config_command(args, ImageClassificationConfig, CONFIG_FILE, commands)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Data: `--data builtin` (default), `--data tsv:PATH` (source<TAB>target
 lines), `--data tfds:ted_hrlr_translate/pt_to_en`.
 """
 
-import argparse
 import dataclasses
 import json
 import os
@@ -161,12 +160,7 @@ def load_tokenizers(config):
 
 
 def load_model(config):
-    import keras
-
-    path = os.path.join(config.output, "model.keras")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No trained model at {path}; run `python -m recipes.translation train` first.")
-    return keras.saving.load_model(path)
+    return common.load_trained_model(config.output, "translation")
 
 
 def export(config, model=None, tokenizers=None):
@@ -241,10 +235,7 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m recipes.translation", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "evaluate", "export"):
-        common.add_config_flags(sub.add_parser(name), TranslationConfig)
+    parser, sub = common.recipe_parser("python -m recipes.translation", __doc__, TranslationConfig)
     translate = sub.add_parser("translate", help="translate with an exported SavedModel, as TF Serving would")
     translate.add_argument("--model", required=True, help="SavedModel version directory")
     translate.add_argument("sentences", nargs="*", help="sentences; read from stdin when none")
@@ -260,12 +251,8 @@ def main(argv=None):
         for line in translate_with_saved_model(args.model, sentences):
             print(line)
         return None
-    config = common.config_from_args(args, TranslationConfig, os.path.join(args.output, CONFIG_FILE))
-    if args.command == "train":
-        return train(config)
-    if args.command == "evaluate":
-        return evaluate(config)
-    return export(config)
+    commands = {"train": train, "evaluate": evaluate, "export": export}
+    return common.run_config_command(args, TranslationConfig, CONFIG_FILE, commands)
 
 
 if __name__ == "__main__":

@@ -3,3 +3,8 @@
 from zoo import layers, models
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "layers",
+    "models",
+]

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from zoo.data.translation_data import DataError, load_translation_data, make_batches, read_tsv
 from zoo.text import WordPieceTokenizer

@@ -2,3 +2,11 @@
 
 from zoo.decoding.beam_search import beam_search, length_penalty
 from zoo.decoding.sampling import generate, make_sampler, pad_after_end
+
+__all__ = [
+    "beam_search",
+    "length_penalty",
+    "generate",
+    "make_sampler",
+    "pad_after_end",
+]

@@ -4,3 +4,17 @@ from zoo.export.op_audit import ALLOWED_CUSTOM_OPS, UnsupportedOpError, audit_sa
 from zoo.export.translator import TranslatorModule, export_translator, translate_with_saved_model
 from zoo.export.versions import VersionExistsError, next_version, write_version
 from zoo.export.warmup import read_warmup_requests, write_warmup_requests
+
+__all__ = [
+    "ALLOWED_CUSTOM_OPS",
+    "UnsupportedOpError",
+    "audit_saved_model",
+    "TranslatorModule",
+    "export_translator",
+    "translate_with_saved_model",
+    "VersionExistsError",
+    "next_version",
+    "write_version",
+    "read_warmup_requests",
+    "write_warmup_requests",
+]

@@ -16,3 +16,22 @@ from zoo.layers.patch_position_embedding import PatchPositionEmbedding
 from zoo.layers.position_embedding import PositionEmbedding
 from zoo.layers.sinusoidal_position_encoding import SinusoidalPositionEncoding
 from zoo.layers.token_and_position_embedding import TokenAndPositionEmbedding
+
+__all__ = [
+    "MultiHeadAttention",
+    "RotaryEmbedding",
+    "ResidualSublayer",
+    "AttentionSublayer",
+    "GlobalSelfAttention",
+    "CausalSelfAttention",
+    "CrossAttention",
+    "FeedForward",
+    "EncoderBlock",
+    "DecoderBlock",
+    "PatchEmbedding",
+    "ClassToken",
+    "PatchPositionEmbedding",
+    "PositionEmbedding",
+    "SinusoidalPositionEncoding",
+    "TokenAndPositionEmbedding",
+]

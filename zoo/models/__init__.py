@@ -2,3 +2,8 @@
 
 from zoo.models.transformer_translator import TransformerTranslator
 from zoo.models.vision_transformer import VisionTransformer
+
+__all__ = [
+    "TransformerTranslator",
+    "VisionTransformer",
+]
