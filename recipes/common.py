@@ -1,5 +1,6 @@
 """Glue shared by the recipes: flags <-> config dataclasses, strategies, callbacks."""
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -10,14 +11,18 @@ import typing
 
 def _flag_type(field_type):
     """The argparse type of a dataclass field (`int | None` -> int)."""
-    if isinstance(field_type, str):
-        field_type = eval(field_type, {})  # annotations written as plain builtins
     args = [a for a in typing.get_args(field_type) if a is not type(None)]
     if isinstance(field_type, types.UnionType) or typing.get_origin(field_type) is typing.Union:
         field_type = args[0]
-    if field_type is bool:
-        return lambda v: {"true": True, "false": False, "1": True, "0": False}[v.lower()]
-    return field_type
+    return _parse_bool if field_type is bool else field_type
+
+
+def _parse_bool(value):
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, received {value!r}")
 
 
 def add_config_flags(parser, config_class):
@@ -27,15 +32,9 @@ def add_config_flags(parser, config_class):
             "--" + field.name.replace("_", "-"),
             dest=field.name,
             type=_flag_type(field.type),
-            default=argparse_suppress(),
+            default=argparse.SUPPRESS,
             help=f"default: {field.default}",
         )
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 def config_from_args(args, config_class, saved_path):
@@ -105,8 +104,6 @@ def recipe_parser(prog, doc, config_class):
 
     Returns `(parser, subparsers)` so a recipe can add its serving command.
     """
-    import argparse
-
     parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("train", "evaluate", "export"):
