@@ -47,23 +47,25 @@ def test_train_evaluate_export_and_translate(tmp_path):
 @pytest.mark.slow
 def test_killed_training_resumes_where_it_stopped(tmp_path):
     out = str(tmp_path / "run")
-    command = ["train", "--output", out, "--num-layers", "1", "--epochs", "3", "--steps-per-epoch", "3",
+    command = ["train", "--output", out, "--num-layers", "1", "--epochs", "4", "--steps-per-epoch", "3",
                "--eval-sentences", "4", "--beam-width", "1"]
     first = subprocess.Popen([sys.executable, "-m", "recipes.translation", *command], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    checkpoint = os.path.join(out, "checkpoints", "epoch_001.weights.h5")
+    # Keras' BackupAndRestore writes the weights, then this file, at each epoch end.
+    metadata = os.path.join(out, "backup", "training_metadata.json")
     deadline = time.time() + 600
-    while not os.path.exists(checkpoint) and first.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(1.0)  # let the epoch-end backup finish writing
-    first.send_signal(signal.SIGKILL)
+    while not (os.path.exists(metadata) and os.path.getsize(metadata)) and first.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)  # right after epoch 1, long before epoch 4
     first.wait()
-    assert os.path.exists(checkpoint), first.stdout.read()[-3000:]
-    assert not os.path.exists(os.path.join(out, "model.keras"))  # really interrupted
+    assert os.path.exists(metadata), first.stdout.read()[-3000:]
+    resumed_from = json.load(open(metadata))["epoch"]
+    assert resumed_from >= 1 and not os.path.exists(os.path.join(out, "model.keras"))  # really interrupted
     second = _recipe(*command, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stdout + second.stderr
-    assert "Epoch 1/3" not in log and "Epoch 2/3" in log  # continued, not restarted
+    assert "Epoch 1/4" not in log and f"Epoch {resumed_from + 1}/4" in log  # continued, not restarted
     assert os.path.exists(os.path.join(out, "model.keras"))
 
 
