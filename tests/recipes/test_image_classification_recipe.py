@@ -4,15 +4,13 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from recipes import image_classification
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.recipes.parity import assert_mirrored_matches_single_device
 
 FRESH = r"""
 import json, sys
@@ -68,40 +66,21 @@ def test_train_evaluate_export_and_serve(tmp_path):
     assert lines[1].endswith("invalid image") and "\t" in lines[0]
 
 
-MIRRORED = textwrap.dedent(
-    """
-    import json
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    from recipes.common import strategy_scope
-    from recipes.image_classification import ImageClassificationConfig, build_model, compile_model
-
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(32, 32, 32, 3)).astype("float32")
-    labels = np.eye(4)[rng.integers(0, 4, 32)].astype("float32")
-    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
-    config = ImageClassificationConfig(epochs=2, warmup_epochs=1, dropout=0.0, drop_path_rate=0.0)
-    losses = {}
-    for name in ("none", "mirrored"):
-        keras.utils.set_random_seed(0)
-        with strategy_scope(name) as strategy:
-            model = build_model(config, 4)
-            compile_model(model, config, steps_per_epoch=4)
-            replicas = 1 if strategy is None else strategy.num_replicas_in_sync
-        history = model.fit(data, epochs=2, verbose=0, shuffle=False)
-        losses[name] = (replicas, history.history["loss"])
-    print(json.dumps(losses))
-    """
-)
-
-
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_single_device():
-    result = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    losses = json.loads(result.stdout.strip().splitlines()[-1])
-    assert losses["mirrored"][0] == 2
-    for single, mirrored in zip(losses["none"][1], losses["mirrored"][1]):
-        assert mirrored == pytest.approx(single, rel=1e-3)
+    assert_mirrored_matches_single_device(
+        """
+        from recipes.image_classification import ImageClassificationConfig, build_model, compile_model
+
+        rng = np.random.default_rng(0)
+        images = rng.normal(size=(32, 32, 32, 3)).astype("float32")
+        labels = np.eye(4)[rng.integers(0, 4, 32)].astype("float32")
+        data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+        config = ImageClassificationConfig(epochs=2, warmup_epochs=1, dropout=0.0, drop_path_rate=0.0)
+
+        def build():
+            model = build_model(config, 4)
+            compile_model(model, config, steps_per_epoch=4)
+            return model
+        """
+    )

@@ -5,14 +5,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
 
 from recipes import translation
+from tests.recipes.parity import ROOT, assert_mirrored_matches_single_device
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = ["--epochs", "1", "--steps-per-epoch", "4", "--eval-sentences", "8", "--beam-width", "2"]
 
 
@@ -69,44 +68,25 @@ def test_killed_training_resumes_where_it_stopped(tmp_path):
     assert os.path.exists(os.path.join(out, "model.keras"))
 
 
-MIRRORED = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np, tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import keras
-    from recipes.common import strategy_scope
-    from recipes.translation import TranslationConfig, compile_model
-    from zoo.models import TransformerTranslator
-
-    rng = np.random.default_rng(0)
-    source = rng.integers(4, 30, (32, 7)).astype("int32")
-    target = rng.integers(4, 30, (32, 6)).astype("int32")
-    labels = np.roll(target, -1, 1)
-    data = tf.data.Dataset.from_tensor_slices(({"source_ids": source, "target_ids": target}, labels)).batch(8)
-    losses = {}
-    for name in ("none", "mirrored"):
-        keras.utils.set_random_seed(0)
-        with strategy_scope(name) as strategy:
-            model = TransformerTranslator(30, 30, 1, 1, 16, 2, 32, dropout=0.0, max_length=8)
-            compile_model(model, TranslationConfig(warmup_steps=2))
-            replicas = 1 if strategy is None else strategy.num_replicas_in_sync
-        history = model.fit(data, epochs=2, verbose=0, shuffle=False)
-        losses[name] = (replicas, history.history["loss"])
-    print(json.dumps(losses))
-    """
-)
-
-
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_single_device():
-    result = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    losses = json.loads(result.stdout.strip().splitlines()[-1])
-    assert losses["mirrored"][0] == 2 and losses["none"][0] == 1
-    for single, mirrored in zip(losses["none"][1], losses["mirrored"][1]):
-        assert mirrored == pytest.approx(single, rel=1e-3)
+    assert_mirrored_matches_single_device(
+        """
+        from recipes.translation import TranslationConfig, compile_model
+        from zoo.models import TransformerTranslator
+
+        rng = np.random.default_rng(0)
+        source = rng.integers(4, 30, (32, 7)).astype("int32")
+        target = rng.integers(4, 30, (32, 6)).astype("int32")
+        inputs = {"source_ids": source, "target_ids": target}
+        data = tf.data.Dataset.from_tensor_slices((inputs, np.roll(target, -1, 1))).batch(8)
+
+        def build():
+            model = TransformerTranslator(30, 30, 1, 1, 16, 2, 32, dropout=0.0, max_length=8)
+            compile_model(model, TranslationConfig(warmup_steps=2))
+            return model
+        """
+    )
 
 
 def test_bad_recipe_input_is_named(tmp_path):

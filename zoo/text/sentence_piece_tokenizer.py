@@ -28,14 +28,13 @@ read-only.
 """
 
 import hashlib
-import json
 import os
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.python.ops import sentencepiece_tokenizer as tf_text_sentencepiece
 
-from zoo.text.word_piece_tokenizer import CONFIG_FILE, strip_reserved_ids
+from zoo.text.word_piece_tokenizer import read_config, strip_reserved_ids, write_config
 
 MODEL_FILE = "sentencepiece.model"
 _RESERVED_PIECES = {"pad_id": "<pad>", "start_id": "<s>", "end_id": "</s>"}
@@ -196,23 +195,14 @@ class SentencePieceTokenizer(tf.Module):
         tf.io.gfile.makedirs(directory)
         with tf.io.gfile.GFile(os.path.join(directory, MODEL_FILE), "wb") as f:
             f.write(self.model_proto)
-        config = {
-            "class": type(self).__name__,
-            "model_file": MODEL_FILE,
-            "pad_id": self.pad_id,
-            "start_id": self.start_id,
-            "end_id": self.end_id,
-            "unk_id": self.unk_id,
-        }
-        with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE), "w") as f:
-            f.write(json.dumps(config, indent=2) + "\n")
+        write_config(
+            directory, self, model_file=MODEL_FILE,
+            pad_id=self.pad_id, start_id=self.start_id, end_id=self.end_id, unk_id=self.unk_id,
+        )
 
     @classmethod
     def load(cls, directory):
         directory = os.fspath(directory)
-        with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
-            config = json.loads(f.read())
-        if config.get("class") != cls.__name__:
-            raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={config.get('class')!r}")
+        config = read_config(directory, cls)
         ids = {k: config[k] for k in ("pad_id", "start_id", "end_id", "unk_id")}
         return cls.from_file(os.path.join(directory, config["model_file"]), **ids)

@@ -57,6 +57,22 @@ _SPACING_RULES = (
 )
 
 
+def write_config(directory, tokenizer, **fields):
+    """Writes `tokenizer.json`: the tokenizer's class name and its options."""
+    config = {"class": type(tokenizer).__name__, **fields}
+    with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE), "w") as f:
+        f.write(json.dumps(config, indent=2) + "\n")
+
+
+def read_config(directory, cls):
+    """Reads `tokenizer.json`, checking it was written by a `cls`."""
+    with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
+        config = json.loads(f.read())
+    if config.get("class") != cls.__name__:
+        raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={config.get('class')!r}")
+    return config
+
+
 def clean_text(strings, lowercase=False):
     """Repairs and normalises UTF-8 `strings` (any shape); never fails on bad bytes."""
     strings = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace")
@@ -220,17 +236,12 @@ class WordPieceTokenizer(tf.Module):
         tf.io.gfile.makedirs(directory)
         with tf.io.gfile.GFile(os.path.join(directory, VOCABULARY_FILE), "w") as f:
             f.write("".join(token + "\n" for token in self._vocabulary))
-        config = {"class": type(self).__name__, "vocabulary_file": VOCABULARY_FILE, "lowercase": self.lowercase}
-        with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE), "w") as f:
-            f.write(json.dumps(config, indent=2) + "\n")
+        write_config(directory, self, vocabulary_file=VOCABULARY_FILE, lowercase=self.lowercase)
 
     @classmethod
     def load(cls, directory):
         directory = os.fspath(directory)
-        with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
-            config = json.loads(f.read())
-        if config.get("class") != cls.__name__:
-            raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={config.get('class')!r}")
+        config = read_config(directory, cls)
         with tf.io.gfile.GFile(os.path.join(directory, config["vocabulary_file"])) as f:
             vocabulary = [token for token in f.read().split("\n") if token]
         return cls(vocabulary, lowercase=config["lowercase"])
