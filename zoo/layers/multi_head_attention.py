@@ -30,15 +30,19 @@ def expand_attention_mask(mask):
 def _write_cache(cache, update, index):
     """Writes `update (B, T, H, K)` into `cache (B, S, H, K)` at positions `[index, index + T)`.
 
-    A `where` over positions rather than `ops.slice_update`: on TensorFlow
-    that lowers to `XlaDynamicUpdateSlice`, which only runs under XLA, and
-    exported decoders must run in a stock TF Serving without it.
+    Not `ops.slice_update`: on TensorFlow that lowers to
+    `XlaDynamicUpdateSlice`, which only runs under XLA, and exported decoders
+    must run in a stock TF Serving without it. One decoding step (`T = 1`)
+    is a scatter of `B` rows (`TensorScatterUpdate`, a core op); a longer
+    prefill selects positions with a `where`.
     """
     update = ops.cast(update, cache.dtype)
-    positions = ops.arange(ops.shape(cache)[1])[None, :, None, None]  # (1, S, 1, 1)
-    if update.shape[1] == 1:  # one decoding step: broadcast along S
-        return ops.where(positions == index, update, cache)
+    if update.shape[1] == 1:
+        batch = ops.shape(cache)[0]
+        rows = ops.stack([ops.arange(batch), ops.full((batch,), index, "int32")], axis=1)  # (B, 2)
+        return ops.scatter_update(cache, rows, update[:, 0])
     length = update.shape[1]
+    positions = ops.arange(ops.shape(cache)[1])[None, :, None, None]  # (1, S, 1, 1)
     padded = ops.pad(update, [[0, 0], [0, cache.shape[1] - length], [0, 0], [0, 0]])
     inside = ops.logical_and(positions >= index, positions < index + length)
     return ops.where(inside, ops.roll(padded, index, axis=1), cache)
