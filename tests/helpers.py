@@ -171,3 +171,33 @@ def run_layer_test(
             _as_numpy(loaded(inputs)), expected, atol=float_tolerance, rtol=float_tolerance
         )
     return outputs
+
+
+# What a TF Serving-like consumer has: tensorflow and tensorflow_text, no zoo.
+# (tensorflow_text itself imports keras, so keras stays importable.)
+_WITHOUT_ZOO = """
+import json, sys
+sys.modules["zoo"] = None  # importing zoo (or keras_hub) now fails
+sys.modules["keras_hub"] = None
+import tensorflow as tf
+import tensorflow_text  # registers the tokenizer ops
+"""
+
+
+def run_without_zoo(script, *args, cwd=None, timeout=300):
+    """Runs `script` in a fresh, isolated Python where zoo cannot be imported.
+
+    The script sees `json`, `sys`, `tf` (and the tensorflow-text ops) and
+    `sys.argv[1:] == args`, and prints one JSON line last; returns it parsed.
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    code = _WITHOUT_ZOO + textwrap.dedent(script)
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", code, *map(str, args)],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

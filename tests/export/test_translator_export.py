@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.export.conftest import EN
+from tests.helpers import run_without_zoo
 from zoo.export import (
     TranslatorModule,
     UnsupportedOpError,
@@ -23,9 +24,6 @@ from zoo.export.op_audit import unsupported_ops
 # Runs the export in a process where zoo cannot be imported,
 # with only tensorflow and tensorflow_text, as TF Serving has.
 FRESH = r"""
-import json, sys
-sys.modules["zoo"] = None; sys.modules["keras_hub"] = None  # tensorflow_text itself imports keras
-import tensorflow as tf, tensorflow_text
 model = tf.saved_model.load(sys.argv[1])
 out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
 print(json.dumps({"translations": [t.decode() for t in out["translations"].numpy()],
@@ -50,12 +48,7 @@ def _in_process(module, sentences):
 def test_fresh_process_without_zoo_gives_the_same_translations(exported):
     _, path, module = exported
     sentences = EN + ["Nothing like the training data at all!"]
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", FRESH, path, json.dumps(sentences)],
-        capture_output=True, text=True, timeout=300, cwd=os.path.dirname(path),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    fresh = json.loads(result.stdout.strip().splitlines()[-1])
+    fresh = run_without_zoo(FRESH, path, json.dumps(sentences), cwd=os.path.dirname(path))
     translations, scores = _in_process(module, sentences)
     assert fresh["translations"] == translations
     np.testing.assert_allclose(fresh["scores"], scores, atol=1e-4)

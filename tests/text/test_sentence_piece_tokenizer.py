@@ -1,14 +1,12 @@
 import itertools
 import json
 import random
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import run_without_zoo
 from zoo.text import SentencePieceTokenizer
 
 pytest.importorskip("sentencepiece")
@@ -152,19 +150,11 @@ class _Exported(tf.Module):
 def test_saved_model_loads_with_tensorflow_text_alone(tokenizer, tmp_path):
     texts = corpus()[::40]
     tf.saved_model.save(_Exported(tokenizer), str(tmp_path / "model"))
-    code = textwrap.dedent(
+    loaded = run_without_zoo(
         f"""
-        import json, sys
-        sys.modules["zoo"] = None  # importing zoo (or keras_hub) now fails
-        sys.modules["keras_hub"] = None
-        import tensorflow as tf
-        import tensorflow_text  # registers the ops
         text = tf.saved_model.load("model").round_trip(tf.constant({texts!r}))
         print(json.dumps([t.decode("utf-8") for t in text.numpy()]))
-        """
+        """,
+        cwd=tmp_path,
     )
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == texts
+    assert loaded == texts

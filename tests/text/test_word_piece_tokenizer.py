@@ -1,14 +1,12 @@
 import itertools
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from tests.helpers import run_without_zoo
 from zoo.text import RESERVED_TOKENS, WordPieceTokenizer
 from zoo.text.word_piece_tokenizer import _SPACING_RULES
 
@@ -194,23 +192,14 @@ class _Exported(tf.Module):
 def test_saved_model_loads_with_tensorflow_text_alone(tokenizer, tmp_path):
     texts = [t.encode() for t in corpus()[::50] + ["", "Der Hund 中 mag Äpfel."]] + [b"\xff\xfe the dog"]
     tf.saved_model.save(_Exported(tokenizer), str(tmp_path / "model"))
-    code = textwrap.dedent(
+    loaded = run_without_zoo(
         f"""
-        import json, sys
-        sys.modules["zoo"] = None  # importing zoo (or keras_hub) now fails
-        sys.modules["keras_hub"] = None
-        import tensorflow as tf
-        import tensorflow_text  # registers the ops
         outputs = tf.saved_model.load("model").round_trip(tf.constant({texts!r}))
         print(json.dumps({{"ids": outputs["ids"].numpy().tolist(),
                           "text": [t.decode("utf-8") for t in outputs["text"].numpy()]}}))
-        """
+        """,
+        cwd=tmp_path,
     )
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    loaded = json.loads(result.stdout.strip().splitlines()[-1])
     ids = tokenizer.tokenize(texts)
     assert loaded["ids"] == ids.to_tensor().numpy().tolist()
     assert loaded["text"] == decode(tokenizer.detokenize(ids))
