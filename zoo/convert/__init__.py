@@ -1,0 +1,13 @@
+"""Import trained checkpoints from other libraries into zoo models.
+
+Conversion reads weights with NumPy only (`zoo.convert.checkpoint`): neither
+PyTorch nor `transformers` nor `timm` is needed to convert.
+"""
+
+from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
+
+__all__ = [
+    "CheckpointError",
+    "read_json",
+    "read_state_dict",
+]
