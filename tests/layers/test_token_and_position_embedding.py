@@ -127,12 +127,13 @@ def test_config_round_trip_deserializes_given_token_embedding():
     assert revived.token_embedding.name == "shared_tokens"
 
 
+@pytest.mark.parametrize("few_rows", [False, True])
 @pytest.mark.parametrize("reversible", [True, False])
-def test_logits_are_hidden_times_embedding_transpose(reversible):
+def test_logits_are_hidden_times_embedding_transpose(reversible, few_rows):
     token_embedding = (keras.layers.ReversibleEmbedding if reversible else keras.layers.Embedding)(V, D)
     layer = TokenAndPositionEmbedding(V, D, L, token_embedding=token_embedding)
     hidden = layer(_ids())
-    logits = layer.logits(hidden)
+    logits = layer.logits(hidden, few_rows=few_rows)
     assert tuple(logits.shape) == (B, T, V)
     expected = _np(hidden) @ _np(layer.token_embedding.embeddings).T
     np.testing.assert_allclose(_np(logits), expected, atol=1e-5)
@@ -201,6 +202,7 @@ def test_mixed_precision_logits_in_compute_dtype():
     layer = TokenAndPositionEmbedding(V, D, L, scale_by_sqrt_dim=True, dtype="mixed_float16")
     hidden = layer(_ids())
     assert keras.backend.standardize_dtype(layer.logits(hidden).dtype) == "float16"
+    assert keras.backend.standardize_dtype(layer.logits(hidden, few_rows=True).dtype) == "float16"
 
 
 @pytest.mark.parametrize("position", ["sinusoidal", "learned"])

@@ -184,9 +184,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
                 + (f" starting at start_index={start}" if start else "")
             )
 
-    def call(self, inputs, start_index=0, reverse=False):
+    def call(self, inputs, start_index=0, reverse=False, few_rows=False):
         if reverse:
-            return self._project(inputs)
+            return self._project_few_rows(inputs) if few_rows else self._project(inputs)
         self._check_length(inputs.shape[-1], start_index)
         tokens = ops.cast(self.token_embedding(inputs), self.compute_dtype)  # (B, T, D)
         if self.scale_by_sqrt_dim:
@@ -195,9 +195,22 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             tokens = tokens + self.position_embedding(tokens, start_index=start_index)
         return tokens  # (B, T, D)
 
-    def logits(self, hidden):
-        """Tied output projection: `(B, T, D)` hidden states to `(B, T, V)` logits."""
-        return self(hidden, reverse=True)
+    def logits(self, hidden, few_rows=False):
+        """Tied output projection: `(B, T, D)` hidden states to `(B, T, V)` logits.
+
+        `few_rows=True` suits decoding steps (`B * T` small): it computes
+        `(E h^T)^T` with the `(V, D)` table `E` as it is stored, where the
+        default `h E^T` makes XLA copy the transposed table at every step
+        (on CPU that copy took longer than the step's attention). With many
+        rows (training) the default is the cheaper one.
+        """
+        return self(hidden, reverse=True, few_rows=few_rows)
+
+    def _project_few_rows(self, hidden):
+        table = ops.cast(self.token_embedding.embeddings, hidden.dtype)  # (V, D)
+        flat = ops.reshape(hidden, (-1, self.d_model))  # (B*T, D)
+        logits = ops.transpose(ops.matmul(table, ops.transpose(flat)))  # (B*T, V)
+        return ops.reshape(logits, (ops.shape(hidden)[0], ops.shape(hidden)[1], self.vocab_size))
 
     def _project(self, hidden):
         if isinstance(self.token_embedding, keras.layers.ReversibleEmbedding):

@@ -211,13 +211,13 @@ class TransformerTranslator(keras.Model):
             x = block(x, attention_mask=source_mask, training=training)
         return x if self.encoder_norm is None else self.encoder_norm(x)
 
-    def _logits(self, x):
+    def _logits(self, x, few_rows=False):
         if self.decoder_norm is not None:
             x = self.decoder_norm(x)
         if self.output_projection is not None:
             logits = self.output_projection(x)
         else:
-            logits = self.target_embedding.logits(x)
+            logits = self.target_embedding.logits(x, few_rows=few_rows)
         logits = ops.cast(logits, "float32")  # (B, T, V), float32 for the loss
         if self.logits_bias is not None:
             logits = logits + self.logits_bias
@@ -256,7 +256,7 @@ class TransformerTranslator(keras.Model):
         for block, layer_cache in zip(self.decoder_blocks, cache):
             x, layer_cache = block(x, context_mask=source_mask, cache=layer_cache, cache_index=cache_index)
             new_cache.append(layer_cache)
-        return self._logits(x), tuple(new_cache)
+        return self._logits(x, few_rows=True), tuple(new_cache)
 
     def call(self, inputs, training=None):
         source_ids, target_ids = inputs["source_ids"], inputs["target_ids"]
