@@ -84,17 +84,21 @@ def test_scores_equal_numpy_softmax():
     np.testing.assert_allclose(_np(scores), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("return_scores", [False, True])
-def test_fully_masked_row_gives_zeros_not_nan(return_scores):
+def test_fully_masked_row_gives_zeros_not_nan(return_scores, policy):
     query, value = _inputs()
     mask = np.ones((B, T, S), bool)
     mask[0, 1, :] = False
-    mha = MultiHeadAttention(num_heads=H, key_dim=K, use_bias=False)
+    mask[1, :, -2:] = False  # padding: masked keys get no weight, even in float16
+    mha = MultiHeadAttention(num_heads=H, key_dim=K, use_bias=False, dtype=policy)
     out = mha(query, value, attention_mask=mask, return_attention_scores=return_scores)
     out = _np(out[0] if return_scores else out)
     assert np.all(np.isfinite(out))
     np.testing.assert_array_equal(out[0, 1], 0.0)
     assert np.abs(out[0, 0]).sum() > 0
+    padded = _np(mha(query, value[:, :-2], attention_mask=mask[:, :, :-2]))
+    np.testing.assert_allclose(out[1], padded[1], atol=1e-2 if policy != "float32" else 1e-6)
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
