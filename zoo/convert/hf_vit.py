@@ -176,6 +176,7 @@ def load_hf_vit(path):
     config = read_json(path, "config.json")
     kwargs = vit_kwargs_from_hf_config(config, where=os.path.join(path, "config.json"))
     tensors = Tensors(read_state_dict(path), where=f"HF checkpoint {path}")
+    tensors.refuse(_LEFTOVER_HINTS)
     processor = read_json(path, "preprocessor_config.json")
     names = _MODULES if "vit.layers.0.layernorm_before.weight" in tensors else _LEGACY
     model = VisionTransformer(**kwargs)

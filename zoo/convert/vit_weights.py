@@ -57,6 +57,19 @@ class Tensors:
     def shape(self, name):
         return self._tensors[name].shape if name in self._tensors else None
 
+    def refuse(self, hints):
+        """Raises a CheckpointError when a tensor name shows a part zoo lacks.
+
+        `hints` are `(substring, explanation)` pairs.
+        """
+        for part, why in hints:
+            found = [name for name in self._tensors if part in name]
+            if found:
+                raise CheckpointError(
+                    f"{self.where} has {why}, which zoo's VisionTransformer cannot express "
+                    f"(tensors {', '.join(sorted(found)[:4])}{', ...' if len(found) > 4 else ''})."
+                )
+
     def check_all_used(self, hints=()):
         """Raises a CheckpointError naming the tensors no zoo weight took.
 
@@ -160,7 +173,7 @@ def load_vit_weights(model, tensors, names):
     table = model.position_embedding.embeddings
     model.position_embedding.embeddings.assign(_expect(tensors, names["pos"], (1, *table.shape))[0])
     for i, block in enumerate(model.encoder_blocks):
-        block_names = {role: name.format(i=i) for role, name in names.items() if "{i}" in name}
+        block_names = {role: name.format(i=i) for role, name in names.items() if name and "{i}" in name}
         attention = block.self_attention
         _layer_norm(attention.layer_norm, tensors, block_names["norm1"])
         _attention(attention.attention, tensors, block_names)
