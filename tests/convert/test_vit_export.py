@@ -1,0 +1,94 @@
+"""Converted ViTs export through zoo.export and score images as the source library does."""
+
+import importlib.util
+import io
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.convert.test_hf_vit import LABELS, _save_reference
+from zoo.convert import ImagePreprocessing
+from zoo.export.image_classifier import classify_with_saved_model, export_image_classifier
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "convert_vit.py")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("convert_vit", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(pixels):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_hf_tool_export_scores_like_vit_image_processor(tmp_path):
+    """PNGs at the model's size: the export's decode, (identity) resize and normalisation
+    against `ViTImageProcessor` + `ViTForImageClassification`."""
+    reference = _save_reference(tmp_path / "hf")
+    output = str(tmp_path / "vit.keras")
+    _, export_path = _tool().main(
+        ["hf", str(tmp_path / "hf"), "--output", output, "--export", str(tmp_path / "serving"), "--top-k", "2"]
+    )
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    out = classify_with_saved_model(export_path, [_png(p) for p in pixels])
+
+    processor = transformers.ViTImageProcessor.from_pretrained(tmp_path / "hf")
+    inputs = processor(images=[Image.fromarray(p) for p in pixels], return_tensors="pt")
+    with torch.no_grad():
+        expected = _softmax(reference(**inputs).logits.numpy())
+    assert out["valid"].all()
+    # Logits agree within 1e-4 and softmax moves by at most half the largest logit change.
+    np.testing.assert_allclose(out["probabilities"], expected, atol=5e-5)
+    top = [[LABELS[i].encode() for i in row] for row in np.argsort(-expected, axis=1)[:, :2]]
+    assert out["top_k_labels"].tolist() == top
+
+    # The .keras file and its preprocessing sidecar reload to the same model.
+    loaded = keras.saving.load_model(output)
+    prep = ImagePreprocessing.load(output + ".preprocessing.json")
+    assert prep.class_names == tuple(LABELS.values())
+    images = ((pixels / 255.0 - np.array(prep.mean)) / np.array(prep.std)).astype("float32")
+    with torch.no_grad():
+        hf_logits = reference(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2))).logits.numpy()
+    assert np.abs(np.asarray(loaded(images)) - hf_logits).max() < 1e-4
+
+
+def test_timm_export_scores_like_timm_transforms_at_crop_pct_one(tmp_path):
+    timm = pytest.importorskip("timm")
+    from tests.convert.test_timm_vit import _reference, _save_for_hf
+
+    model = _reference()
+    model.pretrained_cfg = dict(
+        model.pretrained_cfg, input_size=(3, 32, 32), crop_pct=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+    )
+    _save_for_hf(model, tmp_path / "timm")
+    from zoo.models import VisionTransformer
+
+    converted = VisionTransformer.from_timm(tmp_path / "timm")
+    assert json.loads((tmp_path / "timm" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
+    path = export_image_classifier(converted, base=str(tmp_path / "serving"), **converted.preprocessing.export_kwargs())
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = classify_with_saved_model(path, [_png(pixels)])
+
+    config = timm.data.resolve_data_config({}, model=model)
+    transform = timm.data.create_transform(**config)  # resize 32 / crop_pct = 32, center crop 32: identity
+    with torch.no_grad():
+        expected = _softmax(model(transform(Image.fromarray(pixels))[None]).numpy())
+    np.testing.assert_allclose(out["probabilities"], expected, atol=5e-5)
