@@ -55,8 +55,9 @@ def test_hf_tool_export_scores_like_vit_image_processor(tmp_path):
     with torch.no_grad():
         expected = _softmax(reference(**inputs).logits.numpy())
     assert out["valid"].all()
-    # Logits agree within 1e-4 and softmax moves by at most half the largest logit change.
-    np.testing.assert_allclose(out["probabilities"], expected, atol=5e-5)
+    # Decoded pixels differ from the processor's by float rounding (~2e-7), logits by ~1e-6 at this
+    # size (the model parity bound is 1e-4), and softmax moves by at most half the largest logit change.
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
     top = [[LABELS[i].encode() for i in row] for row in np.argsort(-expected, axis=1)[:, :2]]
     assert out["top_k_labels"].tolist() == top
 
@@ -91,4 +92,4 @@ def test_timm_export_scores_like_timm_transforms_at_crop_pct_one(tmp_path):
     transform = timm.data.create_transform(**config)  # resize 32 / crop_pct = 32, center crop 32: identity
     with torch.no_grad():
         expected = _softmax(model(transform(Image.fromarray(pixels))[None]).numpy())
-    np.testing.assert_allclose(out["probabilities"], expected, atol=5e-5)
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
