@@ -125,3 +125,18 @@ def test_masked_image_modeling_checkpoint_is_refused(tmp_path):
     transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="ViTForMaskedImageModeling"):
         VisionTransformer.from_hf(tmp_path)
+
+
+def test_unused_pooler_is_skipped_but_unknown_tensors_are_refused(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    reference = _save_reference(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state["vit.pooler.dense.weight"] = torch.zeros(48, 48)  # ViTForImageClassification never runs it
+    save_file(state, str(tmp_path / "model.safetensors"))
+    images = _images()
+    assert np.abs(np.asarray(VisionTransformer.from_hf(tmp_path)(images)) - _hf_logits(reference, images)).max() < 1e-4
+    state["vit.encoder.layer.0.attention.attention.query_norm.weight"] = torch.ones(48)
+    save_file(state, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="no place for.*query_norm.weight.*different logits"):
+        VisionTransformer.from_hf(tmp_path)

@@ -228,5 +228,7 @@ def test_bad_configs_name_what_was_received():
         _model(depth=0)
     with pytest.raises(ValueError, match="patch_size"):
         _model(patch_size=(4, 4, 4))
+    with pytest.raises(ValueError, match="fc_norm must be a bool. Received: fc_norm='yes'"):
+        _model(fc_norm="yes")
     with pytest.raises(ValueError, match="multiples of the patch size"):
         _model()(_images(18))

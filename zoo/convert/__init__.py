@@ -11,11 +11,16 @@ PyTorch nor `transformers` nor `timm` is needed to convert.
 """
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
+from zoo.convert.hf_vit import load_hf_vit
 from zoo.convert.image_preprocessing import ImagePreprocessing
+from zoo.convert.timm_vit import TIMM_ARCHITECTURES, load_timm_vit
 
 __all__ = [
     "CheckpointError",
     "ImagePreprocessing",
+    "TIMM_ARCHITECTURES",
+    "load_hf_vit",
+    "load_timm_vit",
     "read_json",
     "read_state_dict",
 ]

@@ -11,10 +11,12 @@ the final `layernorm` on every token, the class token's output into
 writes (`vit.encoder.layer.{i}.attention.attention.query`, ...) and
 transformers 5's module names (`vit.layers.{i}.attention.q_proj`, ...).
 
-Not imported, with a CheckpointError: other architectures (`ViTModel` and
-its tanh pooler, `ViTForMaskedImageModeling` and its `encoder_stride`
-decoder, DeiT's distillation token, ...), activations other than exact GELU,
-a `head_dim` other than `hidden_size / num_attention_heads`.
+Not imported, with a CheckpointError: other architectures (`ViTModel`,
+which has no classifier, only a tanh pooler; `ViTForMaskedImageModeling`
+and its `encoder_stride` decoder; DeiT's distillation token, ...),
+activations other than exact GELU, a `head_dim` other than
+`hidden_size / num_attention_heads`. Pooler weights and a mask token saved
+next to a classifier are skipped, as ViTForImageClassification skips them.
 HF interpolates positions only when asked (`interpolate_pos_encoding`);
 zoo always does at another input size, with Keras' bicubic resize, which
 differs slightly from PyTorch's. At the trained size the logits agree.
@@ -53,11 +55,12 @@ _MODULES = dict(
     fc2="vit.layers.{i}.mlp.fc2",
 )
 _LEFTOVER_HINTS = (
-    ("pooler", "the tanh pooler of ViTModel, which ViTForImageClassification does not use"),
-    ("mask_token", "the mask token of ViTForMaskedImageModeling"),
     ("decoder", "the decoder of ViTForMaskedImageModeling"),
     ("distillation", "DeiT's distillation token and head"),
 )
+# Saved by some checkpoints but never run by ViTForImageClassification
+# (transformers drops them on load too).
+_UNUSED = ("vit.pooler.", "vit.embeddings.mask_token")
 
 
 def _size(value, name, where):
@@ -177,6 +180,8 @@ def load_hf_vit(path):
     kwargs = vit_kwargs_from_hf_config(config, where=os.path.join(path, "config.json"))
     tensors = Tensors(read_state_dict(path), where=f"HF checkpoint {path}")
     tensors.refuse(_LEFTOVER_HINTS)
+    for prefix in _UNUSED:
+        tensors.ignore(prefix)
     processor = read_json(path, "preprocessor_config.json")
     names = _MODULES if "vit.layers.0.layernorm_before.weight" in tensors else _LEGACY
     model = VisionTransformer(**kwargs)

@@ -54,6 +54,10 @@ class Tensors:
         self._used.add(name)
         return self._tensors[name].astype(np.float32)
 
+    def ignore(self, prefix):
+        """Marks the tensors under `prefix` as used: parts the source model never runs."""
+        self._used.update(name for name in self._tensors if name.startswith(prefix))
+
     def shape(self, name):
         return self._tensors[name].shape if name in self._tensors else None
 

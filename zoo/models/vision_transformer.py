@@ -150,6 +150,9 @@ class VisionTransformer(keras.Model):
             raise ValueError(
                 f"mlp_ratio must give a positive MLP width. Received: mlp_ratio={mlp_ratio!r}"
             )
+        for name, flag in (("qkv_bias", qkv_bias), ("fc_norm", fc_norm)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be a bool. Received: {name}={flag!r}")
         if representation_size is not None and (
             not isinstance(representation_size, int) or representation_size <= 0
         ):
