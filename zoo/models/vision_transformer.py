@@ -74,14 +74,14 @@ class VisionTransformer(keras.Model):
         layer_norm_epsilon: float. Defaults to `1e-6`.
         pooling: str. `"token"` (class token) or `"gap"` (mean of the patch
             tokens, no class token). Defaults to `"token"`.
-        fc_norm: bool. Apply `encoder_norm` after pooling instead of to
-            every token before it (timm `fc_norm`); only changes `"gap"`,
-            since a per-token norm commutes with picking the class token.
-            Defaults to `False`.
         representation_size: int or None. Width of a `tanh` pre-logits layer
             before the head (the paper's ImageNet-21k pre-training); None for
             none. Defaults to `None`.
         num_channels: int. Image channels `C`. Defaults to `3`.
+        fc_norm: bool. Apply `encoder_norm` after pooling instead of to
+            every token before it (timm `fc_norm`); only changes `"gap"`,
+            since a per-token norm commutes with picking the class token.
+            Defaults to `False`.
 
     Call arguments:
         images: `(B, H, W, C)` float images, `H` and `W` static multiples of
