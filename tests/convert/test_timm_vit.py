@@ -78,6 +78,20 @@ def test_state_dict_and_pth_file_with_architecture_and_pretrained_cfg(tmp_path):
     assert _max_diff(from_file, reference, images) < 1e-4
 
 
+def test_older_flat_hub_config(tmp_path):
+    """Older timm hub configs: one dict holding architecture, mean, std and "labels"."""
+    import json
+
+    reference = _reference()
+    _save_for_hf(reference, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    flat = dict(config["pretrained_cfg"], architecture="vit_tiny_patch16_224", labels=LABELS, mean=[0.1, 0.2, 0.3])
+    (tmp_path / "config.json").write_text(json.dumps(flat))
+    model = VisionTransformer.from_timm(tmp_path, **SMALL)
+    assert model.preprocessing.class_names == tuple(LABELS) and model.preprocessing.mean == (0.1, 0.2, 0.3)
+    assert _max_diff(model, reference, _images()) < 1e-4
+
+
 def test_architecture_table_matches_timm():
     """Every architecture zoo accepts is built by timm with exactly the options zoo assumes."""
     from timm.layers import LayerNorm

@@ -240,7 +240,9 @@ def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
     names = dict(_NAMES, cls="cls_token" if kwargs["pooling"] == "token" else None, norm=norm_name)
     load_vit_weights(model, tensors, names)
     tensors.check_all_used(_HINTS)
-    cfg = dict(config.get("pretrained_cfg", {}), **(pretrained_cfg or {}))
-    labels = config.get("label_names", cfg.get("label_names"))
+    # Older hub configs are one flat dict: the pretrained_cfg itself, labels as "labels".
+    stored = config.get("pretrained_cfg", config if config and "pretrained_cfg" not in config else {})
+    cfg = dict(stored, **(pretrained_cfg or {}))
+    labels = config.get("label_names", cfg.get("label_names", cfg.get("labels")))
     model.preprocessing = preprocessing_from_timm(cfg, labels, kwargs["num_classes"], tuple(kwargs["image_size"]))
     return model
