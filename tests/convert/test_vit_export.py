@@ -93,3 +93,27 @@ def test_timm_export_scores_like_timm_transforms_at_crop_pct_one(tmp_path):
     with torch.no_grad():
         expected = _softmax(model(transform(Image.fromarray(pixels))[None]).numpy())
     np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(48, 40), (20, 24), (300, 200)])
+def test_export_resize_matches_vit_image_processor_up_to_8_bit_rounding(tmp_path, shape):
+    """Other sizes: the export's antialiased bilinear resize is HF's filter; HF rounds the resized
+    image to 8 bits, so pixels differ by at most one grey level (before normalisation)."""
+    import tensorflow as tf
+
+    from zoo.export.image_classifier import ImageClassifierModule
+
+    _save_reference(tmp_path / "hf")
+    from zoo.models import VisionTransformer
+
+    model = VisionTransformer.from_hf(tmp_path / "hf")
+    prep = model.preprocessing
+    (tmp_path / "names.txt").write_text("\n".join(prep.class_names) + "\n")
+    module = ImageClassifierModule(model, str(tmp_path / "names.txt"), prep.image_size, prep.mean, prep.std)
+    pixels = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    ours = module._prepare(tf.image.convert_image_dtype(pixels, tf.float32)).numpy()
+    processor = transformers.ViTImageProcessor.from_pretrained(tmp_path / "hf")
+    theirs = processor(images=Image.fromarray(pixels), return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
+    grey_level = (1 / 255) / np.array(prep.std)
+    assert np.all(np.abs(ours - theirs) <= grey_level + 1e-5)
+    assert np.abs(ours - theirs).mean() < 0.5 * grey_level.min()  # rounding, not another filter

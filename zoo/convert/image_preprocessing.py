@@ -18,8 +18,9 @@ class ImagePreprocessing:
     rescaling the source library applies first.
 
     What differs from the source library is only the resize: HF's
-    `ViTImageProcessor` resizes straight to its `size` (bilinear, as the
-    export); timm resizes the short side to `image_size / crop_pct`
+    `ViTImageProcessor` resizes straight to its `size` with the same
+    antialiased bilinear filter as the export, but rounds the result to
+    8 bits (pixels differ by at most one grey level); timm resizes the short side to `image_size / crop_pct`
     (`interpolation`, usually bicubic) and then center-crops. Images already
     at `image_size` go through all three identically when `crop_pct` is
     1.0 (or for HF); otherwise expect small score differences.
