@@ -117,3 +117,21 @@ def test_export_resize_matches_vit_image_processor_up_to_8_bit_rounding(tmp_path
     grey_level = (1 / 255) / np.array(prep.std)
     assert np.all(np.abs(ours - theirs) <= grey_level + 1e-5)
     assert np.abs(ours - theirs).mean() < 0.5 * grey_level.min()  # rounding, not another filter
+
+
+def test_timm_tool_from_a_bare_state_dict(tmp_path):
+    pytest.importorskip("timm")
+    from tests.convert.test_timm_vit import SMALL, _images, _max_diff, _reference
+
+    reference = _reference()
+    torch.save(reference.state_dict(), tmp_path / "vit.pth")
+    (tmp_path / "cfg.json").write_text(json.dumps(dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])))
+    output = str(tmp_path / "vit.keras")
+    _, export_path = _tool().main([
+        "timm", str(tmp_path / "vit.pth"), "--architecture", "vit_tiny_patch16_224",
+        "--model-args", json.dumps(SMALL), "--pretrained-cfg", str(tmp_path / "cfg.json"), "--output", output,
+    ])
+    assert export_path is None
+    assert _max_diff(keras.saving.load_model(output), reference, _images()) < 1e-4
+    prep = ImagePreprocessing.load(output + ".preprocessing.json")
+    assert prep.mean == (0.485, 0.456, 0.406) and prep.class_names == ("0", "1", "2", "3", "4")
