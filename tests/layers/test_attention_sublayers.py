@@ -42,7 +42,7 @@ def test_causal_self_attention_generic(tmp_path):
 
 def test_cross_attention_generic(tmp_path):
     run_layer_test(
-        CrossAttention, dict(ARGS, norm_first=True), dict(x=_x(), context=_x(S, 1)),
+        CrossAttention, dict(ARGS, norm_first=True, qkv_bias=False), dict(x=_x(), context=_x(S, 1)),
         expected_output_shape=(B, T, D), tmp_path=tmp_path,
     )
 

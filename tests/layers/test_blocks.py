@@ -27,6 +27,18 @@ def test_encoder_block_generic(tmp_path, norm_first):
     )
 
 
+def test_encoder_block_generic_without_qkv_bias(tmp_path):
+    run_layer_test(
+        EncoderBlock, dict(ARGS, norm_first=True, qkv_bias=False),
+        dict(x=_x(S)), expected_output_shape=(B, S, D), tmp_path=tmp_path,
+    )
+    block = EncoderBlock(**dict(ARGS, qkv_bias=False))
+    block.build((B, S, D))
+    mha = block.self_attention.attention
+    assert mha.query_dense.bias is None and mha.value_dense.bias is None
+    assert mha.output_dense.bias is not None and block.feed_forward.output_dense.bias is not None
+
+
 def test_decoder_block_generic(tmp_path):
     run_layer_test(
         DecoderBlock, dict(ARGS, use_rotary=True), dict(x=_x(T), context=_x(S, 1)),

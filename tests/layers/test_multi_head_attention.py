@@ -32,6 +32,31 @@ def test_generic_layer_checks(tmp_path):
     )
 
 
+def test_generic_layer_checks_without_qkv_bias(tmp_path):
+    query, value = _inputs()
+    run_layer_test(
+        MultiHeadAttention,
+        dict(num_heads=H, key_dim=K, qkv_bias=False),
+        dict(query=query, value=value),
+        expected_output_shape=(B, T, D),
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.mark.parametrize(
+    "use_bias, qkv_bias, query_key_value, output",
+    [(True, None, True, True), (False, None, False, False), (True, False, False, True), (False, True, True, False)],
+)
+def test_qkv_bias_sets_only_the_query_key_value_biases(use_bias, qkv_bias, query_key_value, output):
+    mha = MultiHeadAttention(num_heads=H, key_dim=K, use_bias=use_bias, qkv_bias=qkv_bias)
+    query, value = _inputs()
+    mha(query, value)
+    for dense in (mha.query_dense, mha.key_dense, mha.value_dense):
+        assert (dense.bias is not None) == query_key_value
+    assert (mha.output_dense.bias is not None) == output
+    assert len(mha.weights) == 4 + 3 * query_key_value + output
+
+
 def test_generic_layer_checks_with_causal_mask_and_rotary(tmp_path):
     query, _ = _inputs()
     run_layer_test(

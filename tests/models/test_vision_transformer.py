@@ -57,7 +57,7 @@ def test_preset_sizes_match_the_papers():
 
 def test_config_round_trip_through_json():
     model = _model(image_size=(16, 24), patch_size=(4, 8), pooling="gap", representation_size=12,
-                   qkv_bias=False, drop_path_rate=0.1)
+                   qkv_bias=False, drop_path_rate=0.1, fc_norm=True)
     config_keys_match_init(model)
     config = json.loads(json.dumps(model.get_config()))
     clone = VisionTransformer.from_config(config)
@@ -149,12 +149,42 @@ def test_drop_path_rates_grow_linearly():
     np.testing.assert_allclose(_np(model(images)), _np(model(images)), atol=0)
 
 
-def test_qkv_bias_switches_the_block_biases():
+def test_qkv_bias_switches_only_the_query_key_value_biases():
+    """timm's and HF's meaning: the output projection and the MLP keep their biases."""
     names = [w.path for w in _model(qkv_bias=False).weights]
-    assert not any("encoder_" in n and n.endswith("bias") for n in names)
-    # The patch projection and the head keep theirs.
+    biases = {n for n in names if "encoder_" in n and n.endswith("bias")}
+    assert not any(part in n for n in biases for part in ("/query/", "/key/", "/value/"))
+    for part in ("attention_output/bias", "intermediate/bias", "feed_forward/output/bias"):
+        assert sum(n.endswith(part) for n in biases) == 2, part  # one per block
     assert any(n.endswith("patch_embedding/projection/bias") for n in names)
     assert any(n.endswith("head/bias") for n in names)
+    without = {n.split("/", 1)[1] for n in names}
+    with_bias = {w.path.split("/", 1)[1] for w in _model(qkv_bias=True).weights}
+    assert with_bias - without == {
+        n for n in with_bias if n.endswith("bias") and any(p in n for p in ("/query/", "/key/", "/value/"))
+    }
+
+
+@pytest.mark.parametrize("pooling", ["token", "gap"])
+def test_fc_norm_normalises_after_pooling(pooling):
+    """`fc_norm=True`: tokens leave the blocks unnormalised; encoder_norm runs on the pooled vector."""
+    model = _model(pooling=pooling, fc_norm=True)
+    images = _images()
+    x = model.patch_embedding(images)
+    if pooling == "token":
+        x = model.class_token(x)
+    x = model.position_embedding(x)
+    for block in model.encoder_blocks:
+        x = block(x)
+    np.testing.assert_allclose(_np(model.patch_tokens(images)), _np(x), atol=1e-5)
+    pooled = _np(x)[:, 0] if pooling == "token" else _np(x).mean(axis=1)
+    features = _np(model.features(images))
+    np.testing.assert_allclose(features, _np(model.encoder_norm(pooled)), atol=1e-5)
+    plain = _model(pooling=pooling)
+    plain.set_weights(model.get_weights())
+    same = np.allclose(_np(plain(images)), _np(model(images)), atol=1e-5)
+    # A per-token norm commutes with picking the class token, not with averaging.
+    assert same == (pooling == "token")
 
 
 def test_trains_and_loss_decreases():
@@ -198,5 +228,7 @@ def test_bad_configs_name_what_was_received():
         _model(depth=0)
     with pytest.raises(ValueError, match="patch_size"):
         _model(patch_size=(4, 4, 4))
+    with pytest.raises(ValueError, match="fc_norm must be a bool. Received: fc_norm='yes'"):
+        _model(fc_norm="yes")
     with pytest.raises(ValueError, match="multiples of the patch size"):
         _model()(_images(18))

@@ -42,6 +42,8 @@ class AttentionSublayer(ResidualSublayer):
         dropout: float. Dropout on the sub-layer output. Defaults to `0.0`.
         attention_dropout: float. Dropout on attention weights. Defaults to `0.0`.
         use_bias: bool. Biases in the attention projections. Defaults to `True`.
+        qkv_bias: bool or None. Biases in the query, key and value
+            projections only; None follows `use_bias`. Defaults to `None`.
         norm_first: bool. Pre-norm (True) or post-norm (False). Defaults to `False`.
         layer_norm_epsilon: float. Defaults to `1e-5`.
         drop_path_rate: float. Stochastic depth rate. Defaults to `0.0`.
@@ -58,6 +60,7 @@ class AttentionSublayer(ResidualSublayer):
         dropout=0.0,
         attention_dropout=0.0,
         use_bias=True,
+        qkv_bias=None,
         norm_first=False,
         layer_norm_epsilon=1e-5,
         drop_path_rate=0.0,
@@ -77,6 +80,7 @@ class AttentionSublayer(ResidualSublayer):
         self.value_dim = value_dim
         self.attention_dropout = attention_dropout
         self.use_bias = use_bias
+        self.qkv_bias = qkv_bias
         self.use_rotary = use_rotary
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         # Built here so argument errors surface at construction.
@@ -86,6 +90,7 @@ class AttentionSublayer(ResidualSublayer):
             value_dim=value_dim,
             dropout=attention_dropout,
             use_bias=use_bias,
+            qkv_bias=qkv_bias,
             use_rotary=use_rotary,
             kernel_initializer=kernel_initializer,
             dtype=self.dtype_policy,
@@ -104,6 +109,7 @@ class AttentionSublayer(ResidualSublayer):
             value_dim=self.value_dim,
             attention_dropout=self.attention_dropout,
             use_bias=self.use_bias,
+            qkv_bias=self.qkv_bias,
             use_rotary=self.use_rotary,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )

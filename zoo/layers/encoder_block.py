@@ -23,6 +23,9 @@ class EncoderBlock(keras.layers.Layer):
         norm_first: bool. Pre-norm when True. Defaults to `False`.
         layer_norm_epsilon: float. Defaults to `1e-5`.
         use_bias: bool. Biases in attention and feed-forward. Defaults to `True`.
+        qkv_bias: bool or None. Biases in the attention's query, key and
+            value projections only (timm / HF ViT `qkv_bias`); None follows
+            `use_bias`. Defaults to `None`.
         drop_path_rate: float. Stochastic depth rate. Defaults to `0.0`.
         use_rotary: bool. Rotary positions in self-attention. Defaults to `False`.
         kernel_initializer: Defaults to `"glorot_uniform"`.
@@ -54,6 +57,7 @@ class EncoderBlock(keras.layers.Layer):
         norm_first=False,
         layer_norm_epsilon=1e-5,
         use_bias=True,
+        qkv_bias=None,
         drop_path_rate=0.0,
         use_rotary=False,
         kernel_initializer="glorot_uniform",
@@ -73,6 +77,7 @@ class EncoderBlock(keras.layers.Layer):
         self.norm_first = norm_first
         self.layer_norm_epsilon = layer_norm_epsilon
         self.use_bias = use_bias
+        self.qkv_bias = qkv_bias
         self.drop_path_rate = drop_path_rate
         self.use_rotary = use_rotary
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -106,6 +111,7 @@ class EncoderBlock(keras.layers.Layer):
             key_dim=self.d_model // self.num_heads,
             attention_dropout=self.attention_dropout,
             use_bias=self.use_bias,
+            qkv_bias=self.qkv_bias,
             use_rotary=self.use_rotary if use_rotary is None else use_rotary,
             **self._residual_args(),
         )
@@ -135,6 +141,7 @@ class EncoderBlock(keras.layers.Layer):
             norm_first=self.norm_first,
             layer_norm_epsilon=self.layer_norm_epsilon,
             use_bias=self.use_bias,
+            qkv_bias=self.qkv_bias,
             drop_path_rate=self.drop_path_rate,
             use_rotary=self.use_rotary,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),

@@ -104,6 +104,10 @@ class MultiHeadAttention(keras.layers.Layer):
         value_dim: int. Per-head width of values. Defaults to `key_dim`.
         dropout: float. Dropout rate on the attention weights. Defaults to `0.0`.
         use_bias: bool. Biases in the four projections. Defaults to `True`.
+        qkv_bias: bool or None. Biases in the query, key and value
+            projections only (the output projection follows `use_bias`), as
+            timm's and HF ViT's `qkv_bias`. None follows `use_bias`.
+            Defaults to `None`.
         output_dim: int. Width of the output projection. Defaults to the
             query's last dimension.
         use_rotary: bool. Rotate queries and keys by their positions (RoPE)
@@ -154,6 +158,7 @@ class MultiHeadAttention(keras.layers.Layer):
         value_dim=None,
         dropout=0.0,
         use_bias=True,
+        qkv_bias=None,
         output_dim=None,
         use_rotary=False,
         rotary_max_wavelength=10000,
@@ -172,6 +177,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.value_dim = value_dim
         self.dropout = dropout
         self.use_bias = use_bias
+        self.qkv_bias = qkv_bias
         self.output_dim = output_dim
         self.use_rotary = use_rotary
         self.rotary_max_wavelength = rotary_max_wavelength
@@ -179,11 +185,11 @@ class MultiHeadAttention(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
 
-    def _projection(self, name, equation, output_shape, bias_axes):
+    def _projection(self, name, equation, output_shape, bias_axes, use_bias):
         return keras.layers.EinsumDense(
             equation,
             output_shape=output_shape,
-            bias_axes=bias_axes if self.use_bias else None,
+            bias_axes=bias_axes if use_bias else None,
             # A fresh initializer per projection, as Keras core does.
             kernel_initializer=keras.initializers.deserialize(
                 keras.initializers.serialize(self.kernel_initializer)
@@ -199,10 +205,13 @@ class MultiHeadAttention(keras.layers.Layer):
         h, k = self.num_heads, self.key_dim
         v = self.value_dim or self.key_dim
         out = self.output_dim or query_shape[-1]
-        self.query_dense = self._projection("query", "btd,dhk->bthk", (None, h, k), "hk")
-        self.key_dense = self._projection("key", "bsd,dhk->bshk", (None, h, k), "hk")
-        self.value_dense = self._projection("value", "bsd,dhk->bshk", (None, h, v), "hk")
-        self.output_dense = self._projection("attention_output", "bthv,hvd->btd", (None, out), "d")
+        qkv_bias = self.use_bias if self.qkv_bias is None else self.qkv_bias
+        self.query_dense = self._projection("query", "btd,dhk->bthk", (None, h, k), "hk", qkv_bias)
+        self.key_dense = self._projection("key", "bsd,dhk->bshk", (None, h, k), "hk", qkv_bias)
+        self.value_dense = self._projection("value", "bsd,dhk->bshk", (None, h, v), "hk", qkv_bias)
+        self.output_dense = self._projection(
+            "attention_output", "bthv,hvd->btd", (None, out), "d", self.use_bias
+        )
         self.query_dense.build(query_shape)
         self.key_dense.build(key_shape)
         self.value_dense.build(value_shape)
@@ -365,6 +374,7 @@ class MultiHeadAttention(keras.layers.Layer):
             value_dim=self.value_dim,
             dropout=self.dropout,
             use_bias=self.use_bias,
+            qkv_bias=self.qkv_bias,
             output_dim=self.output_dim,
             use_rotary=self.use_rotary,
             rotary_max_wavelength=self.rotary_max_wavelength,

@@ -41,13 +41,14 @@ class VisionTransformer(keras.Model):
     `encoder_{i}`, `encoder_norm`, `pre_logits`, `head`):
     - `"gap"` normalises the tokens, then averages them (big_vision
       `pool_type="gap"`; timm `global_pool="avg", fc_norm=False`, the
-      `vit_*_gap_*` models). timm's default for `"avg"` (`fc_norm=True`:
-      average, then normalise, as MAE/BEiT fine-tuning) is not supported.
-    - `qkv_bias=False` turns off the biases of every attention projection
-      and of the MLP (`EncoderBlock(use_bias=False)`); timm's
-      `qkv_bias=False` keeps the output-projection and MLP biases, so such
-      checkpoints do not import exactly. With the default `True` (HF ViT,
-      DeiT, the paper's models) the layouts match.
+      `vit_*_gap_*` models). With `fc_norm=True` the same LayerNorm
+      (`encoder_norm`) runs after the average instead (timm's default for
+      `global_pool="avg"`, as MAE/BEiT fine-tuning).
+    - `qkv_bias=False` removes only the query/key/value biases; the
+      attention output projection and the MLP keep theirs, as timm's and
+      HF's `qkv_bias`.
+    - `VisionTransformer.from_hf(path)` and `VisionTransformer.from_timm(...)`
+      import checkpoints (see `zoo.convert`).
     - The images come normalised (e.g. `(x - mean) / std` or `[-1, 1]`);
       preprocessing lives in the recipes and the export.
 
@@ -68,8 +69,8 @@ class VisionTransformer(keras.Model):
         attention_dropout: float. Dropout on attention weights. Defaults to `0.0`.
         drop_path_rate: float. Stochastic depth rate of the last block.
             Defaults to `0.0`.
-        qkv_bias: bool. Biases in the blocks' projections (see above).
-            Defaults to `True`.
+        qkv_bias: bool. Biases in the query, key and value projections
+            (see above). Defaults to `True`.
         layer_norm_epsilon: float. Defaults to `1e-6`.
         pooling: str. `"token"` (class token) or `"gap"` (mean of the patch
             tokens, no class token). Defaults to `"token"`.
@@ -77,6 +78,10 @@ class VisionTransformer(keras.Model):
             before the head (the paper's ImageNet-21k pre-training); None for
             none. Defaults to `None`.
         num_channels: int. Image channels `C`. Defaults to `3`.
+        fc_norm: bool. Apply `encoder_norm` after pooling instead of to
+            every token before it (timm `fc_norm`); only changes `"gap"`,
+            since a per-token norm commutes with picking the class token.
+            Defaults to `False`.
 
     Call arguments:
         images: `(B, H, W, C)` float images, `H` and `W` static multiples of
@@ -120,6 +125,7 @@ class VisionTransformer(keras.Model):
         pooling="token",
         representation_size=None,
         num_channels=3,
+        fc_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -144,6 +150,9 @@ class VisionTransformer(keras.Model):
             raise ValueError(
                 f"mlp_ratio must give a positive MLP width. Received: mlp_ratio={mlp_ratio!r}"
             )
+        for name, flag in (("qkv_bias", qkv_bias), ("fc_norm", fc_norm)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be a bool. Received: {name}={flag!r}")
         if representation_size is not None and (
             not isinstance(representation_size, int) or representation_size <= 0
         ):
@@ -170,6 +179,7 @@ class VisionTransformer(keras.Model):
         self.pooling = pooling
         self.representation_size = representation_size
         self.num_channels = num_channels
+        self.fc_norm = fc_norm
 
         dtype = self.dtype_policy
         self.grid_size = (image_hw[0] // patch_hw[0], image_hw[1] // patch_hw[1])
@@ -191,7 +201,8 @@ class VisionTransformer(keras.Model):
                 activation="gelu",  # exact (erf) GELU, as the paper, timm and HF
                 norm_first=True,
                 layer_norm_epsilon=layer_norm_epsilon,
-                use_bias=qkv_bias,
+                use_bias=True,
+                qkv_bias=qkv_bias,
                 drop_path_rate=drop_path_rates[i],
                 dtype=dtype,
                 name=f"encoder_{i}",
@@ -258,11 +269,14 @@ class VisionTransformer(keras.Model):
             out = block(x, return_attention_scores=return_attention_scores, training=training)
             x, layer_scores = out if return_attention_scores else (out, None)
             scores.append(layer_scores)
+        if self.fc_norm:
+            return x, scores  # normalised after pooling
         return self.encoder_norm(x), scores  # (B, N, D)
 
     def patch_tokens(self, images, training=None):
-        """The final normalised tokens `(B, N, D)`: `N = 1 + P` with a class
-        token (first), `N = P` for `"gap"`; patches row by row."""
+        """The final tokens `(B, N, D)`: `N = 1 + P` with a class token
+        (first), `N = P` for `"gap"`; patches row by row. Normalised by
+        `encoder_norm` unless `fc_norm` (then it runs after pooling)."""
         return self._encode(images, training=training)[0]
 
     def attention_maps(self, images):
@@ -272,8 +286,10 @@ class VisionTransformer(keras.Model):
 
     def _pool(self, tokens):
         if self.pooling == "token":
-            return tokens[:, 0]  # (B, D)
-        return ops.mean(tokens, axis=1)  # (B, D)
+            pooled = tokens[:, 0]  # (B, D)
+        else:
+            pooled = ops.mean(tokens, axis=1)  # (B, D)
+        return self.encoder_norm(pooled) if self.fc_norm else pooled
 
     def features(self, images, training=None):
         """What the head reads: the pooled tokens `(B, D)`, after the
@@ -284,6 +300,35 @@ class VisionTransformer(keras.Model):
     def call(self, images, training=None):
         logits = self.head(self.features(images, training=training))  # (B, num_classes)
         return ops.cast(logits, "float32")
+
+    # -- checkpoints from other libraries ---------------------------------
+    @classmethod
+    def from_hf(cls, path):
+        """Imports a Hugging Face `ViTForImageClassification` checkpoint folder.
+
+        Reads `config.json`, `preprocessor_config.json` and the weights
+        (`model.safetensors` or `pytorch_model.bin`) with NumPy only. The
+        returned model carries `model.preprocessing` (`zoo.convert.ImagePreprocessing`:
+        mean, std, class names, image size) for `zoo.export`. See
+        `zoo.convert.hf_vit.load_hf_vit`.
+        """
+        from zoo.convert.hf_vit import load_hf_vit  # lazy: convert sits above models
+
+        return load_hf_vit(path)
+
+    @classmethod
+    def from_timm(cls, source, architecture=None, pretrained_cfg=None, **model_args):
+        """Imports a timm `vit_*` / `deit_*` checkpoint.
+
+        `source` is a folder as timm's `save_for_hf` writes it (`config.json`
+        + weights), a weights file, or a state dict of arrays (then name the
+        `architecture`, and any `timm.create_model` overrides as
+        `model_args`). The returned model carries `model.preprocessing`.
+        See `zoo.convert.timm_vit.load_timm_vit`.
+        """
+        from zoo.convert.timm_vit import load_timm_vit  # lazy: convert sits above models
+
+        return load_timm_vit(source, architecture=architecture, pretrained_cfg=pretrained_cfg, **model_args)
 
     # -- presets and config ----------------------------------------------
     @classmethod
@@ -306,7 +351,7 @@ class VisionTransformer(keras.Model):
                     "image_size", "patch_size", "num_classes", "d_model", "depth",
                     "num_heads", "mlp_ratio", "dropout", "attention_dropout",
                     "drop_path_rate", "qkv_bias", "layer_norm_epsilon", "pooling",
-                    "representation_size", "num_channels",
+                    "representation_size", "num_channels", "fc_norm",
                 )
             }
         )

@@ -1,0 +1,137 @@
+"""Converted ViTs export through zoo.export and score images as the source library does."""
+
+import importlib.util
+import io
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.convert.test_hf_vit import LABELS, _save_reference
+from zoo.convert import ImagePreprocessing
+from zoo.export.image_classifier import classify_with_saved_model, export_image_classifier
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "convert_vit.py")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("convert_vit", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _png(pixels):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_hf_tool_export_scores_like_vit_image_processor(tmp_path):
+    """PNGs at the model's size: the export's decode, (identity) resize and normalisation
+    against `ViTImageProcessor` + `ViTForImageClassification`."""
+    reference = _save_reference(tmp_path / "hf")
+    output = str(tmp_path / "vit.keras")
+    _, export_path = _tool().main(
+        ["hf", str(tmp_path / "hf"), "--output", output, "--export", str(tmp_path / "serving"), "--top-k", "2"]
+    )
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    out = classify_with_saved_model(export_path, [_png(p) for p in pixels])
+
+    processor = transformers.ViTImageProcessor.from_pretrained(tmp_path / "hf")
+    inputs = processor(images=[Image.fromarray(p) for p in pixels], return_tensors="pt")
+    with torch.no_grad():
+        expected = _softmax(reference(**inputs).logits.numpy())
+    assert out["valid"].all()
+    # Decoded pixels differ from the processor's by float rounding (~2e-7), logits by ~1e-6 at this
+    # size (the model parity bound is 1e-4), and softmax moves by at most half the largest logit change.
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+    top = [[LABELS[i].encode() for i in row] for row in np.argsort(-expected, axis=1)[:, :2]]
+    assert out["top_k_labels"].tolist() == top
+
+    # The .keras file and its preprocessing sidecar reload to the same model.
+    loaded = keras.saving.load_model(output)
+    prep = ImagePreprocessing.load(output + ".preprocessing.json")
+    assert prep.class_names == tuple(LABELS.values())
+    images = ((pixels / 255.0 - np.array(prep.mean)) / np.array(prep.std)).astype("float32")
+    with torch.no_grad():
+        hf_logits = reference(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2))).logits.numpy()
+    assert np.abs(np.asarray(loaded(images)) - hf_logits).max() < 1e-4
+
+
+def test_timm_export_scores_like_timm_transforms_at_crop_pct_one(tmp_path):
+    timm = pytest.importorskip("timm")
+    from tests.convert.test_timm_vit import _reference, _save_for_hf
+
+    model = _reference()
+    model.pretrained_cfg = dict(
+        model.pretrained_cfg, input_size=(3, 32, 32), crop_pct=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+    )
+    _save_for_hf(model, tmp_path / "timm")
+    from zoo.models import VisionTransformer
+
+    converted = VisionTransformer.from_timm(tmp_path / "timm")
+    assert json.loads((tmp_path / "timm" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
+    path = export_image_classifier(converted, base=str(tmp_path / "serving"), **converted.preprocessing.export_kwargs())
+    pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    out = classify_with_saved_model(path, [_png(pixels)])
+
+    config = timm.data.resolve_data_config({}, model=model)
+    transform = timm.data.create_transform(**config)  # resize 32 / crop_pct = 32, center crop 32: identity
+    with torch.no_grad():
+        expected = _softmax(model(transform(Image.fromarray(pixels))[None]).numpy())
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(48, 40), (20, 24), (300, 200)])
+def test_export_resize_matches_vit_image_processor_up_to_8_bit_rounding(tmp_path, shape):
+    """Other sizes: the export's antialiased bilinear resize is HF's filter; HF rounds the resized
+    image to 8 bits, so pixels differ by at most one grey level (before normalisation)."""
+    import tensorflow as tf
+
+    from zoo.export.image_classifier import ImageClassifierModule
+
+    _save_reference(tmp_path / "hf")
+    from zoo.models import VisionTransformer
+
+    model = VisionTransformer.from_hf(tmp_path / "hf")
+    prep = model.preprocessing
+    (tmp_path / "names.txt").write_text("\n".join(prep.class_names) + "\n")
+    module = ImageClassifierModule(model, str(tmp_path / "names.txt"), prep.image_size, prep.mean, prep.std)
+    pixels = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    ours = module._prepare(tf.image.convert_image_dtype(pixels, tf.float32)).numpy()
+    processor = transformers.ViTImageProcessor.from_pretrained(tmp_path / "hf")
+    theirs = processor(images=Image.fromarray(pixels), return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
+    grey_level = (1 / 255) / np.array(prep.std)
+    assert np.all(np.abs(ours - theirs) <= grey_level + 1e-5)
+    assert np.abs(ours - theirs).mean() < 0.5 * grey_level.min()  # rounding, not another filter
+
+
+def test_timm_tool_from_a_bare_state_dict(tmp_path):
+    pytest.importorskip("timm")
+    from tests.convert.test_timm_vit import SMALL, _images, _max_diff, _reference
+
+    reference = _reference()
+    torch.save(reference.state_dict(), tmp_path / "vit.pth")
+    (tmp_path / "cfg.json").write_text(json.dumps(dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])))
+    output = str(tmp_path / "vit.keras")
+    _, export_path = _tool().main([
+        "timm", str(tmp_path / "vit.pth"), "--architecture", "vit_tiny_patch16_224",
+        "--model-args", json.dumps(SMALL), "--pretrained-cfg", str(tmp_path / "cfg.json"), "--output", output,
+    ])
+    assert export_path is None
+    assert _max_diff(keras.saving.load_model(output), reference, _images()) < 1e-4
+    prep = ImagePreprocessing.load(output + ".preprocessing.json")
+    assert prep.mean == (0.485, 0.456, 0.406) and prep.class_names == ("0", "1", "2", "3", "4")
