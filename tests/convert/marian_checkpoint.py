@@ -71,7 +71,7 @@ def marian_vocab(*protos):
     return vocab
 
 
-def write_marian_checkpoint(directory, seed=0, safe_serialization=True, end_bias=3.0, **config_overrides):
+def write_marian_checkpoint(directory, seed=0, safe_serialization=True, end_bias=0.0, weight_std=0.1, end_position=6, end_scale=3.0, **config_overrides):
     """Saves a random tiny `MarianMTModel` and its tokenizer files; returns the HF model.
 
     `end_bias` is added to eos in `final_logits_bias` (and noise to the
@@ -108,12 +108,19 @@ def write_marian_checkpoint(directory, seed=0, safe_serialization=True, end_bias
             if "embed_positions" in name:
                 continue  # the fixed sinusoids (not saved)
             if parameter.dim() == 2:
-                parameter.normal_(0.0, 0.15)
+                parameter.normal_(0.0, weight_std)
             elif not name.endswith("layer_norm.weight"):
                 parameter.normal_(0.0, 0.05)
         bias = torch.randn(model.final_logits_bias.shape) * 0.5
         bias[0, 0] += end_bias
         model.final_logits_bias.copy_(bias)
+        if end_position:
+            # Random models repeat one token forever; an eos embedding along the
+            # sinusoids of positions around `end_position` makes them stop
+            # after a few tokens, at source-dependent lengths.
+            table = model.model.decoder.embed_positions.weight
+            direction = table[end_position - 2 : end_position + 3].mean(0)
+            model.model.decoder.embed_tokens.weight[0] = end_scale * direction / direction.norm()
     model.generation_config.bad_words_ids = [[pad]]
     model.generation_config.num_beams = config["num_beams"]
     model.generation_config.max_length = config["max_length"]

@@ -8,7 +8,7 @@ import pytest
 
 from tests.convert.marian_checkpoint import hf_tokenizer, import_transformers, write_marian_checkpoint
 from zoo.convert import CheckpointError
-from zoo.convert.marian import load_marian, load_marian_model
+from zoo.convert.marian import load_marian, load_marian_model, marian_search_options
 from zoo.models import TransformerTranslator
 
 torch = pytest.importorskip("torch")
@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(checkpoint):
     directory, _ = checkpoint
-    return (load_marian_model(directory),)
+    return (load_marian_model(directory), None, None, marian_search_options(directory))
 
 
 def _hf_batch(directory, texts=SOURCES):
@@ -85,3 +85,57 @@ def test_pytorch_zip_weights_and_untied_embeddings(tmp_path):
         expected = hf(**batch, decoder_input_ids=torch.from_numpy(target).long()).logits.numpy()
     logits = np.asarray(model({"source_ids": batch["input_ids"].numpy().astype("int32"), "target_ids": target}))
     np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def _hf_generate(hf, batch, **settings):
+    with torch.no_grad():
+        out = hf.generate(**batch, do_sample=False, output_scores=True, return_dict_in_generate=True, **settings)
+    tokens = out.sequences.numpy()[:, 1:]  # without the decoder start token
+    return tokens, (out.sequences_scores.numpy() if settings.get("num_beams", 1) > 1 else None)
+
+
+def _assert_same_tokens(zoo_tokens, hf_tokens, pad):
+    # transformers crops to the longest output of the batch; zoo pads to max_length.
+    zoo_tokens = np.asarray(zoo_tokens)
+    np.testing.assert_array_equal(zoo_tokens[:, : hf_tokens.shape[1]], hf_tokens)
+    assert np.all(zoo_tokens[:, hf_tokens.shape[1] :] == pad)
+
+
+@pytest.mark.parametrize("max_new_tokens", [3, 12])
+def test_greedy_matches_transformers_generate(checkpoint, converted, max_new_tokens):
+    from zoo.decoding import generate
+
+    directory, hf = checkpoint
+    model, options = converted[0], converted[3]
+    batch = _hf_batch(directory)
+    expected, _ = _hf_generate(hf, batch, num_beams=1, max_new_tokens=max_new_tokens)
+    lengths = (expected != model.pad_token_id).sum(1)
+    tokens = generate(
+        model, batch["input_ids"].numpy().astype("int32"), max_new_tokens,
+        suppress_token_ids=options["suppress_token_ids"], force_end_at_max_length=options["force_end_at_max_length"],
+    )
+    _assert_same_tokens(tokens, expected, model.pad_token_id)
+    if max_new_tokens == 12:
+        assert len(set(lengths)) > 1 and lengths.max() < 12  # sentences end on their own, at different steps
+
+
+@pytest.mark.parametrize(
+    "num_beams, length_penalty, max_new_tokens",
+    [(4, None, 12), (4, None, 4), (3, 0.6, 12), (2, 2.0, 12)],  # None: the checkpoint's (transformers' default 1.0)
+)
+def test_beam_search_matches_transformers_generate(checkpoint, converted, num_beams, length_penalty, max_new_tokens):
+    from zoo.decoding import beam_search
+
+    directory, hf = checkpoint
+    model, options = converted[0], dict(converted[3])
+    assert options.pop("beam_width") == 4 and options["alpha"] == 1.0
+    assert options["suppress_token_ids"] == (model.pad_token_id,)
+    settings = dict(num_beams=num_beams, max_new_tokens=max_new_tokens)
+    if length_penalty is not None:
+        settings["length_penalty"] = options["alpha"] = length_penalty
+    batch = _hf_batch(directory)
+    expected, expected_scores = _hf_generate(hf, batch, **settings)
+    tokens, scores = beam_search(model, batch["input_ids"].numpy().astype("int32"), max_new_tokens, num_beams, **options)
+    _assert_same_tokens(tokens, expected, model.pad_token_id)
+    np.testing.assert_allclose(np.asarray(scores), expected_scores, atol=1e-4)
+
