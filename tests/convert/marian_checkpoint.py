@@ -61,13 +61,32 @@ def spm_pieces(proto):
     return [processor.id_to_piece(i) for i in range(processor.get_piece_size()) if not processor.is_control(i) and not processor.is_unknown(i)]
 
 
-def marian_vocab(*protos):
-    """`vocab.json` contents: `</s>`, `<unk>`, the pieces of all models once, `<pad>`."""
+def marian_vocab(*protos, extra_tokens=()):
+    """`vocab.json` contents: `</s>`, `<unk>`, `extra_tokens`, the pieces of all models once, `<pad>`."""
     vocab = {"</s>": 0, "<unk>": 1}
+    for token in extra_tokens:
+        vocab[token] = len(vocab)
     for proto in protos:
         for piece in spm_pieces(proto):
             vocab.setdefault(piece, len(vocab))
     vocab["<pad>"] = len(vocab)
+    return vocab
+
+
+def write_tokenizer_files(directory, extra_tokens=()):
+    """Writes `source.spm`, `target.spm` and `vocab.json`; returns the vocabulary.
+
+    `extra_tokens` (e.g. language codes `>>de<<`) go in after `<unk>`.
+    """
+    os.makedirs(directory, exist_ok=True)
+    source_proto = train_spm(sentences(SOURCE_WORDS), 80)
+    target_proto = train_spm(sentences(TARGET_WORDS, seed=1), 80)
+    vocab = marian_vocab(source_proto, target_proto, extra_tokens=extra_tokens)
+    for name, proto in (("source.spm", source_proto), ("target.spm", target_proto)):
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(proto)
+    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False, indent=1)
     return vocab
 
 
@@ -82,15 +101,7 @@ def write_marian_checkpoint(directory, seed=0, safe_serialization=True, end_bias
     transformers = import_transformers()
     MarianConfig, MarianMTModel = transformers.MarianConfig, transformers.MarianMTModel
 
-    os.makedirs(directory, exist_ok=True)
-    source_proto = train_spm(sentences(SOURCE_WORDS), 80)
-    target_proto = train_spm(sentences(TARGET_WORDS, seed=1), 80)
-    vocab = marian_vocab(source_proto, target_proto)
-    for name, proto in (("source.spm", source_proto), ("target.spm", target_proto)):
-        with open(os.path.join(directory, name), "wb") as f:
-            f.write(proto)
-    with open(os.path.join(directory, "vocab.json"), "w", encoding="utf-8") as f:
-        json.dump(vocab, f, ensure_ascii=False, indent=1)
+    vocab = write_tokenizer_files(directory)
     pad = vocab["<pad>"]
     config = dict(
         vocab_size=len(vocab), decoder_vocab_size=len(vocab), d_model=32, encoder_layers=2, decoder_layers=2,

@@ -8,7 +8,7 @@ import pytest
 
 from tests.convert.marian_checkpoint import hf_tokenizer, import_transformers, write_marian_checkpoint
 from zoo.convert import CheckpointError
-from zoo.convert.marian import load_marian, load_marian_model, marian_search_options
+from zoo.convert.marian import load_marian
 from zoo.models import TransformerTranslator
 
 torch = pytest.importorskip("torch")
@@ -34,7 +34,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(checkpoint):
     directory, _ = checkpoint
-    return (load_marian_model(directory), None, None, marian_search_options(directory))
+    return load_marian(directory)
 
 
 def _hf_batch(directory, texts=SOURCES):
