@@ -139,3 +139,91 @@ def test_beam_search_matches_transformers_generate(checkpoint, converted, num_be
     _assert_same_tokens(tokens, expected, model.pad_token_id)
     np.testing.assert_allclose(np.asarray(scores), expected_scores, atol=1e-4)
 
+
+
+# Runs the export where zoo cannot be imported, with tensorflow and tensorflow_text only.
+FRESH = r"""
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps([t.decode() for t in out["translations"].numpy()]))
+"""
+
+
+@pytest.mark.slow
+def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, tmp_path):
+    # tools/convert_marian.py: checkpoint in, .keras model + tokenizers + a TF
+    # Serving export out; the export, loaded without zoo, translates as
+    # transformers' generate with the checkpoint's settings (beam 4, pad banned).
+    import json
+
+    from tests.helpers import run_without_zoo
+    from tools.convert_marian import main
+    from zoo.export import audit_saved_model
+    from zoo.text import MarianTokenizer
+
+    directory, hf = checkpoint
+    outputs = main([directory, "--output", str(tmp_path / "zoo"), "--export-base", str(tmp_path / "serving"),
+                    "--name", "marian", "--max-length", "12"])
+    sentences = SOURCES + ["", "   "]
+    fresh = run_without_zoo(FRESH, outputs["export"], json.dumps(sentences))
+    with torch.no_grad():
+        generated = hf.generate(**_hf_batch(directory), num_beams=4, max_new_tokens=12)
+    expected = hf_tokenizer(directory).batch_decode(generated, skip_special_tokens=True)
+    assert fresh == expected + ["", ""]
+    assert any(fresh)
+    ops = audit_saved_model(outputs["export"])
+    assert "SentencepieceTokenizeOp" in ops and "LookupTableFindV2" in ops
+    # The .keras model and the saved tokenizers reload as they were.
+    reloaded = __import__("keras").saving.load_model(str(tmp_path / "zoo" / "model.keras"))
+    source = MarianTokenizer.load(tmp_path / "zoo" / "source_tokenizer")
+    ids = source.tokenize(SOURCES[:1]).to_tensor().numpy()
+    target = np.array([[reloaded.start_token_id, 5, 6]], "int32")
+    with torch.no_grad():
+        hf_logits = hf(input_ids=torch.from_numpy(ids).long(), decoder_input_ids=torch.from_numpy(target).long()).logits
+    np.testing.assert_allclose(
+        np.asarray(reloaded({"source_ids": ids, "target_ids": target})), hf_logits.numpy(), atol=1e-4
+    )
+    options = json.loads((tmp_path / "zoo" / "search_options.json").read_text())
+    assert options["max_length"] == 12 and options["suppress_token_ids"] == [hf.config.pad_token_id]
+
+
+def _broken_copy(checkpoint, tmp_path, edit):
+    directory = str(tmp_path / "broken")
+    shutil.copytree(checkpoint[0], directory)
+    edit(directory)
+    return directory
+
+
+def _edit_config(**changes):
+    import json
+
+    def edit(directory):
+        path = os.path.join(directory, "config.json")
+        with open(path) as f:
+            config = json.load(f)
+        config.update(changes)
+        with open(path, "w") as f:
+            json.dump(config, f)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: os.remove(os.path.join(d, "source.spm")), r"missing \['source.spm'\]"),
+        (lambda d: os.remove(os.path.join(d, "config.json")), r"missing \['config.json'\]"),
+        (lambda d: os.remove(os.path.join(d, "model.safetensors")), "No weights in"),
+        (_edit_config(model_type="bert", architectures=["BertModel"]), "model_type='bert'.*expected 'marian'"),
+        (_edit_config(encoder_ffn_dim=128, decoder_ffn_dim=128), r"fc1.weight' has shape \(64, 32\).*implies \(128, 32\)"),
+        (_edit_config(encoder_layers=1), "more encoder layers than config.json's encoder_layers=1"),
+        (_edit_config(encoder_layers=3), "Missing tensor 'model.encoder.layers.2"),
+        (_edit_config(vocab_size=50, decoder_vocab_size=50, pad_token_id=49, decoder_start_token_id=49),
+         r"shared.weight' has shape \(\d+, 32\), but config.json implies \(50, 32\)"),
+        (_edit_config(activation_function="mish"), "Unsupported activation_function='mish'"),
+    ],
+)
+def test_broken_checkpoints_fail_with_a_clear_error(checkpoint, tmp_path, edit, message):
+    directory = _broken_copy(checkpoint, tmp_path, edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_marian(directory)
