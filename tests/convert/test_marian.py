@@ -149,6 +149,29 @@ print(json.dumps([t.decode() for t in out["translations"].numpy()]))
 """
 
 
+def _convert_without_torch(args):
+    """Runs tools/convert_marian.py in a fresh process; checks it imported neither torch nor transformers."""
+    import json
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {root!r})\n"
+        "from tools.convert_marian import main\n"
+        "outputs = main(sys.argv[1:])\n"
+        "print(json.dumps(dict(outputs, imported=[m for m in ('torch', 'transformers') if m in sys.modules])))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=root, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outputs.pop("imported") == []
+    return outputs
+
+
 @pytest.mark.slow
 def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, tmp_path):
     # tools/convert_marian.py: checkpoint in, .keras model + tokenizers + a TF
@@ -157,13 +180,14 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
     import json
 
     from tests.helpers import run_without_zoo
-    from tools.convert_marian import main
     from zoo.export import audit_saved_model
     from zoo.text import MarianTokenizer
 
     directory, hf = checkpoint
-    outputs = main([directory, "--output", str(tmp_path / "zoo"), "--export-base", str(tmp_path / "serving"),
-                    "--name", "marian", "--max-length", "12"])
+    outputs = _convert_without_torch(
+        [directory, "--output", str(tmp_path / "zoo"), "--export-base", str(tmp_path / "serving"),
+         "--name", "marian", "--max-length", "12"]
+    )
     sentences = SOURCES + ["", "   "]
     fresh = run_without_zoo(FRESH, outputs["export"], json.dumps(sentences))
     with torch.no_grad():

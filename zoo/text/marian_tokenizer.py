@@ -59,15 +59,16 @@ class MarianTokenizer(tf.Module):
 
     Example:
 
-    >>> from zoo.text import SentencePieceTokenizer
-    >>> spm = SentencePieceTokenizer.from_corpus(["a cat sat.", "a dog sat."] * 20, 20)
+    >>> from zoo.text.sentence_piece_tokenizer import SentencePieceTokenizer
+    >>> texts = ["the cat sat on the mat.", "the dog sat on the log.", "a cat saw a dog."]
+    >>> spm = SentencePieceTokenizer.from_corpus(texts * 10, 20)
     >>> pieces = [spm._tokenizer.id_to_string(i).numpy().decode() for i in range(4, 20)]
     >>> vocabulary = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
     >>> vocabulary["<pad>"] = len(vocabulary)
     >>> tokenizer = MarianTokenizer(spm.model_proto, vocabulary)
-    >>> ids = tokenizer.tokenize(["a cat sat."])
+    >>> ids = tokenizer.tokenize(["the cat sat."])
     >>> int(ids[0, -1]), tokenizer.detokenize(ids).numpy()
-    (0, array([b'a cat sat.'], dtype=object))
+    (0, array([b'the cat sat.'], dtype=object))
 
     References:
         Tiedemann and Thottingal, "OPUS-MT: Building open translation
