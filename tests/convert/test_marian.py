@@ -120,17 +120,23 @@ def test_greedy_matches_transformers_generate(checkpoint, converted, max_new_tok
 
 
 @pytest.mark.parametrize(
-    "num_beams, length_penalty, max_new_tokens",
-    [(4, None, 12), (4, None, 4), (3, 0.6, 12), (2, 2.0, 12)],  # None: the checkpoint's (transformers' default 1.0)
+    "num_beams, length_penalty, max_new_tokens, early_stopping",
+    [  # length_penalty None: the checkpoint's (transformers' default 1.0)
+        (4, None, 12, False), (4, None, 4, False), (3, 0.6, 12, False), (2, 2.0, 12, False),
+        (4, None, 12, True), (3, 2.0, 12, "never"), (4, 0.0, 12, "never"),
+    ],
 )
-def test_beam_search_matches_transformers_generate(checkpoint, converted, num_beams, length_penalty, max_new_tokens):
+def test_beam_search_matches_transformers_generate(
+    checkpoint, converted, num_beams, length_penalty, max_new_tokens, early_stopping
+):
     from zoo.decoding import beam_search
 
     directory, hf = checkpoint
     model, options = converted[0], dict(converted[3])
     assert options.pop("beam_width") == 4 and options["alpha"] == 1.0
     assert options["suppress_token_ids"] == (model.pad_token_id,)
-    settings = dict(num_beams=num_beams, max_new_tokens=max_new_tokens)
+    settings = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, early_stopping=early_stopping)
+    options["early_stopping"] = early_stopping
     if length_penalty is not None:
         settings["length_penalty"] = options["alpha"] = length_penalty
     batch = _hf_batch(directory)

@@ -103,7 +103,9 @@ def marian_search_options(directory):
     `length_penalty` (default 1.0) with transformers' `length ** alpha`
     form and search rules, `bad_words_ids` of single tokens as
     `suppress_token_ids`, `forced_eos_token_id` as `force_end_at_max_length`,
-    and `num_beams` as `beam_width` (default 1, greedy).
+    `early_stopping` as it is, and `num_beams` as `beam_width` (default 1,
+    greedy). Greedy decoding (`zoo.decoding.generate`) takes only
+    `suppress_token_ids` and `force_end_at_max_length`.
     """
     directory = os.fspath(directory)
     name = "generation_config.json" if os.path.exists(os.path.join(directory, "generation_config.json")) else "config.json"
@@ -115,6 +117,9 @@ def marian_search_options(directory):
                 f"{name}: only single-token bad_words_ids can be suppressed. Received: {word}"
             )
         suppress.append(int(word[0]))
+    early_stopping = config.get("early_stopping", False)
+    if early_stopping not in (False, True, "never"):
+        raise CheckpointError(f"{name}: unknown early_stopping={early_stopping!r}; expected false, true or \"never\".")
     return dict(
         beam_width=int(config.get("num_beams") or 1),
         alpha=float(config.get("length_penalty", 1.0)),
@@ -122,6 +127,7 @@ def marian_search_options(directory):
         search_rules="transformers",
         suppress_token_ids=tuple(suppress),
         force_end_at_max_length=config.get("forced_eos_token_id") is not None,
+        early_stopping=early_stopping,
     )
 
 

@@ -34,8 +34,12 @@ Two sets of search rules (`search_rules`):
   slots are full and its best alive beam, scored at its *current* length,
   does not beat the worst of them (a heuristic: with `alpha > 0` a longer
   hypothesis could still have won); search stops when every sentence has
-  stopped. The arithmetic copies transformers' (-1e9 offsets, not
-  replacement), so that ties resolve alike.
+  stopped. `early_stopping` takes transformers' other values too: `True`
+  (a sentence also stops as soon as its `W` slots are full; search stops
+  when all sentences' are) and `"never"` (the heuristic scores the best
+  alive beam at `max_length` when `alpha > 0`: exact, like zoo's rule). The
+  arithmetic copies transformers' (-1e9 offsets, not replacement), so that
+  ties resolve alike.
 """
 
 from keras import ops
@@ -68,6 +72,7 @@ def beam_search(
     search_rules="zoo",
     suppress_token_ids=(),
     force_end_at_max_length=False,
+    early_stopping=False,
 ):
     """Translates `(B, S)` source ids with beam search.
 
@@ -88,6 +93,9 @@ def beam_search(
             (e.g. Marian's pad). Defaults to `()`.
         force_end_at_max_length: bool. The last allowed token is the end
             token (transformers' `forced_eos_token_id`). Defaults to `False`.
+        early_stopping: `False`, `True` or `"never"`: transformers' setting
+            of that name, for `search_rules="transformers"` only (see the
+            module docstring). Defaults to `False`.
 
     Returns:
         `(tokens (B, max_length), scores (B,))`: the best hypothesis per
@@ -101,6 +109,12 @@ def beam_search(
         raise ValueError(f"search_rules must be one of {SEARCH_RULES}. Received: {search_rules!r}")
     length_penalty(1, alpha, length_penalty_form)  # validates the form
     hf = search_rules == "transformers"
+    if early_stopping not in (False, True, "never") or (early_stopping is not False and not hf):
+        raise ValueError(
+            'early_stopping must be False, True or "never", and other than False only with '
+            f'search_rules="transformers". Received: early_stopping={early_stopping!r}, search_rules={search_rules!r}'
+        )
+    stop_when_full = early_stopping is True
     W, L = beam_width, max_length
     end_id, pad_id = model.end_token_id, model.pad_token_id
     source_ids = ops.convert_to_tensor(source_ids, "int32")
@@ -138,7 +152,10 @@ def beam_search(
 
     def cond(index, s):
         if hf:
-            return ops.logical_and(index < L, ops.logical_and(ops.any(s["open"]), ops.logical_not(s["all_hit"])))
+            go_on = ops.logical_and(ops.any(s["open"]), ops.logical_not(s["all_hit"]))
+            if stop_when_full:
+                go_on = ops.logical_and(go_on, ops.logical_not(ops.all(s["finished_flag"])))
+            return ops.logical_and(index < L, go_on)
         # Stop when the best alive beam, even at its most favourable length
         # penalty, cannot beat the worst finished hypothesis of any sentence.
         best_alive = s["alive_lp"][:, 0] / penalty(L) if alpha > 0 else s["alive_lp"][:, 0]
@@ -175,8 +192,12 @@ def beam_search(
         new_score = cand_lp / penalty(length)
         if hf:
             eligible = ops.logical_and(hits, ops.arange(K)[None, :] < W)
+            if stop_when_full:  # (offsets added in transformers' order)
+                full = ops.cast(ops.all(s["finished_flag"], axis=1, keepdims=True), "float32")
+                new_score = new_score + full * NEG_INF
             closed = ops.cast(ops.logical_not(s["open"]), "float32")[:, None]
-            new_score = new_score + closed * NEG_INF + ops.cast(ops.logical_not(eligible), "float32") * NEG_INF
+            new_score = new_score + closed * NEG_INF
+            new_score = new_score + ops.cast(ops.logical_not(eligible), "float32") * NEG_INF
         else:
             eligible = ops.logical_and(cand_ended, cand_lp > NEG_INF / 2)
             new_score = ops.where(eligible, new_score, NEG_INF)
@@ -191,7 +212,8 @@ def beam_search(
         if hf:
             # transformers' early-stopping heuristic (early_stopping=False):
             # the best alive beam scored at the current length.
-            best_alive = alive_lp[:, :1] / penalty(length)  # (B, 1)
+            best_length = L if (early_stopping == "never" and alpha > 0) else length
+            best_alive = alive_lp[:, :1] / penalty(best_length)  # (B, 1)
             worst = ops.where(finished_flag, ops.min(finished_score, axis=1, keepdims=True), NEG_INF)
             open_ = ops.logical_and(open_, ops.any(best_alive > worst, axis=1))
             all_hit = ops.all(hits)
