@@ -251,6 +251,8 @@ def _edit_config(**changes):
         (_edit_config(vocab_size=50, decoder_vocab_size=50, pad_token_id=49, decoder_start_token_id=49),
          r"shared.weight' has shape \(\d+, 32\), but config.json implies \(50, 32\)"),
         (_edit_config(activation_function="mish"), "Unsupported activation_function='mish'"),
+        (_edit_config(pad_token_id=5000, decoder_start_token_id=5000), r"cannot build: pad_token_id must be .*5000"),
+        (_edit_config(decoder_attention_heads=2), r"same heads .* Received: attention heads \(4, 2\)"),
     ],
 )
 def test_broken_checkpoints_fail_with_a_clear_error(checkpoint, tmp_path, edit, message):

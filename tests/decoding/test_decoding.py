@@ -138,6 +138,8 @@ def test_length_penalty_forms_and_bad_options(model):
         length_penalty(3, 1.0, "average")
     with pytest.raises(ValueError, match="search_rules must be one of .* Received: 'fairseq'"):
         beam_search(model, _sources(), L, search_rules="fairseq")
+    with pytest.raises(ValueError, match="early_stopping must be .* Received: early_stopping=True, search_rules='zoo'"):
+        beam_search(model, _sources(), L, early_stopping=True)
 
 
 def test_suppressed_tokens_are_never_generated_and_end_can_be_forced(model):

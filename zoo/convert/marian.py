@@ -283,7 +283,10 @@ def load_marian_model(directory, dtype=None):
         raise CheckpointError(f"MarianMT checkpoint folder not found: {directory}")
     config = marian_config(read_json(directory, "config.json"))
     state = read_state_dict(directory)
-    model = TransformerTranslator(**config, dtype=dtype)
+    try:
+        model = TransformerTranslator(**config, dtype=dtype)
+    except ValueError as error:
+        raise CheckpointError(f"{directory}/config.json describes a model zoo cannot build: {error}") from None
     return load_marian_weights(model, state)
 
 
