@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.convert.marian_checkpoint import hf_tokenizer, import_transformers, write_marian_checkpoint
 from zoo.convert import CheckpointError
@@ -196,10 +197,12 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
         [directory, "--output", str(tmp_path / "zoo"), "--export-base", str(tmp_path / "serving"),
          "--name", "marian", "--max-length", "12"]
     )
-    sentences = SOURCES + ["", "   "]
+    long = " ".join(["the green river"] * 40)  # over the model's 64 positions: truncated, keeping </s>
+    sentences = SOURCES + [long, "", "   "]
     fresh = run_without_zoo(FRESH, outputs["export"], json.dumps(sentences))
+    batch = hf_tokenizer(directory)(SOURCES + [long], return_tensors="pt", padding=True, truncation=True, max_length=64)
     with torch.no_grad():
-        generated = hf.generate(**_hf_batch(directory), num_beams=4, max_new_tokens=12)
+        generated = hf.generate(**batch, num_beams=4, max_new_tokens=12)
     expected = hf_tokenizer(directory).batch_decode(generated, skip_special_tokens=True)
     assert fresh == expected + ["", ""]
     assert any(fresh)
@@ -217,6 +220,19 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
     )
     options = json.loads((tmp_path / "zoo" / "search_options.json").read_text())
     assert options["max_length"] == 12 and options["suppress_token_ids"] == [hf.config.pad_token_id]
+
+
+def test_export_truncates_long_sources_keeping_the_end_token(checkpoint, converted):
+    from zoo.export import TranslatorModule
+
+    directory, _ = checkpoint
+    model, source, target, _ = converted
+    module = TranslatorModule(model, source, target, beam_width=1, max_length=4)
+    long = " ".join(["the green river"] * 40)  # more source tokens than the model's 64 positions
+    ids, lengths = module.source_ids(tf.constant([long, SOURCES[0], ""]))
+    expected = hf_tokenizer(directory)([long, SOURCES[0], ""], truncation=True, max_length=model.max_length)["input_ids"]
+    assert ids.to_list() == expected and len(expected[0]) == model.max_length and expected[0][-1] == model.end_token_id
+    assert lengths.numpy().tolist()[1:] == [len(expected[1]) - 1, 0]
 
 
 def _broken_copy(checkpoint, tmp_path, edit):

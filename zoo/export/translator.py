@@ -61,11 +61,27 @@ class TranslatorModule(tf.Module):
         tokens, scores = self._search(source_ids)
         return {"target_ids": tokens, "scores": scores}
 
-    def _translate(self, sentences):
-        ids = self.source_tokenizer.tokenize(sentences)[:, : self.model.max_length]
+    def source_ids(self, sentences):
+        """Tokenized and truncated sources: `(ragged ids (B, (S)), content lengths (B,))`.
+
+        A length counts the ids other than the source tokenizer's end id.
+        """
+        ids = self.source_tokenizer.tokenize(sentences)
         end_id = getattr(self.source_tokenizer, "end_id", None)
         content = ids if end_id is None else tf.ragged.boolean_mask(ids, tf.not_equal(ids, end_id))
         lengths = content.row_lengths()
+        if getattr(self.source_tokenizer, "appends_end_id", False):
+            # Truncate before the end id, then put it back (as transformers does).
+            content = content[:, : self.model.max_length - 1]
+            rows = content.nrows()
+            end = tf.RaggedTensor.from_row_lengths(
+                tf.fill([rows], tf.cast(end_id, content.dtype)), tf.ones([rows], rows.dtype)
+            )
+            ids = tf.concat([content, end], axis=1)
+        return ids[:, : self.model.max_length], lengths
+
+    def _translate(self, sentences):
+        ids, lengths = self.source_ids(sentences)
         dense = ids.to_tensor(default_value=self.model.pad_token_id)
         # At least one column, so a batch of empty sentences still has a shape.
         dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)

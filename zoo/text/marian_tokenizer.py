@@ -101,6 +101,8 @@ class MarianTokenizer(tf.Module):
         )
         self._id_to_piece = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(numbers, pieces), "")
 
+    appends_end_id = True  # zoo.export keeps it when it truncates long inputs
+
     @property
     def vocabulary_size(self):
         return self._vocabulary_size
