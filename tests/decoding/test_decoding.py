@@ -168,7 +168,7 @@ def test_transformers_rules_finish_every_hypothesis_at_max_length(model):
     # Under transformers' rules a sentence that never ends still returns its
     # best beam, scored log P / L ** alpha at L, and end tokens cut rows as usual.
     src = _sources()
-    best, best_score, beams, scores = beam_search(
+    _, _, beams, scores = beam_search(
         model, src, L, beam_width=3, alpha=1.0, length_penalty_form="power", search_rules="transformers",
         return_all_beams=True,
     )

@@ -9,7 +9,7 @@ from zoo.text import MarianTokenizer
 pytest.importorskip("sentencepiece")
 pytest.importorskip("transformers")
 
-from tests.convert.marian_checkpoint import hf_tokenizer, import_transformers, write_tokenizer_files  # noqa: E402
+from tests.convert.marian_checkpoint import hf_tokenizer, import_transformers, write_tokenizer_files
 
 import_transformers()
 
