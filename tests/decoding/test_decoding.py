@@ -129,3 +129,54 @@ def test_beam_search_compiles_with_xla(model):
     eager_tokens, eager_scores = beam_search(model, src, L, beam_width=3)
     np.testing.assert_array_equal(tokens.numpy(), _np(eager_tokens))
     np.testing.assert_allclose(scores.numpy(), _np(eager_scores), atol=1e-4)
+
+
+def test_length_penalty_forms_and_bad_options(model):
+    np.testing.assert_allclose(_np(length_penalty(7, 0.6, "power")), 7**0.6, rtol=1e-6)
+    np.testing.assert_allclose(_np(length_penalty(7, 1.0, "power")), 7.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="length_penalty_form must be one of .* Received: 'average'"):
+        length_penalty(3, 1.0, "average")
+    with pytest.raises(ValueError, match="search_rules must be one of .* Received: 'fairseq'"):
+        beam_search(model, _sources(), L, search_rules="fairseq")
+    with pytest.raises(ValueError, match="early_stopping must be .* Received: early_stopping=True, search_rules='zoo'"):
+        beam_search(model, _sources(), L, early_stopping=True)
+
+
+def test_suppressed_tokens_are_never_generated_and_end_can_be_forced(model):
+    from zoo.decoding.cached_step import process_scores
+
+    src = _sources()
+    greedy = _np(generate(model, src, L))
+    banned = int(np.bincount(greedy[greedy != PAD]).argmax())  # a token greedy does pick
+    for tokens in (
+        _np(generate(model, src, L, suppress_token_ids=(banned,))),
+        _np(beam_search(model, src, L, beam_width=3, suppress_token_ids=(banned,))[0]),
+        _np(beam_search(model, src, L, 3, 1.0, length_penalty_form="power", search_rules="transformers",
+                        suppress_token_ids=(banned,))[0]),
+    ):
+        assert banned not in tokens
+    # Forced end: the last allowed token is END for every row that had not ended.
+    forced = _np(generate(model, src, 3, force_end_at_max_length=True))
+    assert np.all(np.any(forced == END, axis=1))
+    scores = process_scores(ops.zeros((2, 5)), 4, 5, 3, (1,), True)
+    np.testing.assert_array_equal(_np(scores), [[-np.inf] * 3 + [0.0, -np.inf]] * 2)
+    scores = process_scores(ops.zeros((1, 5)), 2, 5, 3, (1,), True)  # not the last step: only suppression
+    np.testing.assert_array_equal(_np(scores), [[0.0, -np.inf, 0.0, 0.0, 0.0]])
+
+
+def test_transformers_rules_finish_every_hypothesis_at_max_length(model):
+    # Under transformers' rules a sentence that never ends still returns its
+    # best beam, scored log P / L ** alpha at L, and end tokens cut rows as usual.
+    src = _sources()
+    _, _, beams, scores = beam_search(
+        model, src, L, beam_width=3, alpha=1.0, length_penalty_form="power", search_rules="transformers",
+        return_all_beams=True,
+    )
+    beams, scores = _np(beams), _np(scores)
+    assert np.all(scores > -1e8) and np.all(np.diff(scores, axis=1) <= 1e-6)
+    for row in beams.reshape(-1, L):
+        ends = np.where(row == END)[0]
+        if len(ends):
+            assert np.all(row[ends[0] + 1 :] == PAD)
+        else:
+            assert np.all(row != PAD)  # ran to max_length

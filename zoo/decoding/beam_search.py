@@ -1,39 +1,101 @@
-"""Beam search with the GNMT length penalty, over the cached decoder step.
+"""Beam search with a length penalty, over the cached decoder step.
 
 Written here because keras-hub's `BeamSampler` ranks hypotheses by raw
 log-probability (no length penalty) and keeps no separate pool of finished
-hypotheses. This is the standard alive/finished formulation (as in
-tensor2tensor and TF Model Garden): each step extends the `W` alive beams,
-keeps the best `2W` candidates, moves those that produced the end token into
-the finished pool scored with the length penalty, and continues with the
-best `W` that did not. Search stops at `max_length` or once no alive beam
-can still beat the worst finished one. It is one `keras.ops.while_loop`,
-so it runs on TensorFlow (XLA included) and JAX.
+hypotheses. Each step extends the `W` alive beams, keeps the best `2W`
+candidates, moves those that produced the end token into a pool of finished
+hypotheses scored with the length penalty, and continues with the best `W`
+that did not. It is one `keras.ops.while_loop`, so it runs on TensorFlow
+(XLA included) and JAX.
+
+Two length penalties (`length_penalty_form`), both with exponent `alpha`:
+
+- `"gnmt"` (default): `((5 + n) / 6) ** alpha` (Wu et al., 2016), as in
+  tensor2tensor and TF Model Garden.
+- `"power"`: `n ** alpha`, as in transformers (its `length_penalty`,
+  default 1.0: the average log-probability per token).
+
+`n` counts the generated tokens, the end token included, the start token
+not (the same count transformers uses).
+
+Two sets of search rules (`search_rules`):
+
+- `"zoo"` (default, the alive/finished formulation of tensor2tensor): every
+  one of the `2W` candidates that ends may enter the finished pool; search
+  stops at `max_length`, or once no alive beam, even at the most favourable
+  length `max_length`, can beat the worst finished hypothesis of any
+  sentence; hypotheses still alive at `max_length` are dropped unless a
+  sentence finished none.
+- `"transformers"` (transformers 5's beam search with its default
+  `early_stopping=False`, so that converted models decode exactly as
+  `generate(num_beams=W)`): only candidates among the best `W` (by raw
+  log-probability) may finish; at `max_length` every one of those finishes,
+  ended or not; a sentence stops taking finished hypotheses once all `W`
+  slots are full and its best alive beam, scored at its *current* length,
+  does not beat the worst of them (a heuristic: with `alpha > 0` a longer
+  hypothesis could still have won); search stops when every sentence has
+  stopped. `early_stopping` takes transformers' other values too: `True`
+  (a sentence also stops as soon as its `W` slots are full; search stops
+  when all sentences' are) and `"never"` (the heuristic scores the best
+  alive beam at `max_length` when `alpha > 0`: exact, like zoo's rule). The
+  arithmetic copies transformers' (-1e9 offsets, not replacement), so that
+  ties resolve alike.
 """
 
 from keras import ops
 
-from zoo.decoding.cached_step import gather_batch, prepare, repeat_batch, step
+from zoo.decoding.cached_step import gather_batch, prepare, process_scores, repeat_batch, step
 
 NEG_INF = -1e9
+PENALTY_FORMS = ("gnmt", "power")
+SEARCH_RULES = ("zoo", "transformers")
 
 
-def length_penalty(length, alpha):
-    """GNMT length penalty `((5 + length) / 6) ** alpha` (Wu et al., 2016)."""
-    return ops.power((5.0 + ops.cast(length, "float32")) / 6.0, alpha)
+def length_penalty(length, alpha, form="gnmt"):
+    """`((5 + length) / 6) ** alpha` (`form="gnmt"`, Wu et al., 2016) or `length ** alpha` (`"power"`)."""
+    if form not in PENALTY_FORMS:
+        raise ValueError(f"length_penalty_form must be one of {PENALTY_FORMS}. Received: {form!r}")
+    length = ops.cast(length, "float32")
+    if form == "gnmt":
+        return ops.power((5.0 + length) / 6.0, alpha)
+    return ops.power(length, alpha)
 
 
-def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_all_beams=False):
+def beam_search(
+    model,
+    source_ids,
+    max_length,
+    beam_width=4,
+    alpha=0.6,
+    return_all_beams=False,
+    length_penalty_form="gnmt",
+    search_rules="zoo",
+    suppress_token_ids=(),
+    force_end_at_max_length=False,
+    early_stopping=False,
+):
     """Translates `(B, S)` source ids with beam search.
 
     Args:
         model: a `TransformerTranslator` (encode / init_cache / decode_step).
         source_ids: `(B, S)` int ids, padded with `model.pad_token_id`.
-        max_length: int. Most target tokens per hypothesis (end token included).
+        max_length: int. Most target tokens per hypothesis (end token
+            included; transformers' `max_new_tokens`, its `max_length - 1`).
         beam_width: int. Hypotheses kept per sentence `W`. Defaults to `4`.
         alpha: float. Length penalty exponent; `0` ranks by raw log-probability.
             Defaults to `0.6`.
         return_all_beams: bool. Also return all `W` hypotheses and scores.
+        length_penalty_form: str. `"gnmt"` or `"power"` (see the module
+            docstring). Defaults to `"gnmt"`.
+        search_rules: str. `"zoo"` or `"transformers"` (see the module
+            docstring). Defaults to `"zoo"`.
+        suppress_token_ids: sequence of int. Target ids never generated
+            (e.g. Marian's pad). Defaults to `()`.
+        force_end_at_max_length: bool. The last allowed token is the end
+            token (transformers' `forced_eos_token_id`). Defaults to `False`.
+        early_stopping: `False`, `True` or `"never"`: transformers' setting
+            of that name, for `search_rules="transformers"` only (see the
+            module docstring). Defaults to `False`.
 
     Returns:
         `(tokens (B, max_length), scores (B,))`: the best hypothesis per
@@ -43,6 +105,16 @@ def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_a
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1. Received: beam_width={beam_width}")
+    if search_rules not in SEARCH_RULES:
+        raise ValueError(f"search_rules must be one of {SEARCH_RULES}. Received: {search_rules!r}")
+    length_penalty(1, alpha, length_penalty_form)  # validates the form
+    hf = search_rules == "transformers"
+    if early_stopping not in (False, True, "never") or (early_stopping is not False and not hf):
+        raise ValueError(
+            'early_stopping must be False, True or "never", and other than False only with '
+            f'search_rules="transformers". Received: early_stopping={early_stopping!r}, search_rules={search_rules!r}'
+        )
+    stop_when_full = early_stopping is True
     W, L = beam_width, max_length
     end_id, pad_id = model.end_token_id, model.pad_token_id
     source_ids = ops.convert_to_tensor(source_ids, "int32")
@@ -53,7 +125,10 @@ def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_a
     vocab = model.target_vocab_size
     # 2W candidates, so W can stay alive when some end. With one beam, only
     # the best token: beam search of width 1 is exactly greedy decoding.
-    K = 2 * W if W > 1 else 1
+    K = 2 * W if (W > 1 or hf) else 1
+
+    def penalty(length):
+        return length_penalty(length, alpha, length_penalty_form)
 
     alive_seq = ops.concatenate(
         [ops.full((B, W, 1), model.start_token_id, "int32"), ops.full((B, W, L), pad_id, "int32")], axis=2
@@ -61,60 +136,98 @@ def beam_search(model, source_ids, max_length, beam_width=4, alpha=0.6, return_a
     # Only the first beam is live at the start, so the first step does not
     # pick W copies of the same token.
     alive_lp = ops.tile(ops.convert_to_tensor([[0.0] + [NEG_INF] * (W - 1)]), (B, 1))  # (B, W)
-    finished_seq = alive_seq
-    finished_score = ops.full((B, W), NEG_INF, "float32")
+    state = dict(
+        alive_seq=alive_seq,
+        alive_lp=alive_lp,
+        finished_seq=alive_seq,
+        finished_score=ops.full((B, W), NEG_INF, "float32"),
+        finished_flag=ops.zeros((B, W), "bool"),  # transformers' is_sent_finished
+        open=ops.ones((B,), "bool"),  # transformers: may still take finished hypotheses
+        all_hit=ops.convert_to_tensor(False),  # transformers: every candidate stopped
+        cache=cache,
+    )
 
     def offsets(beam_idx):  # (B, K) beam indices -> flat (B*K,) rows of the (B*W) caches
         return ops.reshape(beam_idx + ops.arange(B)[:, None] * W, (-1,))
 
-    def cond(index, alive_seq, alive_lp, finished_seq, finished_score, cache):
+    def cond(index, s):
+        if hf:
+            go_on = ops.logical_and(ops.any(s["open"]), ops.logical_not(s["all_hit"]))
+            if stop_when_full:
+                go_on = ops.logical_and(go_on, ops.logical_not(ops.all(s["finished_flag"])))
+            return ops.logical_and(index < L, go_on)
         # Stop when the best alive beam, even at its most favourable length
         # penalty, cannot beat the worst finished hypothesis of any sentence.
-        best_alive = alive_lp[:, 0] / length_penalty(L, alpha) if alpha > 0 else alive_lp[:, 0]
-        worst_finished = ops.min(finished_score, axis=1)
-        can_improve = ops.any(best_alive > worst_finished)
-        return ops.logical_and(index < L, can_improve)
+        best_alive = s["alive_lp"][:, 0] / penalty(L) if alpha > 0 else s["alive_lp"][:, 0]
+        worst_finished = ops.min(s["finished_score"], axis=1)
+        return ops.logical_and(index < L, ops.any(best_alive > worst_finished))
 
-    def body(index, alive_seq, alive_lp, finished_seq, finished_score, cache):
-        tokens = ops.reshape(ops.take(alive_seq, index, axis=2), (-1,))  # (B*W,)
-        log_probs, cache = step(model, source_mask, tokens, cache, index)  # (B*W, V)
-        log_probs = alive_lp[:, :, None] + ops.reshape(log_probs, (B, W, vocab))  # (B, W, V)
+    def body(index, s):
+        tokens = ops.reshape(ops.take(s["alive_seq"], index, axis=2), (-1,))  # (B*W,)
+        log_probs, cache = step(model, source_mask, tokens, s["cache"], index)  # (B*W, V)
+        log_probs = process_scores(log_probs, index, L, end_id, suppress_token_ids, force_end_at_max_length)
+        log_probs = s["alive_lp"][:, :, None] + ops.reshape(log_probs, (B, W, vocab))  # (B, W, V)
         cand_lp, flat_idx = ops.top_k(ops.reshape(log_probs, (B, W * vocab)), k=K)  # (B, K)
         cand_beam = flat_idx // vocab
         cand_token = ops.cast(flat_idx % vocab, "int32")
-        cand_seq = ops.take_along_axis(alive_seq, cand_beam[:, :, None], axis=1)  # (B, K, L + 1)
+        cand_seq = ops.take_along_axis(s["alive_seq"], cand_beam[:, :, None], axis=1)  # (B, K, L + 1)
         position = ops.arange(L + 1)[None, None, :] == index + 1
         cand_seq = ops.where(position, cand_token[:, :, None], cand_seq)
         cand_ended = ops.equal(cand_token, end_id)
+        length = index + 1  # generated tokens, end token included
 
-        # Alive: the best W candidates that did not just end.
-        alive_score = ops.where(cand_ended, NEG_INF, cand_lp)
+        # Alive: the best W candidates that did not just stop.
+        if hf:
+            hits = ops.logical_or(cand_ended, length >= L)
+            alive_score = cand_lp + ops.cast(hits, "float32") * NEG_INF
+        else:
+            hits = cand_ended
+            alive_score = ops.where(cand_ended, NEG_INF, cand_lp)
         alive_lp, keep = ops.top_k(alive_score, k=W)  # (B, W)
         alive_seq = ops.take_along_axis(cand_seq, keep[:, :, None], axis=1)
         parent = ops.take_along_axis(cand_beam, keep, axis=1)
         cache = gather_batch(cache, offsets(parent))
 
-        # Finished: merge the candidates that ended, scored with the penalty.
-        new_score = cand_lp / length_penalty(index + 1, alpha)
-        new_score = ops.where(ops.logical_and(cand_ended, cand_lp > NEG_INF / 2), new_score, NEG_INF)
-        pool_seq = ops.concatenate([finished_seq, cand_seq], axis=1)  # (B, W + K, L + 1)
-        pool_score = ops.concatenate([finished_score, new_score], axis=1)
+        # Finished: merge the candidates that stopped, scored with the penalty.
+        new_score = cand_lp / penalty(length)
+        if hf:
+            eligible = ops.logical_and(hits, ops.arange(K)[None, :] < W)
+            if stop_when_full:  # (offsets added in transformers' order)
+                full = ops.cast(ops.all(s["finished_flag"], axis=1, keepdims=True), "float32")
+                new_score = new_score + full * NEG_INF
+            closed = ops.cast(ops.logical_not(s["open"]), "float32")[:, None]
+            new_score = new_score + closed * NEG_INF
+            new_score = new_score + ops.cast(ops.logical_not(eligible), "float32") * NEG_INF
+        else:
+            eligible = ops.logical_and(cand_ended, cand_lp > NEG_INF / 2)
+            new_score = ops.where(eligible, new_score, NEG_INF)
+        pool_seq = ops.concatenate([s["finished_seq"], cand_seq], axis=1)  # (B, W + K, L + 1)
+        pool_score = ops.concatenate([s["finished_score"], new_score], axis=1)
+        pool_flag = ops.concatenate([s["finished_flag"], eligible], axis=1)
         finished_score, best = ops.top_k(pool_score, k=W)
         finished_seq = ops.take_along_axis(pool_seq, best[:, :, None], axis=1)
-        return index + 1, alive_seq, alive_lp, finished_seq, finished_score, cache
+        finished_flag = ops.take_along_axis(pool_flag, best, axis=1)
 
-    _, alive_seq, alive_lp, finished_seq, finished_score, _ = ops.while_loop(
-        cond,
-        body,
-        (ops.convert_to_tensor(0, "int32"), alive_seq, alive_lp, finished_seq, finished_score, cache),
-        maximum_iterations=L,
-    )
+        open_, all_hit = s["open"], s["all_hit"]
+        if hf:
+            # transformers' early-stopping heuristic (early_stopping=False):
+            # the best alive beam scored at the current length.
+            best_length = L if (early_stopping == "never" and alpha > 0) else length
+            best_alive = alive_lp[:, :1] / penalty(best_length)  # (B, 1)
+            worst = ops.where(finished_flag, ops.min(finished_score, axis=1, keepdims=True), NEG_INF)
+            open_ = ops.logical_and(open_, ops.any(best_alive > worst, axis=1))
+            all_hit = ops.all(hits)
+        return index + 1, dict(
+            alive_seq=alive_seq, alive_lp=alive_lp, finished_seq=finished_seq, finished_score=finished_score,
+            finished_flag=finished_flag, open=open_, all_hit=all_hit, cache=cache,
+        )
+
+    _, s = ops.while_loop(cond, body, (ops.convert_to_tensor(0, "int32"), state), maximum_iterations=L)
     # Sentences that finished no hypothesis fall back to their alive beams.
-    none_finished = ops.all(finished_score <= NEG_INF / 2, axis=1)  # (B,)
-    alive_final = alive_lp / length_penalty(L, alpha)
-    seqs = ops.where(none_finished[:, None, None], alive_seq, finished_seq)[:, :, 1:]  # (B, W, L)
-    scores = ops.where(none_finished[:, None], alive_final, finished_score)
+    none_finished = ops.all(s["finished_score"] <= NEG_INF / 2, axis=1)  # (B,)
+    alive_final = s["alive_lp"] / penalty(L)
+    seqs = ops.where(none_finished[:, None, None], s["alive_seq"], s["finished_seq"])[:, :, 1:]  # (B, W, L)
+    scores = ops.where(none_finished[:, None], alive_final, s["finished_score"])
     if return_all_beams:
         return seqs[:, 0], scores[:, 0], seqs, scores
     return seqs[:, 0], scores[:, 0]
-

@@ -31,3 +31,26 @@ def repeat_batch(tree, times):
 def gather_batch(tree, indices):
     """Reorders every tensor of a nested structure along the batch axis."""
     return keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), tree)
+
+
+def process_scores(scores, index, max_length, end_id, suppress_token_ids=(), force_end_at_max_length=False):
+    """Applies the token constraints of one step to `(N, V)` scores (logits or log-probabilities).
+
+    `suppress_token_ids` are never chosen (transformers' single-token
+    `bad_words_ids`, e.g. Marian's pad); with `force_end_at_max_length`, the
+    step at `index == max_length - 1` (the last token allowed) can only pick
+    `end_id` (transformers' `forced_eos_token_id`), whose score becomes 0.
+    Masked scores become `-inf`, as in transformers, so that log-probabilities
+    of the other tokens are not renormalised.
+    """
+    if not suppress_token_ids and not force_end_at_max_length:
+        return scores
+    token = ops.arange(ops.shape(scores)[-1])[None, :]  # (1, V)
+    masked = ops.full_like(scores, float("-inf"))
+    if suppress_token_ids:
+        banned = ops.any(ops.stack([ops.equal(token, int(t)) for t in suppress_token_ids]), axis=0)
+        scores = ops.where(banned, masked, scores)
+    if force_end_at_max_length:
+        forced = ops.where(ops.equal(token, end_id), ops.zeros_like(scores), masked)
+        scores = ops.where(ops.greater_equal(index, max_length - 1), forced, scores)
+    return scores

@@ -10,7 +10,7 @@ search is ours (`zoo.decoding.beam_search`): keras-hub's has no length penalty.
 import keras_hub
 from keras import ops
 
-from zoo.decoding.cached_step import prepare
+from zoo.decoding.cached_step import prepare, process_scores
 
 SAMPLERS = {
     "greedy": lambda **kw: keras_hub.samplers.GreedySampler(**kw),
@@ -26,7 +26,7 @@ def make_sampler(name="greedy", **kwargs):
     return SAMPLERS[name](**kwargs)
 
 
-def generate(model, source_ids, max_length, sampler="greedy"):
+def generate(model, source_ids, max_length, sampler="greedy", suppress_token_ids=(), force_end_at_max_length=False):
     """Translates `(B, S)` source ids into `(B, max_length)` target ids.
 
     The output holds the generated tokens without the start token; after a
@@ -37,6 +37,10 @@ def generate(model, source_ids, max_length, sampler="greedy"):
         source_ids: `(B, S)` int ids, padded with `model.pad_token_id`.
         max_length: int. Most target tokens to generate (end token included).
         sampler: a name for `make_sampler` or a `keras_hub.samplers.Sampler`.
+        suppress_token_ids: sequence of int. Target ids never generated
+            (transformers' single-token `bad_words_ids`). Defaults to `()`.
+        force_end_at_max_length: bool. The last allowed token is the end
+            token (transformers' `forced_eos_token_id`). Defaults to `False`.
     """
     if isinstance(sampler, str):
         sampler = make_sampler(sampler)
@@ -59,7 +63,10 @@ def generate(model, source_ids, max_length, sampler="greedy"):
         # The token at index - 1 goes in; logits for position index come out.
         token = ops.take(prompt, index - 1, axis=1)[:, None]  # (B, 1)
         logits, cache = model.decode_step(token, source_mask, cache, index - 1)
-        return logits[:, 0], None, cache
+        logits = process_scores(
+            logits[:, 0], index - 1, max_length, model.end_token_id, suppress_token_ids, force_end_at_max_length
+        )
+        return logits, None, cache
 
     out = sampler(next_fn, prompt, cache=cache, index=1, mask=prompt_mask, stop_token_ids=(model.end_token_id,))
     return pad_after_end(out[:, 1:], model.end_token_id, model.pad_token_id)

@@ -10,6 +10,12 @@ of ours. `translate_ids` takes and returns token ids.
 Bad requests never fail the batch: invalid UTF-8 is repaired by the
 tokenizer, empty or whitespace-only sentences translate to `""` with score
 0, and sentences longer than the model's maximum are truncated.
+
+Tokenizers plug in with `tokenize(strings) -> ragged ids` and
+`detokenize(ids) -> strings`. The source tokenizer's `end_id`, when it has
+one, does not count as content: a tokenizer that appends it to every
+sentence (`zoo.text.MarianTokenizer`) still lets `""` translate to `""`. `search_options` go to `beam_search` as they are (for
+converted models: `zoo.convert.marian.marian_search_options`).
 """
 
 import keras
@@ -26,7 +32,9 @@ WARMUP_SENTENCES = ("Hello.", "", "This sentence is a warm-up request for the se
 class TranslatorModule(tf.Module):
     """A `tf.Module` holding the model, both tokenizers and the two signatures."""
 
-    def __init__(self, model, source_tokenizer, target_tokenizer, beam_width=4, max_length=None, alpha=0.6):
+    def __init__(
+        self, model, source_tokenizer, target_tokenizer, beam_width=4, max_length=None, alpha=0.6, search_options=None
+    ):
         super().__init__(name="translator")
         self.model = model
         self.source_tokenizer = source_tokenizer
@@ -34,6 +42,7 @@ class TranslatorModule(tf.Module):
         self.beam_width = beam_width
         self.max_length = min(max_length or model.max_length, model.max_length)
         self.alpha = alpha
+        self.search_options = dict(search_options or {})
         self.serving_default = tf.function(
             self._translate, input_signature=[tf.TensorSpec([None], tf.string, name="sentences")]
         )
@@ -42,7 +51,9 @@ class TranslatorModule(tf.Module):
         )
 
     def _search(self, source_ids):
-        tokens, scores = beam_search(self.model, source_ids, self.max_length, self.beam_width, self.alpha)
+        tokens, scores = beam_search(
+            self.model, source_ids, self.max_length, self.beam_width, self.alpha, **self.search_options
+        )
         return tf.cast(tokens, tf.int32), tf.cast(scores, tf.float32)
 
     def _translate_ids(self, source_ids):
@@ -50,9 +61,27 @@ class TranslatorModule(tf.Module):
         tokens, scores = self._search(source_ids)
         return {"target_ids": tokens, "scores": scores}
 
+    def source_ids(self, sentences):
+        """Tokenized and truncated sources: `(ragged ids (B, (S)), content lengths (B,))`.
+
+        A length counts the ids other than the source tokenizer's end id.
+        """
+        ids = self.source_tokenizer.tokenize(sentences)
+        end_id = getattr(self.source_tokenizer, "end_id", None)
+        content = ids if end_id is None else tf.ragged.boolean_mask(ids, tf.not_equal(ids, end_id))
+        lengths = content.row_lengths()
+        if getattr(self.source_tokenizer, "appends_end_id", False):
+            # Truncate before the end id, then put it back (as transformers does).
+            content = content[:, : self.model.max_length - 1]
+            rows = content.nrows()
+            end = tf.RaggedTensor.from_row_lengths(
+                tf.fill([rows], tf.cast(end_id, content.dtype)), tf.ones([rows], rows.dtype)
+            )
+            ids = tf.concat([content, end], axis=1)
+        return ids[:, : self.model.max_length], lengths
+
     def _translate(self, sentences):
-        ids = self.source_tokenizer.tokenize(sentences)[:, : self.model.max_length]
-        lengths = ids.row_lengths()
+        ids, lengths = self.source_ids(sentences)
         dense = ids.to_tensor(default_value=self.model.pad_token_id)
         # At least one column, so a batch of empty sentences still has a shape.
         dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
@@ -75,13 +104,14 @@ def export_translator(
     beam_width=4,
     max_length=None,
     alpha=0.6,
+    search_options=None,
 ):
     """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
 
     The SavedModel carries warm-up requests and passes the TF Serving op
     audit; a failed audit leaves no version behind.
     """
-    module = TranslatorModule(model, source_tokenizer, target_tokenizer, beam_width, max_length, alpha)
+    module = TranslatorModule(model, source_tokenizer, target_tokenizer, beam_width, max_length, alpha, search_options)
 
     def write(directory):
         # Keras' ExportArchive writes variables so that TF Serving's (TF1

@@ -1,0 +1,312 @@
+"""Import Hugging Face MarianMT (OPUS-MT) checkpoints into `TransformerTranslator`.
+
+A MarianMT checkpoint folder holds `config.json`, the weights
+(`model.safetensors` or `pytorch_model.bin`, possibly sharded), the two
+SentencePiece models `source.spm` / `target.spm` and `vocab.json` (piece to
+id, shared by source and target unless `target_vocab.json` exists). The
+architecture maps onto zoo's options one to one: post-norm blocks without
+final norms, token embeddings scaled by `sqrt(d_model)` (`scale_embedding`),
+fixed `[sin | cos]` sinusoids from position 0, swish feed-forward, LayerNorm
+epsilon 1e-5 (PyTorch's default), one token matrix shared by encoder, decoder
+and output projection, plus the `final_logits_bias`. Decoding starts with
+the pad id and ends with eos (id 0 in OPUS-MT).
+
+Weights are read with NumPy (`zoo.convert.checkpoint`); neither PyTorch nor
+`transformers` is imported here. Written by hand because no library maps
+these checkpoints onto Keras layers.
+"""
+
+import os
+
+import numpy as np
+
+from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
+
+# transformers' activation names -> zoo FeedForward's.
+_ACTIVATIONS = {
+    "swish": "swish",
+    "silu": "swish",
+    "relu": "relu",
+    "gelu": "gelu",
+    "gelu_new": "gelu_approximate",
+    "gelu_pytorch_tanh": "gelu_approximate",
+}
+_TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json")
+
+
+def marian_config(config):
+    """`TransformerTranslator` arguments for a MarianMT `config.json` dict."""
+    if config.get("model_type") != "marian":
+        raise CheckpointError(
+            "Not a MarianMT checkpoint: config.json has model_type="
+            f"{config.get('model_type')!r} (architectures={config.get('architectures')}), expected 'marian'."
+        )
+    if config.get("normalize_before", False) or config.get("normalize_embedding", False):
+        raise CheckpointError(
+            "Only post-norm Marian models without embedding LayerNorm are supported. Received: "
+            f"normalize_before={config.get('normalize_before')}, "
+            f"normalize_embedding={config.get('normalize_embedding')}"
+        )
+    activation = config.get("activation_function", "gelu")
+    if activation not in _ACTIVATIONS:
+        raise CheckpointError(
+            f"Unsupported activation_function={activation!r}; expected one of {sorted(_ACTIVATIONS)}."
+        )
+    d_model = config.get("d_model", 1024)
+    heads = (config.get("encoder_attention_heads", 16), config.get("decoder_attention_heads", 16))
+    ffn = (config.get("encoder_ffn_dim", 4096), config.get("decoder_ffn_dim", 4096))
+    if heads[0] != heads[1] or ffn[0] != ffn[1]:
+        raise CheckpointError(
+            "TransformerTranslator needs the same heads and feed-forward width in encoder and decoder. "
+            f"Received: attention heads {heads}, ffn dims {ffn} (encoder, decoder)."
+        )
+    vocab_size = config.get("vocab_size", 58101)
+    shared = config.get("share_encoder_decoder_embeddings", True)
+    target_vocab_size = vocab_size if shared else (config.get("decoder_vocab_size") or vocab_size)
+    pad = config.get("pad_token_id", 58100)
+    eos = config.get("eos_token_id", 0)
+    if isinstance(eos, (list, tuple)):
+        if len(eos) != 1:
+            raise CheckpointError(f"Expected one eos_token_id. Received: eos_token_id={eos}")
+        eos = eos[0]
+    start = config.get("decoder_start_token_id")
+    return dict(
+        source_vocab_size=vocab_size,
+        target_vocab_size=target_vocab_size,
+        num_encoder_layers=config.get("encoder_layers", 12),
+        num_decoder_layers=config.get("decoder_layers", 12),
+        d_model=d_model,
+        num_heads=heads[0],
+        d_ff=ffn[0],
+        dropout=config.get("dropout", 0.1),
+        attention_dropout=config.get("attention_dropout", 0.0),
+        activation=_ACTIVATIONS[activation],
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        max_length=config.get("max_position_embeddings", 1024),
+        position="sinusoidal",
+        sinusoid_layout="concat",
+        scale_embeddings=bool(config.get("scale_embedding", False)),
+        share_embeddings=bool(shared),
+        tie_output_embeddings=bool(config.get("tie_word_embeddings", True)),
+        output_bias=True,
+        pad_token_id=pad,
+        start_token_id=pad if start is None else start,
+        end_token_id=eos,
+    )
+
+
+def marian_search_options(directory):
+    """Decoding settings of a checkpoint, as `zoo.decoding.beam_search` arguments.
+
+    Reads `generation_config.json` if there is one, else `config.json`:
+    `length_penalty` (default 1.0) with transformers' `length ** alpha`
+    form and search rules, `bad_words_ids` of single tokens as
+    `suppress_token_ids`, `forced_eos_token_id` as `force_end_at_max_length`,
+    `early_stopping` as it is, and `num_beams` as `beam_width` (default 1,
+    greedy). Greedy decoding (`zoo.decoding.generate`) takes only
+    `suppress_token_ids` and `force_end_at_max_length`.
+    """
+    directory = os.fspath(directory)
+    name = "generation_config.json" if os.path.exists(os.path.join(directory, "generation_config.json")) else "config.json"
+    config = read_json(directory, name)
+    suppress = []
+    for word in config.get("bad_words_ids") or []:
+        if len(word) != 1:
+            raise CheckpointError(
+                f"{name}: only single-token bad_words_ids can be suppressed. Received: {word}"
+            )
+        suppress.append(int(word[0]))
+    early_stopping = config.get("early_stopping", False)
+    if early_stopping not in (False, True, "never"):
+        raise CheckpointError(f"{name}: unknown early_stopping={early_stopping!r}; expected false, true or \"never\".")
+    return dict(
+        beam_width=int(config.get("num_beams") or 1),
+        alpha=float(config.get("length_penalty", 1.0)),
+        length_penalty_form="power",
+        search_rules="transformers",
+        suppress_token_ids=tuple(suppress),
+        force_end_at_max_length=config.get("forced_eos_token_id") is not None,
+        early_stopping=early_stopping,
+    )
+
+
+def _take(state, name, shape):
+    if name not in state:
+        raise CheckpointError(f"Missing tensor {name!r} in the checkpoint's weights.")
+    value = np.asarray(state[name], dtype=np.float32)
+    if tuple(value.shape) != tuple(shape):
+        raise CheckpointError(
+            f"Tensor {name!r} has shape {tuple(value.shape)}, but config.json implies {tuple(shape)}."
+        )
+    return value
+
+
+def _first(state, names):
+    for name in names:
+        if name in state:
+            return name
+    raise CheckpointError(f"Missing tensor: none of {list(names)} in the checkpoint's weights.")
+
+
+def _attention_weights(state, prefix, d_model, num_heads):
+    """HF `q/k/v/out_proj` Linear weights -> zoo MultiHeadAttention's EinsumDense kernels."""
+    k = d_model // num_heads
+    out = []
+    for proj in ("q_proj", "k_proj", "v_proj"):
+        w = _take(state, f"{prefix}.{proj}.weight", (d_model, d_model))  # (H*K, D), PyTorch (out, in)
+        b = _take(state, f"{prefix}.{proj}.bias", (d_model,))
+        out += [w.T.reshape(d_model, num_heads, k), b.reshape(num_heads, k)]  # (D, H, K), (H, K)
+    w = _take(state, f"{prefix}.out_proj.weight", (d_model, d_model))
+    out += [w.T.reshape(num_heads, k, d_model), _take(state, f"{prefix}.out_proj.bias", (d_model,))]
+    return out
+
+
+def _norm(state, prefix, d_model):
+    return [_take(state, f"{prefix}.weight", (d_model,)), _take(state, f"{prefix}.bias", (d_model,))]
+
+
+def _ffn(state, prefix, d_model, d_ff):
+    return [
+        _take(state, f"{prefix}.fc1.weight", (d_ff, d_model)).T,
+        _take(state, f"{prefix}.fc1.bias", (d_ff,)),
+        _take(state, f"{prefix}.fc2.weight", (d_model, d_ff)).T,
+        _take(state, f"{prefix}.fc2.bias", (d_model,)),
+    ]
+
+
+def _strip_prefix(state):
+    # MarianMTModel saves `model.encoder...`; a bare MarianModel saves `encoder...`.
+    if any(name.startswith("model.") for name in state):
+        return state
+    return {("model." + k if not k.startswith(("lm_head", "final_logits_bias")) else k): v for k, v in state.items()}
+
+
+def _assign(pairs):
+    for variable, value in pairs:
+        if tuple(variable.shape) != tuple(value.shape):
+            raise CheckpointError(
+                f"Cannot load a {tuple(value.shape)} tensor into {variable.path} of shape {tuple(variable.shape)}."
+            )
+        variable.assign(value)
+
+
+def load_marian_weights(model, state):
+    """Copies a MarianMT state dict (name -> NumPy array) into a `TransformerTranslator`."""
+    state = _strip_prefix(state)
+    d, h, f = model.d_model, model.num_heads, model.d_ff
+    pairs = []
+    source_name = _first(state, ("model.shared.weight", "model.encoder.embed_tokens.weight"))
+    source = _take(state, source_name, (model.source_vocab_size, d))
+    pairs.append((model.source_embedding.token_embedding.embeddings, source))
+    if model.share_embeddings:
+        target_name = source_name
+    else:
+        target_name = _first(state, ("model.decoder.embed_tokens.weight",))
+        pairs.append(
+            (model.target_embedding.token_embedding.embeddings, _take(state, target_name, (model.target_vocab_size, d)))
+        )
+    bias_shape = (1, model.target_vocab_size)
+    bias = _take(state, "final_logits_bias", bias_shape)[0] if "final_logits_bias" in state else np.zeros(bias_shape[1:], np.float32)
+    if model.tie_output_embeddings:
+        pairs.append((model.logits_bias, bias))
+    else:
+        lm_head = _take(state, "lm_head.weight", (model.target_vocab_size, d))
+        pairs += [(model.output_projection.kernel, lm_head.T), (model.output_projection.bias, bias)]
+
+    def attention_pairs(layer, prefix):
+        weights = _attention_weights(state, prefix, d, h)
+        mha = layer.attention
+        dense = (mha.query_dense, mha.key_dense, mha.value_dense, mha.output_dense)
+        variables = [v for layer_ in dense for v in (layer_.kernel, layer_.bias)]
+        return list(zip(variables, weights))
+
+    def block_pairs(block, prefix, attentions):
+        out = []
+        for layer, (attn_name, norm_name) in attentions:
+            out += attention_pairs(layer, f"{prefix}.{attn_name}")
+            out += list(zip((layer.layer_norm.gamma, layer.layer_norm.beta), _norm(state, f"{prefix}.{norm_name}", d)))
+        ffn = block.feed_forward
+        dense = [ffn.intermediate_dense.kernel, ffn.intermediate_dense.bias, ffn.output_dense.kernel, ffn.output_dense.bias]
+        out += list(zip(dense, _ffn(state, prefix, d, f)))
+        out += list(zip((ffn.layer_norm.gamma, ffn.layer_norm.beta), _norm(state, f"{prefix}.final_layer_norm", d)))
+        return out
+
+    for i, block in enumerate(model.encoder_blocks):
+        pairs += block_pairs(block, f"model.encoder.layers.{i}", [(block.self_attention, ("self_attn", "self_attn_layer_norm"))])
+    for i, block in enumerate(model.decoder_blocks):
+        pairs += block_pairs(
+            block,
+            f"model.decoder.layers.{i}",
+            [
+                (block.causal_self_attention, ("self_attn", "self_attn_layer_norm")),
+                (block.cross_attention, ("encoder_attn", "encoder_attn_layer_norm")),
+            ],
+        )
+    for stack, count in (("encoder", model.num_encoder_layers), ("decoder", model.num_decoder_layers)):
+        if f"model.{stack}.layers.{count}.fc1.weight" in state:
+            raise CheckpointError(
+                f"The checkpoint has more {stack} layers than config.json's {stack}_layers={count}."
+            )
+    _assign(pairs)
+    return model
+
+
+def check_marian_files(directory):
+    """Raises `CheckpointError` naming what a MarianMT checkpoint folder lacks."""
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"MarianMT checkpoint folder not found: {directory}")
+    missing = [name for name in ("config.json",) + _TOKENIZER_FILES if not os.path.exists(os.path.join(directory, name))]
+    if missing:
+        raise CheckpointError(
+            f"{directory} is not a complete MarianMT checkpoint: missing {missing} "
+            f"(found {sorted(os.listdir(directory))})."
+        )
+
+
+def load_marian_model(directory, dtype=None):
+    """Builds a `TransformerTranslator` from a MarianMT checkpoint folder.
+
+    Args:
+        directory: str. A folder with `config.json` and the weights.
+        dtype: Keras dtype policy for the model. Defaults to `None`: float32.
+
+    Raises:
+        CheckpointError: a file is missing, the config is not Marian's, or a
+            tensor is missing or has the wrong shape (each named).
+    """
+    from zoo.models.transformer_translator import TransformerTranslator
+
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"MarianMT checkpoint folder not found: {directory}")
+    config = marian_config(read_json(directory, "config.json"))
+    state = read_state_dict(directory)
+    try:
+        model = TransformerTranslator(**config, dtype=dtype)
+    except ValueError as error:
+        raise CheckpointError(f"{directory}/config.json describes a model zoo cannot build: {error}") from None
+    return load_marian_weights(model, state)
+
+
+def load_marian(directory, dtype=None):
+    """Model, tokenizers and decoding settings of a MarianMT checkpoint folder.
+
+    Returns:
+        `(model, source_tokenizer, target_tokenizer, search_options)`: a
+        `TransformerTranslator`, two `zoo.text.MarianTokenizer`s (source
+        and target side) and the `beam_search` arguments of its generation
+        config (see `marian_search_options`).
+    """
+    from zoo.text.marian_tokenizer import MarianTokenizer
+
+    check_marian_files(directory)
+    model = load_marian_model(directory, dtype=dtype)
+    source, target = MarianTokenizer.from_marian_dir(directory)
+    for side, tokenizer, size in (("source", source, model.source_vocab_size), ("target", target, model.target_vocab_size)):
+        if tokenizer.vocabulary_size > size:
+            raise CheckpointError(
+                f"The {side} vocabulary has {tokenizer.vocabulary_size} ids, more than the model's {size}."
+            )
+    return model, source, target, marian_search_options(directory)

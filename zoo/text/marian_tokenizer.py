@@ -1,0 +1,197 @@
+"""MarianMT (OPUS-MT) tokenization inside the exported graph.
+
+A Marian checkpoint segments text with a SentencePiece model (`source.spm`
+for inputs, `target.spm` for outputs) but numbers the pieces with its own
+`vocab.json` (one table for both languages: `</s>` = 0, `<unk>` = 1, ...,
+`<pad>` last), not with the SentencePiece ids. So this tokenizer takes the
+pieces as strings from tensorflow-text's SentencePiece op and maps them
+through a `tf.lookup.StaticHashTable` (unknown pieces -> `<unk>`), and the
+reverse table maps ids back to pieces for `detokenize`. All of it is core
+TensorFlow plus tensorflow-text ops that TF Serving bundles.
+
+What it reproduces of transformers' `MarianTokenizer` (checked in the
+tests): a leading language code such as `>>fr<<` becomes one token of its
+own; `</s>` is appended (so `""` is `[</s>]`); `decode(...,
+skip_special_tokens=True)` drops `</s>`, `<pad>` and `<unk>`, joins the
+pieces and turns `▁` into spaces, stripping the ends. What it does not:
+transformers' optional Moses punctuation normalisation (only when
+`sacremoses` is installed; off here), and matching special-token strings
+typed inside the text. Added here: invalid UTF-8 is replaced with U+FFFD
+instead of failing.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from zoo.text.sentence_piece_tokenizer import _SharedModelResource
+from zoo.text.word_piece_tokenizer import read_config, strip_reserved_ids, write_config
+
+WORD_BOUNDARY = "\u2581"  # SentencePiece's "▁"
+_LANGUAGE_CODE = r"(?s)^(>>.*?<<).*$"
+
+
+class MarianTokenizer(tf.Module):
+    """In-graph MarianMT tokenizer: SentencePiece pieces numbered by `vocab.json`.
+
+    One instance serves one side: the source side tokenizes with
+    `source.spm`, the target side detokenizes with the vocabulary's pieces.
+
+    Args:
+        model_proto: bytes. The serialized SentencePiece model (`source.spm`
+            or `target.spm`).
+        vocabulary: dict of str to int. Piece to id, as in `vocab.json`.
+        end_token: str. Appended to every sequence. Defaults to `"</s>"`.
+        unk_token: str. Id for unknown pieces. Defaults to `"<unk>"`.
+        pad_token: str. Padding, also the decoder's start. Defaults to `"<pad>"`.
+        name: str. Module name. Defaults to `None`.
+
+    Call arguments (`tokenize`):
+        strings: `tf.string` `(B,)`, or a scalar. Returns int32 ids ending
+            with the end id, as a `tf.RaggedTensor` `(B, (tokens))`, or a
+            dense `(tokens,)` tensor for a scalar.
+
+    Call arguments (`detokenize`):
+        ids: int ids `(B, T)` (dense or ragged) or `(T,)`. Returns `tf.string`
+            `(B,)` (or a scalar); each row is cut at its first end id.
+
+    Example:
+
+    >>> from zoo.text.sentence_piece_tokenizer import SentencePieceTokenizer
+    >>> texts = ["the cat sat on the mat.", "the dog sat on the log.", "a cat saw a dog."]
+    >>> spm = SentencePieceTokenizer.from_corpus(texts * 10, 20)
+    >>> pieces = [spm._tokenizer.id_to_string(i).numpy().decode() for i in range(4, 20)]
+    >>> vocabulary = {"</s>": 0, "<unk>": 1, **{p: i + 2 for i, p in enumerate(pieces)}}
+    >>> vocabulary["<pad>"] = len(vocabulary)
+    >>> tokenizer = MarianTokenizer(spm.model_proto, vocabulary)
+    >>> ids = tokenizer.tokenize(["the cat sat."])
+    >>> int(ids[0, -1]), tokenizer.detokenize(ids).numpy()
+    (0, array([b'the cat sat.'], dtype=object))
+
+    References:
+        Tiedemann and Thottingal, "OPUS-MT: Building open translation
+        services for the World", 2020.
+    """
+
+    def __init__(self, model_proto, vocabulary, end_token="</s>", unk_token="<unk>", pad_token="<pad>", name=None):
+        super().__init__(name=name)
+        if not isinstance(model_proto, (bytes, bytearray)):
+            raise TypeError(f"model_proto must be bytes. Received: type(model_proto)={type(model_proto)}")
+        if not isinstance(vocabulary, dict) or not vocabulary:
+            raise ValueError(f"vocabulary must be a non-empty dict of piece to id. Received: {type(vocabulary)}")
+        missing = [t for t in (end_token, unk_token, pad_token) if t not in vocabulary]
+        if missing:
+            raise ValueError(f"The vocabulary lacks the special tokens {missing}.")
+        ids = sorted(vocabulary.values())
+        if len(set(ids)) != len(ids) or ids[0] < 0:
+            raise ValueError("vocabulary ids must be distinct and non-negative.")
+        self.model_proto = bytes(model_proto)
+        self.vocabulary = {str(k): int(v) for k, v in vocabulary.items()}
+        self.special_tokens = (end_token, unk_token, pad_token)
+        self._sentencepiece = tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.string)
+        self._sentencepiece._model_resource = _SharedModelResource(self.model_proto)
+        self._vocabulary_size = ids[-1] + 1
+        self._end_id, self._unk_id, self._pad_id = (self.vocabulary[t] for t in self.special_tokens)
+        pieces = tf.constant(list(self.vocabulary), tf.string)
+        numbers = tf.constant(list(self.vocabulary.values()), tf.int32)
+        self._piece_to_id = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(pieces, numbers), default_value=self._unk_id
+        )
+        self._id_to_piece = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(numbers, pieces), "")
+
+    appends_end_id = True  # zoo.export keeps it when it truncates long inputs
+
+    @property
+    def vocabulary_size(self):
+        return self._vocabulary_size
+
+    @property
+    def pad_id(self):
+        return self._pad_id
+
+    @property
+    def start_id(self):
+        """The decoder's start: Marian starts with the pad id."""
+        return self._pad_id
+
+    @property
+    def end_id(self):
+        return self._end_id
+
+    @property
+    def unk_id(self):
+        return self._unk_id
+
+    def tokenize(self, strings):
+        strings = tf.convert_to_tensor(strings, dtype=tf.string)
+        single = strings.shape.rank == 0
+        strings = tf.reshape(strings, [-1])
+        strings = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace")
+        has_code = tf.strings.regex_full_match(strings, _LANGUAGE_CODE)  # (B,)
+        code = tf.strings.regex_replace(strings, _LANGUAGE_CODE, r"\1")
+        text = tf.strings.regex_replace(strings, r"(?s)^>>.*?<<", "", replace_global=False)
+        pieces = self._sentencepiece.tokenize(text)  # (B, (P)) strings
+        ids = tf.ragged.map_flat_values(self._piece_to_id.lookup, pieces)
+        code_ids = tf.RaggedTensor.from_row_lengths(
+            self._piece_to_id.lookup(tf.boolean_mask(code, has_code)), tf.cast(has_code, tf.int64)
+        )
+        end = tf.RaggedTensor.from_row_lengths(
+            tf.fill([tf.shape(strings)[0]], self._end_id), tf.ones_like(has_code, tf.int64)
+        )
+        ids = tf.concat([code_ids, ids, end], axis=1)  # (B, (T))
+        return ids[0] if single else ids
+
+    def detokenize(self, ids):
+        ids, single = strip_reserved_ids(
+            ids, self.pad_id, self.start_id, self.end_id, self.unk_id, self.vocabulary_size
+        )
+        ids = tf.ragged.boolean_mask(ids, tf.not_equal(ids, self.unk_id))  # transformers drops <unk> too
+        pieces = tf.ragged.map_flat_values(self._id_to_piece.lookup, ids)
+        text = tf.strings.reduce_join(pieces, axis=-1)  # (B,)
+        text = tf.strings.strip(tf.strings.regex_replace(text, WORD_BOUNDARY, " "))
+        return text[0] if single else text
+
+    @classmethod
+    def from_marian_dir(cls, directory):
+        """`(source, target)` tokenizers of a MarianMT checkpoint folder."""
+        from zoo.convert.checkpoint import CheckpointError, read_json
+
+        directory = os.fspath(directory)
+        vocabulary = read_json(directory, "vocab.json")
+        has_target_vocab = os.path.exists(os.path.join(directory, "target_vocab.json"))
+        target_vocabulary = read_json(directory, "target_vocab.json") if has_target_vocab else vocabulary
+        tokenizers = []
+        for spm, vocab in (("source.spm", vocabulary), ("target.spm", target_vocabulary)):
+            path = os.path.join(directory, spm)
+            if not os.path.exists(path):
+                raise CheckpointError(f"Missing {spm} in {directory}.")
+            with open(path, "rb") as f:
+                try:
+                    tokenizers.append(cls(f.read(), vocab, name=spm.split(".")[0] + "_tokenizer"))
+                except (ValueError, TypeError, tf.errors.OpError) as error:
+                    raise CheckpointError(f"Cannot build a tokenizer from {path}: {error}") from None
+        return tuple(tokenizers)
+
+    def save(self, directory):
+        """Writes `sentencepiece.model`, `vocab.json` and `tokenizer.json`."""
+        directory = os.fspath(directory)
+        tf.io.gfile.makedirs(directory)
+        with tf.io.gfile.GFile(os.path.join(directory, "sentencepiece.model"), "wb") as f:
+            f.write(self.model_proto)
+        with tf.io.gfile.GFile(os.path.join(directory, "vocab.json"), "w") as f:
+            f.write(json.dumps(self.vocabulary, ensure_ascii=False, indent=1))
+        end, unk, pad = self.special_tokens
+        write_config(directory, self, model_file="sentencepiece.model", vocabulary_file="vocab.json",
+                     end_token=end, unk_token=unk, pad_token=pad)
+
+    @classmethod
+    def load(cls, directory):
+        directory = os.fspath(directory)
+        config = read_config(directory, cls)
+        with tf.io.gfile.GFile(os.path.join(directory, config["model_file"]), "rb") as f:
+            proto = f.read()
+        with tf.io.gfile.GFile(os.path.join(directory, config["vocabulary_file"])) as f:
+            vocabulary = json.loads(f.read())
+        return cls(proto, vocabulary, config["end_token"], config["unk_token"], config["pad_token"])
