@@ -281,34 +281,38 @@ class MultiHeadAttention(keras.layers.Layer):
         """softmax(q k^T / sqrt(K)) v; q (B,T,H,K), k (B,S,H,K), v (B,S,H,V)."""
         scale = 1.0 / math.sqrt(self.key_dim)
         use_dropout = bool(training) and self.dropout > 0.0
-        if not return_scores and not use_dropout:
-            # The mask goes in as an additive bias: Keras' TensorFlow kernel
-            # turns a boolean mask into three passes over the (B, H, T, S)
-            # logits (ones, and, select) and their gradients; a bias built
-            # on the mask's own, smaller shape costs one add (-12% time for
-            # a padded self-attention forward + backward on CPU).
+        if mask is not None:
+            row_ok = ops.any(mask, axis=-1)[..., None]  # (B|1, H|1, T, 1): False = nothing to attend
+        if not return_scores and not use_dropout and keras.backend.backend() != "tensorflow":
+            # Fused kernels (cuDNN / flash on GPU). The mask goes in as an
+            # additive bias on its own, smaller shape.
             bias = None
             if mask is not None:
-                bias = ops.where(mask, 0.0, _large_negative(q.dtype))  # (B|1, H|1, T, S)
-                bias = ops.cast(bias, q.dtype)
+                bias = ops.cast(ops.where(mask, 0.0, _large_negative(q.dtype)), q.dtype)  # (B|1, H|1, T, S)
             out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)  # (B, T, H, V)
-            if mask is not None:
-                # The fused kernel averages all values on a fully masked row;
-                # the contract is zeros.
-                row_ok = ops.transpose(ops.any(mask, axis=-1), (0, 2, 1))  # (B|1, T, H|1)
-                out = out * ops.cast(row_ok[..., None], out.dtype)
+            if mask is not None:  # the kernel averages the values on a fully masked row
+                out = out * ops.cast(ops.transpose(row_ok, (0, 2, 1, 3)), out.dtype)
             return out, None
-        # Scale before the product, so float16 logits overflow later.
-        logits = ops.einsum("bthk,bshk->bhts", q * ops.cast(scale, q.dtype), k)  # (B, H, T, S)
-        logits = ops.cast(logits, "float32")
+        # Two batched matmuls in (B, H, T, .) layout. TensorFlow has no fused
+        # kernel: its `dot_product_attention` is einsums plus a pass over the
+        # (B, H, T, S) logits for the scale and three for a boolean mask;
+        # this form scales the queries instead and adds the mask as a bias
+        # (1.2x faster forward + backward for the whole layer on CPU).
+        # Scaling before the product also keeps float16 logits from overflowing.
+        q = ops.transpose(q * ops.cast(scale, q.dtype), (0, 2, 1, 3))  # (B, H, T, K)
+        k = ops.transpose(k, (0, 2, 3, 1))  # (B, H, K, S)
+        v = ops.transpose(v, (0, 2, 1, 3))  # (B, H, S, V)
+        logits = ops.cast(ops.matmul(q, k), "float32")  # (B, H, T, S)
         if mask is not None:
-            logits = ops.where(mask, logits, -1e9)
+            logits = logits + ops.where(mask, 0.0, -1e9)
         scores = ops.softmax(logits, axis=-1)  # float32 under any policy
-        if mask is not None:  # rows with nothing to attend: zeros
-            scores = ops.where(mask, scores, 0.0)
-        dropped = self.dropout_layer(scores, training=training)
-        out = ops.einsum("bhts,bshv->bthv", ops.cast(dropped, v.dtype), v)  # (B, T, H, V)
-        return out, scores
+        if mask is not None and return_scores:  # rows with nothing to attend: zeros
+            scores = scores * ops.cast(row_ok, scores.dtype)
+        dropped = self.dropout_layer(scores, training=training) if use_dropout else scores
+        out = ops.matmul(ops.cast(dropped, v.dtype), v)  # (B, H, T, V)
+        if mask is not None and not return_scores:
+            out = out * ops.cast(row_ok, out.dtype)
+        return ops.transpose(out, (0, 2, 1, 3)), (scores if return_scores else None)  # (B, T, H, V)
 
     def call(
         self,
