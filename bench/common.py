@@ -304,3 +304,63 @@ def forward_backward(layers, fn, args, jit_compile=True):
         return 1
 
     return run
+
+
+# -- training steps ---------------------------------------------------------------
+def train_step(model, x, y, sample_weight=None, units=1):
+    """A callable running one `train_on_batch` (which returns host values,
+    so it blocks) and returning `units` (images, target tokens)."""
+
+    def run():
+        model.train_on_batch(x, y, sample_weight=sample_weight)
+        return units
+
+    return run
+
+
+def compare_training(builders, compile_fn, data, units, args, flops_per_step=None):
+    """Trains every `{name: builder}` model on `data = (x, y, sample_weight)`,
+    for each jit_compile setting of `args.jit_compile`, timed interleaved.
+
+    `builders` build fresh models; `compile_fn(model, jit_compile)` compiles
+    one (same optimizer, loss and `steps_per_execution` for every side).
+    Returns per-setting results, the best setting of each side, the ratios
+    at equal settings and at each side's best, and MFU with `--mfu`.
+    """
+    x, y, sample_weight = data
+    models = {name: build() for name, build in builders.items()}
+    runs = {}
+    for jit in jit_settings(args.jit_compile):
+        steps = {}
+        for name, model in models.items():
+            compile_fn(model, jit)
+            steps[name] = train_step(model, x, y, sample_weight, units)
+        results = interleaved(steps, args.windows, args.window_seconds, args.warmup_steps)
+        runs[f"jit_compile={jit}"] = results
+    names = list(builders)
+    zoo, anchor = names[0], names[1]
+    best = {
+        name: max(runs, key=lambda setting: runs[setting][name]["per_s"]["median"]) for name in names
+    }
+    report = {
+        "params": {name: count_params(model) for name, model in models.items()},
+        "per_s": {setting: {name: r[name]["per_s"] for name in names} for setting, r in runs.items()},
+        "step_ms_median": {setting: {name: r[name]["step_ms"]["median"] for name in names} for setting, r in runs.items()},
+        f"{zoo}_over_{anchor}_same_setting": {setting: ratio(r, zoo, anchor) for setting, r in runs.items()},
+        "best_setting": best,
+        f"{zoo}_over_{anchor}_each_at_best": runs[best[zoo]][zoo]["per_s"]["median"]
+        / runs[best[anchor]][anchor]["per_s"]["median"],
+    }
+    if flops_per_step:
+        report["train_flops_per_step"] = flops_per_step
+        achieved = {
+            name: runs[best[name]][name]["per_s"]["median"] / units * flops_per_step for name in names
+        }
+        report["model_tflops_per_s_at_best"] = {name: value / 1e12 for name, value in achieved.items()}
+        if getattr(args, "mfu", False):
+            from bench.matmul_ceiling import measure_ceiling
+
+            ceiling = measure_ceiling(keras.config.dtype_policy().compute_dtype)
+            report["matmul_ceiling_tflops_per_s"] = ceiling["tflops_per_s"]
+            report["mfu"] = {name: value / 1e12 / ceiling["tflops_per_s"] for name, value in achieved.items()}
+    return report
