@@ -40,14 +40,17 @@ def _layers(d_model, heads):
 
 def _functions(zoo_mha, core, mask_kind):
     if mask_kind == "none":
-        return (lambda x: zoo_mha(x, x)), (lambda x: core(x, x))
+        return (lambda x, training: zoo_mha(x, x)), (lambda x, training: core(x, x))
     if mask_kind == "causal":
-        return (lambda x: zoo_mha(x, x, use_causal_mask=True)), (lambda x: core(x, x, use_causal_mask=True))
+        return (
+            (lambda x, training: zoo_mha(x, x, use_causal_mask=True)),
+            (lambda x, training: core(x, x, use_causal_mask=True)),
+        )
 
-    def zoo_fn(x, keep):
+    def zoo_fn(x, keep, training):
         return zoo_mha(x, x, attention_mask=keep)
 
-    def core_fn(x, keep):
+    def core_fn(x, keep, training):
         full = ops.logical_and(keep[:, None, :], ops.ones_like(keep)[:, :, None])  # (B, T, S)
         return core(x, x, attention_mask=full)
 

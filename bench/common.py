@@ -114,6 +114,18 @@ def interleaved(steps, windows, window_seconds, warmup_steps=2):
     }
 
 
+def timed(fn, repeats):
+    """Median and half-range of `repeats` wall times of `fn()` after one
+    untimed call (compilation, warm-up): for runs too long for windows."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), (max(times) - min(times)) / 2
+
+
 def ratio(results, a, b, key="per_s"):
     """Median throughput of `a` over that of `b` (above 1: `a` is faster)."""
     return results[a][key]["median"] / results[b][key]["median"]
@@ -237,23 +249,26 @@ class _Piece(keras.layers.Layer):
         self.pieces = list(layers)
         self.fn = fn
 
-    def call(self, *args):
-        return self.fn(*args)
+    def call(self, *args, training=False):
+        return self.fn(*args, training=training)
 
 
-def forward_backward(layers, fn, args, jit_compile=True):
+def forward_backward(layers, fn, args, jit_compile=True, training=False):
     """A callable running `fn(*args)` forward and backward, and blocking.
 
     The loss is `sum(output * c)` for a fixed random `c` shaped like the
     output (so every output element gets a gradient); gradients are taken
     with respect to the trainable weights of `layers` and to the first
-    argument (a float input, e.g. the hidden states). Returns 1 per call.
+    argument when it is a float input (e.g. the hidden states). `fn` is
+    called as `fn(*args, training=training)` (dropout on or off).
+    Returns 1 per call.
     """
     import numpy as np
 
     piece = _Piece(layers, fn, name="piece")
     backend = keras.backend.backend()
-    first = fn(*args)
+    wrt_input = "float" in str(keras.backend.standardize_dtype(args[0].dtype))
+    first = fn(*args, training=training)
     cotangent = keras.ops.convert_to_tensor(
         np.random.default_rng(0).standard_normal(tuple(first.shape)).astype("float32")
     )
@@ -265,10 +280,11 @@ def forward_backward(layers, fn, args, jit_compile=True):
         @tf.function(jit_compile=bool(jit_compile))
         def step(*inputs):
             with tf.GradientTape() as tape:
-                tape.watch(inputs[0])
-                out = piece(*inputs)
+                if wrt_input:
+                    tape.watch(inputs[0])
+                out = piece(*inputs, training=training)
                 loss = tf.reduce_sum(tf.cast(out, tf.float32) * cotangent)
-            return tape.gradient(loss, [inputs[0]] + variables)
+            return tape.gradient(loss, ([inputs[0]] if wrt_input else []) + variables)
 
     elif backend == "jax":
         import jax
@@ -277,10 +293,10 @@ def forward_backward(layers, fn, args, jit_compile=True):
         non_trainable = [w.value for w in piece.non_trainable_weights]
 
         def loss(tv, x, rest):
-            out, _ = piece.stateless_call(tv, non_trainable, x, *rest)
+            out, _ = piece.stateless_call(tv, non_trainable, x, *rest, training=training)
             return (out.astype("float32") * cotangent).sum()
 
-        grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1) if wrt_input else 0))
 
         def step(*inputs):
             return grad(trainable, inputs[0], tuple(inputs[1:]))
@@ -289,12 +305,12 @@ def forward_backward(layers, fn, args, jit_compile=True):
         import torch
 
         def step(*inputs):
-            x = inputs[0].detach().requires_grad_(True)
-            out = piece(x, *inputs[1:])
+            x = inputs[0].detach().requires_grad_(True) if wrt_input else inputs[0]
+            out = piece(x, *inputs[1:], training=training)
             (out.float() * cotangent).sum().backward()
             for w in piece.trainable_weights:
                 w.value.grad = None
-            return x.grad
+            return out
 
     else:
         raise ValueError(f"Unsupported backend: {backend}")

@@ -37,7 +37,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    from zoo.export import export_image_classifier
+    from zoo.export.image_classifier import export_image_classifier
     from zoo.models import VisionTransformer
 
     common.set_policy(args.dtype_policy)
