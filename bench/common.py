@@ -268,7 +268,8 @@ def forward_backward(layers, fn, args, jit_compile=True, training=False):
     piece = _Piece(layers, fn, name="piece")
     backend = keras.backend.backend()
     wrt_input = "float" in str(keras.backend.standardize_dtype(args[0].dtype))
-    first = fn(*args, training=training)
+    first = fn(*args, training=training)  # builds any sublayer not built yet
+    piece.built = True
     cotangent = keras.ops.convert_to_tensor(
         np.random.default_rng(0).standard_normal(tuple(first.shape)).astype("float32")
     )

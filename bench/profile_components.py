@@ -142,9 +142,9 @@ def vit_group(args, jit, results):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     fb = lambda layers, fn, inputs: common.forward_backward(layers, fn, inputs, jit, training=True)  # noqa: E731
 
-    config = dict(VISION_TRANSFORMER_PRESETS["vit_tiny_patch4_32"]["config"], dropout=0.0)
+    config = dict(VISION_TRANSFORMER_PRESETS["vit_tiny_patch4_32"]["config"], dropout=0.0, attention_dropout=0.0)
     zoo_model, hub_model = zoo_builder(config)(), keras_hub_builder(config)()
-    hub_embed = ViTPatchingAndEmbedding((32, 32), 4, D_VIT, 3)
+    hub_embed = ViTPatchingAndEmbedding((32, 32), (4, 4), D_VIT, 3)
     hub_embed.build((None, 32, 32, 3))
     _compare("vit_embedding", {
         "zoo": fb([zoo_model], lambda i, training: zoo_model._embed(i, training=training), (images,)),

@@ -43,3 +43,12 @@ def test_image_export_runs():
 def test_matmul_ceiling_runs():
     report = matmul_ceiling.main(["--size", "64", "--repeats", "2"])
     assert report["tflops_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_profile_components_runs():
+    from bench import profile_components
+
+    report = profile_components.main(TINY + ["--groups", "attention_variants"])
+    results = report["jit_compile=False"]
+    assert "zoo_current_over_keras_core" in results["attention_tiny_encoder_padding_mask"]
