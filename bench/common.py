@@ -196,7 +196,7 @@ def system_info():
     except OSError:
         load = None
     return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M"),
         "host_cpus": os.cpu_count(),
         "load_average_1_5_15min": load,
         "backend": keras.backend.backend(),
@@ -303,7 +303,6 @@ def forward_backward(layers, fn, args, jit_compile=True, training=False):
             return grad(trainable, inputs[0], tuple(inputs[1:]))
 
     elif backend == "torch":
-        import torch
 
         def step(*inputs):
             x = inputs[0].detach().requires_grad_(True) if wrt_input else inputs[0]

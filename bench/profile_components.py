@@ -66,7 +66,7 @@ def translation_group(args, jit, results):
     labels = ops.convert_to_tensor(_padded_ids(b, L, V, rng))
     weights = ops.cast(ops.not_equal(labels, 0), "float32")
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    fb = lambda layers, fn, inputs: common.forward_backward(layers, fn, inputs, jit, training=True)  # noqa: E731
+    fb = lambda layers, fn, inputs: common.forward_backward(layers, fn, inputs, jit, training=True)
 
     zoo_emb = TokenAndPositionEmbedding(V, D_TINY, max_length=L, scale_by_sqrt_dim=True, sinusoid_layout="concat")
     hub_emb = keras_hub.layers.TokenAndPositionEmbedding(V, L, D_TINY)
@@ -128,7 +128,10 @@ def translation_group(args, jit, results):
 
 
 def vit_group(args, jit, results):
-    from keras_hub.src.models.vit.vit_layers import ViTEncoderBlock, ViTPatchingAndEmbedding
+    from keras_hub.src.models.vit.vit_layers import (
+        ViTEncoderBlock,
+        ViTPatchingAndEmbedding,
+    )
 
     from bench.vit_training import keras_hub_builder, zoo_builder
     from zoo.layers import EncoderBlock
@@ -140,7 +143,7 @@ def vit_group(args, jit, results):
     tokens = ops.convert_to_tensor(rng.standard_normal((b, N_VIT, D_VIT)).astype("float32"))
     labels = ops.convert_to_tensor(rng.integers(0, 10, (b,)).astype("int32"))
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    fb = lambda layers, fn, inputs: common.forward_backward(layers, fn, inputs, jit, training=True)  # noqa: E731
+    fb = lambda layers, fn, inputs: common.forward_backward(layers, fn, inputs, jit, training=True)
 
     config = dict(VISION_TRANSFORMER_PRESETS["vit_tiny_patch4_32"]["config"], dropout=0.0, attention_dropout=0.0)
     zoo_model, hub_model = zoo_builder(config)(), keras_hub_builder(config)()
@@ -211,6 +214,19 @@ def _variants():
     return {"no_row_zeroing": NoRowZeroing, "explicit_softmax": ExplicitSoftmax, "fused_qkv": FusedQKV}
 
 
+def _attention_call(name, layer, t, d):
+    """Builds `layer` and returns `fn(x, [key mask], training)` calling it as self-attention."""
+    if name == "fused_qkv":
+        layer.build((None, t, d))
+        return lambda q, *m, training: layer(q, attention_mask=m[0] if m else None)
+    layer.build((None, t, d), (None, t, d))
+    if name == "keras_core":  # needs the (B, T, S) form of the key mask
+        return lambda q, *m, training: layer(
+            q, q, attention_mask=(m[0][:, None, :] & ops.ones_like(m[0])[:, :, None]) if m else None
+        )
+    return lambda q, *m, training: layer(q, q, attention_mask=m[0] if m else None)
+
+
 def attention_variants_group(args, jit, results):
     from zoo.layers import MultiHeadAttention
 
@@ -227,19 +243,8 @@ def attention_variants_group(args, jit, results):
         for name, cls in _variants().items():
             layers[name] = cls(h, d // h)
         layers["keras_core"] = keras.layers.MultiHeadAttention(h, d // h)
-        steps = {}
-        for name, layer in layers.items():
-            if name == "fused_qkv":
-                layer.build((None, t, d))
-                fn = (lambda L_: (lambda q, *m, training: L_(q, attention_mask=m[0] if m else None)))(layer)
-            elif name == "keras_core":
-                layer.build((None, t, d), (None, t, d))
-                fn = (lambda L_: (lambda q, *m, training: L_(
-                    q, q, attention_mask=(m[0][:, None, :] & ops.ones_like(m[0])[:, :, None]) if m else None)))(layer)
-            else:
-                layer.build((None, t, d), (None, t, d))
-                fn = (lambda L_: (lambda q, *m, training: L_(q, q, attention_mask=m[0] if m else None)))(layer)
-            steps[name] = common.forward_backward([layer], fn, inputs, jit)
+        steps = {name: common.forward_backward([layer], _attention_call(name, layer, t, d), inputs, jit)
+                 for name, layer in layers.items()}
         _compare(f"attention_{label}", steps, args, results)
 
 

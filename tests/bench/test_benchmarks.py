@@ -2,7 +2,13 @@
 
 import pytest
 
-from bench import attention, image_export, matmul_ceiling, translation_training, vit_training
+from bench import (
+    attention,
+    image_export,
+    matmul_ceiling,
+    translation_training,
+    vit_training,
+)
 
 TINY = ["--windows", "1", "--window-seconds", "0.01", "--warmup-steps", "0"]
 

@@ -3,9 +3,6 @@ kernels of the built zoo models, each times the positions it is applied to."""
 
 import math
 
-import keras
-import pytest
-
 from bench import flops
 from zoo.models import TransformerTranslator, VisionTransformer
 
