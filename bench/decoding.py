@@ -20,10 +20,7 @@ Absolute times only mean something on the machine they were taken on.
 """
 
 import argparse
-import json
-import statistics
 import tempfile
-import time
 
 import keras
 import keras_hub
@@ -31,20 +28,12 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from bench import common
+from bench.common import timed
 from zoo.decoding import beam_search, generate
 from zoo.models import TransformerTranslator
 
 VOCAB, SOURCE_LENGTH, NEW_TOKENS = 8000, 32, 64
-
-
-def timed(fn, repeats):
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), (max(times) - min(times)) / 2
 
 
 def zoo_model():
@@ -175,20 +164,17 @@ def bench_saved_model(repeats):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the report to this file")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 10
     report = {
-        "device": "cpu",
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "keras_hub": keras_hub.__version__,
+        "system": common.system_info(),
         "new_tokens": NEW_TOKENS,
         "batch_1": bench_batch(1, repeats),
         "batch_32": bench_batch(32, repeats),
         "saved_model_beam4": bench_saved_model(repeats),
     }
-    print(json.dumps(report, indent=2))
-    return report
+    return common.emit(report, args.json)
 
 
 if __name__ == "__main__":

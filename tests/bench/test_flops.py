@@ -1,0 +1,59 @@
+"""The FLOP formulas of bench/flops.py against an independent count: the
+kernels of the built zoo models, each times the positions it is applied to."""
+
+import math
+
+from bench import flops
+from zoo.models import TransformerTranslator, VisionTransformer
+
+
+def _kernels(model, suffixes=("kernel",)):
+    """(path below the model, number of entries) of the weights ending in `suffixes`."""
+    return [(w.path.split("/", 1)[1], math.prod(w.shape)) for w in model.weights if w.path.endswith(suffixes)]
+
+
+def test_translator_flops_match_kernel_count():
+    config = dict(
+        source_vocab_size=50, target_vocab_size=60, num_encoder_layers=2, num_decoder_layers=3,
+        d_model=16, num_heads=4, d_ff=24, dropout=0.0,
+    )
+    model = TransformerTranslator(**config)
+    b, s, t = 3, 7, 5
+    count = 0
+    for path, size in _kernels(model, ("kernel", "embeddings")):
+        if "source_embedding" in path:
+            continue  # a lookup, not a matmul
+        if "target_embedding" in path:
+            count += 2 * size * b * t  # tied output projection on the T positions
+        elif path.startswith("encoder_"):
+            count += 2 * size * b * s
+        elif "cross_attention" in path and ("/key/" in path or "/value/" in path):
+            count += 2 * size * b * s  # cross-attention keys/values read the source
+        else:
+            count += 2 * size * b * t
+    d = config["d_model"]
+    count += config["num_encoder_layers"] * 4 * b * s * s * d  # QK^T and AV
+    count += config["num_decoder_layers"] * (4 * b * t * t * d + 4 * b * t * s * d)
+    assert flops.translator_config_flops(config, b, s, t) == 3 * count
+
+
+def test_vit_flops_match_kernel_count():
+    config = dict(image_size=16, patch_size=4, num_classes=7, d_model=12, depth=2, num_heads=3, mlp_ratio=2.0)
+    model = VisionTransformer(**config)
+    batch, patches = 2, (16 // 4) ** 2
+    tokens = patches + 1
+    count = 0
+    for path, size in _kernels(model):
+        if path.startswith("patch_embedding"):
+            count += 2 * size * batch * patches
+        elif path.startswith("head"):
+            count += 2 * size * batch
+        else:
+            count += 2 * size * batch * tokens
+    count += config["depth"] * 4 * batch * tokens * tokens * config["d_model"]
+    full = dict(config, mlp_ratio=2.0, num_channels=3, pooling="token")
+    assert flops.vit_config_flops(full, batch) == 3 * count
+
+
+def test_causal_attention_counted_fully():
+    assert flops.attention_core_flops(1, 8, 8, 4) == 4 * 8 * 8 * 4
