@@ -7,6 +7,13 @@ cross-attention keys/values), rotary positions applied between projection
 and caching, and the contract that a fully masked query row yields zeros.
 Weight layout is Keras core's (`(D, H, K)` projection kernels, `(H, V, D)`
 output kernel), so weights copy across one to one.
+
+The attention product runs through `keras.ops.dot_product_attention` on
+the backends that have fused kernels behind it (JAX, PyTorch: cuDNN / flash
+on GPU). On TensorFlow, which has none, it is two batched matmuls with
+pre-scaled queries and the mask as an additive bias: the same arithmetic in
+fewer passes over the `(B, H, T, S)` logits (BENCHMARKS.md has the
+measurements).
 """
 
 import math
