@@ -28,7 +28,13 @@ def test_stats_quartiles():
     assert stats["iqr"] > 0
 
 
-def test_decoding_uses_the_shared_helpers():
+def test_decoding_runs_at_toy_size(monkeypatch):
     from bench import decoding
 
-    assert decoding.timed is common.timed
+    monkeypatch.setattr(decoding, "VOCAB", 64)
+    monkeypatch.setattr(decoding, "NEW_TOKENS", 3)
+    monkeypatch.setattr(decoding, "SOURCE_LENGTH", 3)  # within max_length = NEW_TOKENS + 1
+    results = decoding.bench_batch(2, repeats=1, windows=1, window_seconds=0.0)
+    for name in ("zoo_cached_greedy", "keras_hub_cached_greedy", "zoo_beam4", "zoo_full_recompute"):
+        assert results[name]["ms_per_token"] > 0
+    assert results["ratios"]["full_recompute / zoo_cached"] > 0
