@@ -334,6 +334,21 @@ def train_step(model, x, y, sample_weight=None, units=1):
     return run
 
 
+def sparse_ce_compiler(make_optimizer, steps_per_execution):
+    """`compile_fn(model, jit_compile)` for `compare_training`: a fresh
+    `make_optimizer()` per model, sparse cross-entropy on logits."""
+
+    def compile_model(model, jit):
+        model.compile(
+            optimizer=make_optimizer(),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+            steps_per_execution=steps_per_execution,
+        )
+
+    return compile_model
+
+
 def compare_training(builders, compile_fn, data, units, args, flops_per_step=None):
     """Trains every `{name: builder}` model on `data = (x, y, sample_weight)`,
     for each jit_compile setting of `args.jit_compile`, timed interleaved.

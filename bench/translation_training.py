@@ -84,18 +84,6 @@ def keras_hub_builder(config, source_length, target_length):
     return build
 
 
-def compile_fn(steps_per_execution):
-    def compile_model(model, jit):
-        model.compile(
-            optimizer=keras.optimizers.Adam(1e-4),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=jit,
-            steps_per_execution=steps_per_execution,
-        )
-
-    return compile_model
-
-
 def synthetic_batch(batch, source_length, target_length, vocab, seed=0):
     """Random ids padded after a random length in [L/2, L]; decoder input,
     labels (shifted) and the sample weights that drop padding."""
@@ -139,7 +127,7 @@ def main(argv=None):
     target_tokens = int(weights.sum())
     result = common.compare_training(
         {"zoo": zoo_builder(config), "keras_hub": keras_hub_builder(config, args.source_length, args.target_length)},
-        compile_fn(args.steps_per_execution),
+        common.sparse_ce_compiler(lambda: keras.optimizers.Adam(1e-4), args.steps_per_execution),
         (x, labels, weights),
         target_tokens,
         args,

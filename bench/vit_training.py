@@ -57,18 +57,6 @@ def keras_hub_builder(config):
     return build
 
 
-def compile_fn(steps_per_execution):
-    def compile_model(model, jit):
-        model.compile(
-            optimizer=keras.optimizers.AdamW(1e-4),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            jit_compile=jit,
-            steps_per_execution=steps_per_execution,
-        )
-
-    return compile_model
-
-
 def main(argv=None):
     parser = common.add_training_flags(common.base_parser(__doc__.splitlines()[0], batch_size=128))
     parser.add_argument("--preset", default="vit_tiny_patch4_32")
@@ -90,7 +78,7 @@ def main(argv=None):
     labels = rng.integers(0, config["num_classes"], (args.batch_size,)).astype("int32")
     result = common.compare_training(
         {"zoo": zoo_builder(config), "keras_hub": keras_hub_builder(config)},
-        compile_fn(args.steps_per_execution),
+        common.sparse_ce_compiler(lambda: keras.optimizers.AdamW(1e-4), args.steps_per_execution),
         (images, labels, None),
         args.batch_size,
         args,
