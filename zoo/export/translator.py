@@ -14,8 +14,9 @@ tokenizer, empty or whitespace-only sentences translate to `""` with score
 Tokenizers plug in with `tokenize(strings) -> ragged ids` and
 `detokenize(ids) -> strings`. The source tokenizer's `end_id`, when it has
 one, does not count as content: a tokenizer that appends it to every
-sentence (`zoo.text.MarianTokenizer`) still lets `""` translate to `""`. `search_options` go to `beam_search` as they are (for
-converted models: `zoo.convert.marian.marian_search_options`).
+sentence (`zoo.text.MarianTokenizer`) still lets `""` translate to `""`.
+`search_options` go to `beam_search` as they are (for converted models:
+`zoo.convert.marian.marian_search_options`).
 """
 
 import keras
