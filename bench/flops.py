@@ -57,14 +57,25 @@ def translator_forward_flops(batch, source_length, target_length, d_model, d_ff,
     return encoder + decoder + dense_flops(d_model, target_vocab, b * t)
 
 
-def vit_forward_flops(batch, image_size, patch_size, channels, d_model, depth, d_ff, num_classes, class_token=True):
+def vit_forward_flops(batch, image_size, patch_size, channels, d_model, depth, d_ff, num_classes, class_token=True,
+                      last_block_queries=None):
     """Forward FLOPs of a ViT on one batch: patch projection (`p*p*C x D` on
     every patch), `depth` encoder layers on `N = P (+1)` tokens, the head on
-    one vector per image (`D x classes`)."""
+    one vector per image (`D x classes`).
+
+    `last_block_queries=1` counts what zoo's classifier executes: its last
+    block computes the class token's output only (keys and values on all
+    `N` tokens; queries, output projection and MLP on one). Model FLOPs (for
+    MFU, and to compare models) use the conventional full count (None).
+    """
     patches = (image_size // patch_size) ** 2
     tokens = patches + (1 if class_token else 0)
     embed = dense_flops(patch_size * patch_size * channels, d_model, batch * patches)
-    layers = depth * (attention_layer_flops(batch, tokens, tokens, d_model) + ffn_flops(batch, tokens, d_model, d_ff))
+
+    def layer(queries):
+        return attention_layer_flops(batch, queries, tokens, d_model) + ffn_flops(batch, queries, d_model, d_ff)
+
+    layers = (depth - 1) * layer(tokens) + layer(last_block_queries or tokens)
     return embed + layers + dense_flops(d_model, num_classes, batch)
 
 
@@ -82,12 +93,15 @@ def translator_config_flops(config, batch, source_length, target_length):
     )
 
 
-def vit_config_flops(config, batch):
-    """Training FLOPs per step for a `VisionTransformer` config dict."""
+def vit_config_flops(config, batch, executed=False):
+    """Training FLOPs per step for a `VisionTransformer` config dict: model
+    FLOPs, or with `executed=True` what zoo computes (the last block for the
+    class token alone under `"token"` pooling)."""
+    class_token = config.get("pooling", "token") == "token"
     return training_flops(
         vit_forward_flops(
             batch, config["image_size"], config["patch_size"], config.get("num_channels", 3), config["d_model"],
             config["depth"], int(config["d_model"] * config["mlp_ratio"]), config["num_classes"],
-            class_token=config.get("pooling", "token") == "token",
+            class_token=class_token, last_block_queries=1 if executed and class_token else None,
         )
     )

@@ -28,6 +28,7 @@ def test_vit_training_runs():
     # Same architecture on both sides: same parameter count.
     assert report["params"]["zoo"] == report["params"]["keras_hub"]
     assert report["zoo_over_keras_hub_each_at_best"] > 0
+    assert 0 < report["zoo_executed_train_flops_per_step"] < report["train_flops_per_step"]
 
 
 @pytest.mark.slow

@@ -102,3 +102,36 @@ def test_blocks_train_under_xla():
     model.compile(optimizer="adam", loss="mse", jit_compile=True)
     history = model.fit([_x(S), _x(T, 1)], _x(T, 2), epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("mask_rank", [None, 2, 3])
+def test_encoder_block_num_queries_gives_the_first_rows(norm_first, mask_rank):
+    """Running the block for a query prefix is the full block's first rows."""
+    x = _x(S)
+    mask = None
+    if mask_rank is not None:
+        pad = np.ones((B, S), bool)
+        pad[0, 4:] = False
+        mask = pad if mask_rank == 2 else pad[:, None, :] & np.tri(S, dtype=bool)[None] | np.eye(S, dtype=bool)
+    block = EncoderBlock(**dict(ARGS, dropout=0.0, norm_first=norm_first, use_rotary=True))
+    full, full_scores = block(x, attention_mask=mask, return_attention_scores=True)
+    for n in (1, 3, S):
+        out, scores = block(x, attention_mask=mask, return_attention_scores=True, num_queries=n)
+        assert tuple(out.shape) == (B, n, D) and tuple(scores.shape) == (B, H, n, S)
+        np.testing.assert_allclose(_np(out), _np(full)[:, :n], atol=1e-5)
+        np.testing.assert_allclose(_np(scores), _np(full_scores)[:, :, :n], atol=1e-6)
+
+
+def test_num_queries_errors_name_what_was_received():
+    import keras
+
+    block = EncoderBlock(**ARGS)
+    for bad in (0, S + 1, 1.5):
+        with pytest.raises(ValueError, match=rf"num_queries must be an int from 1 to the sequence length {S}\. "
+                                             rf"Received: num_queries={bad}"):
+            block(_x(S), num_queries=bad)
+    ids = keras.Input((S,), dtype="int32")
+    embedded = keras.layers.Embedding(10, D, mask_zero=True)(ids)
+    with pytest.raises(ValueError, match=r"cannot be combined with a Keras implicit mask.*Received: a mask of shape"):
+        block(embedded, num_queries=1)

@@ -103,6 +103,40 @@ def test_tokens_are_the_layers_composed_by_hand():
     np.testing.assert_allclose(_np(model.patch_tokens(images)), _np(model.encoder_norm(x)), atol=1e-5)
 
 
+@pytest.mark.parametrize("fc_norm", [False, True])
+def test_class_token_logits_and_gradients_match_the_full_last_block(fc_norm):
+    """With "token" pooling the last block runs for the class token alone;
+    logits and every weight's gradient equal the all-tokens computation."""
+    import tensorflow as tf
+
+    model = _model(fc_norm=fc_norm, representation_size=12)
+    images = _images()
+
+    def full_logits():
+        tokens = model.patch_tokens(images)  # every block on every token
+        return model.head(model.pre_logits(model._pool(tokens)))
+
+    def loss(logits):
+        return ops.sum(ops.square(logits))
+
+    with tf.GradientTape(persistent=True) as tape:
+        fast, full = model(images), full_logits()
+        fast_loss, full_loss = loss(fast), loss(full)
+    np.testing.assert_allclose(_np(fast), _np(full), atol=1e-5)
+    weights = model.trainable_variables
+    fast_grads = tape.gradient(fast_loss, weights)
+    full_grads = tape.gradient(full_loss, weights)
+    for w, a, b in zip(weights, fast_grads, full_grads):
+        np.testing.assert_allclose(_np(a), _np(b), atol=1e-4, err_msg=w.path)
+    # The last block's MLP runs on one token per image, the others on all 17.
+    seen = []
+    for block in model.encoder_blocks:
+        call = block.feed_forward.call
+        block.feed_forward.call = lambda x, *a, _call=call, **k: seen.append(tuple(x.shape)) or _call(x, *a, **k)
+    model(images)
+    assert seen == [(B, 17, 32), (B, 1, 32)]
+
+
 def test_pre_logits_feed_the_head():
     model = _model(representation_size=12)
     images = _images()

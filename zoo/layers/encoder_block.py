@@ -35,6 +35,10 @@ class EncoderBlock(keras.layers.Layer):
         attention_mask: boolean `(B, S)` padding mask or `(B, S, S)`.
         return_attention_scores: bool. Also return `(B, H, S, S)` weights.
         training: bool.
+        num_queries: int or None. Run the block for the first `num_queries`
+            positions only (all positions still serve as keys and values);
+            the `(B, num_queries, D)` output equals the first rows of the
+            full one. Defaults to None (all positions).
 
     Example:
     >>> block = EncoderBlock(d_model=8, num_heads=2, d_ff=16)
@@ -120,10 +124,13 @@ class EncoderBlock(keras.layers.Layer):
         self.self_attention.build(input_shape)
         self.feed_forward.build(input_shape)
 
-    def call(self, x, attention_mask=None, return_attention_scores=False, training=None, mask=None):
+    def call(
+        self, x, attention_mask=None, return_attention_scores=False, training=None, mask=None,
+        num_queries=None,
+    ):
         results = self.self_attention(
             x, attention_mask=attention_mask, return_attention_scores=return_attention_scores,
-            training=training, mask=mask,
+            training=training, mask=mask, num_queries=num_queries,
         )
         x, scores = results if return_attention_scores else (results, None)
         x = self.feed_forward(x, training=training)

@@ -26,7 +26,8 @@ class VisionTransformer(keras.Model):
     (`PatchPositionEmbedding`), and `depth` pre-norm `EncoderBlock`s (exact
     GELU MLP) run over the tokens. A final LayerNorm (`encoder_norm`)
     normalises every token; the class token's output (`"token"`) or the mean
-    of the patch tokens (`"gap"`) is pooled, optionally passed through a
+    of the patch tokens (`"gap"`) is pooled (with `"token"`, the last block
+    computes the class token's output alone: see `features`), optionally passed through a
     `tanh` pre-logits layer, and projected to `num_classes` float32 logits.
 
     Stochastic depth grows linearly over the blocks, from 0 in the first to
@@ -262,11 +263,18 @@ class VisionTransformer(keras.Model):
         x = self.position_embedding(x, grid_size=None if None in grid else grid)
         return self.embedding_dropout(x, training=training)
 
-    def _encode(self, images, return_attention_scores=False, training=None):
+    def _encode(self, images, return_attention_scores=False, training=None, num_queries=None):
+        """Tokens `(B, N, D)` after the encoder (and its norm unless `fc_norm`),
+        and each block's attention weights when asked. With `num_queries`
+        the last block runs for the first `num_queries` tokens only."""
         x = self._embed(images, training=training)
         scores = []
-        for block in self.encoder_blocks:
-            out = block(x, return_attention_scores=return_attention_scores, training=training)
+        for i, block in enumerate(self.encoder_blocks):
+            last = i == len(self.encoder_blocks) - 1
+            out = block(
+                x, return_attention_scores=return_attention_scores, training=training,
+                num_queries=num_queries if last else None,
+            )
             x, layer_scores = out if return_attention_scores else (out, None)
             scores.append(layer_scores)
         if self.fc_norm:
@@ -293,8 +301,17 @@ class VisionTransformer(keras.Model):
 
     def features(self, images, training=None):
         """What the head reads: the pooled tokens `(B, D)`, after the
-        pre-logits layer when there is one (`(B, representation_size)`)."""
-        x = self._pool(self.patch_tokens(images, training=training))
+        pre-logits layer when there is one (`(B, representation_size)`).
+
+        With `"token"` pooling only the class token's output is read, so the
+        last block runs for the class token alone (`num_queries=1`): the
+        patch tokens still give it keys and values, but their own attention
+        rows, output projections and MLPs in that block are skipped. The
+        result is the same; a `depth`-block model does about
+        `1 / depth` less work (`bench/flops.py` counts it)."""
+        num_queries = self.num_prefix_tokens if self.pooling == "token" else None
+        tokens, _ = self._encode(images, training=training, num_queries=num_queries)
+        x = self._pool(tokens)
         return x if self.pre_logits is None else self.pre_logits(x)
 
     def call(self, images, training=None):
