@@ -24,16 +24,15 @@ import json
 import os
 
 import tensorflow as tf
-import tensorflow_text as tf_text
 
-from zoo.text.sentence_piece_tokenizer import _SharedModelResource
-from zoo.text.word_piece_tokenizer import read_config, strip_reserved_ids, write_config
+from zoo.text.sentence_piece_tokenizer import sentencepiece_op
+from zoo.text.tokenizer import Tokenizer, read_config, write_config
 
 WORD_BOUNDARY = "\u2581"  # SentencePiece's "▁"
 _LANGUAGE_CODE = r"(?s)^(>>.*?<<).*$"
 
 
-class MarianTokenizer(tf.Module):
+class MarianTokenizer(Tokenizer):
     """In-graph MarianMT tokenizer: SentencePiece pieces numbered by `vocab.json`.
 
     One instance serves one side: the source side tokenizes with
@@ -77,8 +76,6 @@ class MarianTokenizer(tf.Module):
 
     def __init__(self, model_proto, vocabulary, end_token="</s>", unk_token="<unk>", pad_token="<pad>", name=None):
         super().__init__(name=name)
-        if not isinstance(model_proto, (bytes, bytearray)):
-            raise TypeError(f"model_proto must be bytes. Received: type(model_proto)={type(model_proto)}")
         if not isinstance(vocabulary, dict) or not vocabulary:
             raise ValueError(f"vocabulary must be a non-empty dict of piece to id. Received: {type(vocabulary)}")
         missing = [t for t in (end_token, unk_token, pad_token) if t not in vocabulary]
@@ -87,42 +84,21 @@ class MarianTokenizer(tf.Module):
         ids = sorted(vocabulary.values())
         if len(set(ids)) != len(ids) or ids[0] < 0:
             raise ValueError("vocabulary ids must be distinct and non-negative.")
+        self._sentencepiece = sentencepiece_op(model_proto, tf.string)
         self.model_proto = bytes(model_proto)
         self.vocabulary = {str(k): int(v) for k, v in vocabulary.items()}
         self.special_tokens = (end_token, unk_token, pad_token)
-        self._sentencepiece = tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.string)
-        self._sentencepiece._model_resource = _SharedModelResource(self.model_proto)
-        self._vocabulary_size = ids[-1] + 1
-        self._end_id, self._unk_id, self._pad_id = (self.vocabulary[t] for t in self.special_tokens)
+        end_id, unk_id, pad_id = (self.vocabulary[t] for t in self.special_tokens)
+        # Marian's decoder starts with the pad id.
+        self._set_reserved_ids(ids[-1] + 1, pad_id=pad_id, unk_id=unk_id, start_id=pad_id, end_id=end_id)
         pieces = tf.constant(list(self.vocabulary), tf.string)
         numbers = tf.constant(list(self.vocabulary.values()), tf.int32)
         self._piece_to_id = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(pieces, numbers), default_value=self._unk_id
+            tf.lookup.KeyValueTensorInitializer(pieces, numbers), default_value=self.unk_id
         )
         self._id_to_piece = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(numbers, pieces), "")
 
     appends_end_id = True  # zoo.export keeps it when it truncates long inputs
-
-    @property
-    def vocabulary_size(self):
-        return self._vocabulary_size
-
-    @property
-    def pad_id(self):
-        return self._pad_id
-
-    @property
-    def start_id(self):
-        """The decoder's start: Marian starts with the pad id."""
-        return self._pad_id
-
-    @property
-    def end_id(self):
-        return self._end_id
-
-    @property
-    def unk_id(self):
-        return self._unk_id
 
     def tokenize(self, strings):
         strings = tf.convert_to_tensor(strings, dtype=tf.string)
@@ -138,20 +114,16 @@ class MarianTokenizer(tf.Module):
             self._piece_to_id.lookup(tf.boolean_mask(code, has_code)), tf.cast(has_code, tf.int64)
         )
         end = tf.RaggedTensor.from_row_lengths(
-            tf.fill([tf.shape(strings)[0]], self._end_id), tf.ones_like(has_code, tf.int64)
+            tf.fill([tf.shape(strings)[0]], self.end_id), tf.ones_like(has_code, tf.int64)
         )
         ids = tf.concat([code_ids, ids, end], axis=1)  # (B, (T))
         return ids[0] if single else ids
 
-    def detokenize(self, ids):
-        ids, single = strip_reserved_ids(
-            ids, self.pad_id, self.start_id, self.end_id, self.unk_id, self.vocabulary_size
-        )
+    def _join(self, ids):
         ids = tf.ragged.boolean_mask(ids, tf.not_equal(ids, self.unk_id))  # transformers drops <unk> too
         pieces = tf.ragged.map_flat_values(self._id_to_piece.lookup, ids)
         text = tf.strings.reduce_join(pieces, axis=-1)  # (B,)
-        text = tf.strings.strip(tf.strings.regex_replace(text, WORD_BOUNDARY, " "))
-        return text[0] if single else text
+        return tf.strings.strip(tf.strings.regex_replace(text, WORD_BOUNDARY, " "))
 
     @classmethod
     def from_marian_dir(cls, directory):

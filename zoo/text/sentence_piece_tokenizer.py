@@ -34,7 +34,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from tensorflow_text.python.ops import sentencepiece_tokenizer as tf_text_sentencepiece
 
-from zoo.text.word_piece_tokenizer import read_config, strip_reserved_ids, write_config
+from zoo.text.tokenizer import Tokenizer, read_config, write_config
 
 MODEL_FILE = "sentencepiece.model"
 _RESERVED_PIECES = {"pad_id": "<pad>", "start_id": "<s>", "end_id": "</s>"}
@@ -55,7 +55,18 @@ class _SharedModelResource(tf.saved_model.experimental.TrackableResource):
         )
 
 
-class SentencePieceTokenizer(tf.Module):
+def sentencepiece_op(model_proto, out_type):
+    """`tensorflow_text.SentencepieceTokenizer` for a serialized model, its
+    resource shared so that it survives dropped eager kernels (see above)."""
+    if not isinstance(model_proto, (bytes, bytearray)):
+        raise TypeError(f"model_proto must be bytes. Received: type(model_proto)={type(model_proto)}")
+    model_proto = bytes(model_proto)
+    tokenizer = tf_text.SentencepieceTokenizer(model=model_proto, out_type=out_type)
+    tokenizer._model_resource = _SharedModelResource(model_proto)
+    return tokenizer
+
+
+class SentencePieceTokenizer(Tokenizer):
     """In-graph SentencePiece tokenizer: text to ids and back.
 
     Args:
@@ -90,12 +101,8 @@ class SentencePieceTokenizer(tf.Module):
 
     def __init__(self, model_proto, pad_id=None, start_id=None, end_id=None, unk_id=None, name=None):
         super().__init__(name=name)
-        if not isinstance(model_proto, (bytes, bytearray)):
-            raise TypeError(f"model_proto must be bytes. Received: type(model_proto)={type(model_proto)}")
+        self._tokenizer = sentencepiece_op(model_proto, tf.int32)
         self.model_proto = bytes(model_proto)
-        self._tokenizer = tf_text.SentencepieceTokenizer(model=self.model_proto, out_type=tf.int32)
-        self._tokenizer._model_resource = _SharedModelResource(self.model_proto)  # see the module docstring
-        self._vocabulary_size = int(self._tokenizer.vocab_size())
         ids = {"pad_id": pad_id, "start_id": start_id, "end_id": end_id}
         for arg, piece in _RESERVED_PIECES.items():
             if ids[arg] is None:
@@ -103,41 +110,13 @@ class SentencePieceTokenizer(tf.Module):
         if unk_id is None:
             # SentencePiece maps any string that is not a piece to unk.
             unk_id = int(self._tokenizer.string_to_id("\u0000 not a piece \u0000"))
-        ids["unk_id"] = unk_id
-        for arg, value in ids.items():
-            if not 0 <= int(value) < self._vocabulary_size:
-                raise ValueError(
-                    f"{arg} must be in [0, {self._vocabulary_size}). Received: {arg}={value}"
-                )
-        self._pad_id, self._start_id, self._end_id, self._unk_id = (
-            int(ids[k]) for k in ("pad_id", "start_id", "end_id", "unk_id")
-        )
+        self._set_reserved_ids(int(self._tokenizer.vocab_size()), unk_id=unk_id, **ids)
 
     def _piece_id(self, piece, arg):
         piece_id = int(self._tokenizer.string_to_id(piece))
         if self._tokenizer.id_to_string(piece_id).numpy().decode("utf-8") != piece:
             raise ValueError(f"The SentencePiece model has no {piece!r} piece: pass {arg}= explicitly.")
         return piece_id
-
-    @property
-    def vocabulary_size(self):
-        return self._vocabulary_size
-
-    @property
-    def pad_id(self):
-        return self._pad_id
-
-    @property
-    def unk_id(self):
-        return self._unk_id
-
-    @property
-    def start_id(self):
-        return self._start_id
-
-    @property
-    def end_id(self):
-        return self._end_id
 
     def tokenize(self, strings):
         strings = tf.convert_to_tensor(strings, dtype=tf.string)
@@ -147,12 +126,8 @@ class SentencePieceTokenizer(tf.Module):
         strings = tf_text.normalize_utf8(strings, "NFKC")
         return self._tokenizer.tokenize(strings)
 
-    def detokenize(self, ids):
-        ids, single = strip_reserved_ids(
-            ids, self.pad_id, self.start_id, self.end_id, self.unk_id, self.vocabulary_size
-        )
-        text = self._tokenizer.detokenize(ids)  # (B,)
-        return text[0] if single else text
+    def _join(self, ids):
+        return self._tokenizer.detokenize(ids)  # (B,)
 
     @classmethod
     def from_file(cls, path, **kwargs):

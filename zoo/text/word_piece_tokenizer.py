@@ -28,15 +28,15 @@ characters, which our cleanup removes first.
 """
 
 import collections
-import json
 import os
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
+from zoo.text.tokenizer import Tokenizer, read_config, write_config
+
 RESERVED_TOKENS = ("[PAD]", "[UNK]", "[START]", "[END]")
 VOCABULARY_FILE = "vocabulary.txt"
-CONFIG_FILE = "tokenizer.json"
 
 _WORD = r"[\p{L}\p{N}]"
 # (pattern, rewrite) pairs applied in order to the space-joined words.
@@ -57,22 +57,6 @@ _SPACING_RULES = (
 )
 
 
-def write_config(directory, tokenizer, **fields):
-    """Writes `tokenizer.json`: the tokenizer's class name and its options."""
-    config = {"class": type(tokenizer).__name__, **fields}
-    with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE), "w") as f:
-        f.write(json.dumps(config, indent=2) + "\n")
-
-
-def read_config(directory, cls):
-    """Reads `tokenizer.json`, checking it was written by a `cls`."""
-    with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
-        config = json.loads(f.read())
-    if config.get("class") != cls.__name__:
-        raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={config.get('class')!r}")
-    return config
-
-
 def clean_text(strings, lowercase=False):
     """Repairs and normalises UTF-8 `strings` (any shape); never fails on bad bytes."""
     strings = tf.strings.unicode_transcode(strings, "UTF-8", "UTF-8", errors="replace")
@@ -86,27 +70,7 @@ def clean_text(strings, lowercase=False):
     return tf.strings.regex_replace(strings, "\ufffd+", " \ufffd ")
 
 
-def strip_reserved_ids(ids, pad_id, start_id, end_id, unk_id, vocabulary_size):
-    """Ids `(B, T)` (dense, ragged or lists) or `(T,)` -> ragged `(B, (T))` int32 without pad/start, cut at end.
-
-    Returns the ragged ids and whether the input was a single `(T,)` row.
-    """
-    if isinstance(ids, (list, tuple)):
-        ids = tf.ragged.constant(ids, dtype=tf.int64)  # rows may differ in length
-    if isinstance(ids, tf.RaggedTensor):
-        ids = ids.to_tensor(default_value=tf.cast(pad_id, ids.dtype))
-    ids = tf.convert_to_tensor(ids)
-    single = ids.shape.rank == 1
-    if single:
-        ids = ids[tf.newaxis]
-    ids = tf.cast(ids, tf.int32)  # (B, T)
-    ids = tf.where((ids < 0) | (ids >= vocabulary_size), unk_id, ids)
-    after_end = tf.cumsum(tf.cast(ids == end_id, tf.int32), axis=1) > 0
-    keep = ~after_end & (ids != pad_id) & (ids != start_id)
-    return tf.ragged.boolean_mask(ids, keep), single
-
-
-class WordPieceTokenizer(tf.Module):
+class WordPieceTokenizer(Tokenizer):
     """In-graph WordPiece tokenizer: text to ids and back.
 
     `tokenize` cleans the text (see the module docstring), splits words and
@@ -157,6 +121,8 @@ class WordPieceTokenizer(tf.Module):
         if malformed:
             raise ValueError(f"vocabulary tokens must be non-empty, without whitespace. Received: {malformed[:10]}")
         self._vocabulary = tuple(vocabulary)
+        pad_id, unk_id, start_id, end_id = range(len(RESERVED_TOKENS))
+        self._set_reserved_ids(len(vocabulary), pad_id=pad_id, unk_id=unk_id, start_id=start_id, end_id=end_id)
         self.lowercase = bool(lowercase)
         self._tokenizer = tf_text.FastWordpieceTokenizer(
             vocabulary,
@@ -170,39 +136,15 @@ class WordPieceTokenizer(tf.Module):
     def vocabulary(self):
         return list(self._vocabulary)
 
-    @property
-    def vocabulary_size(self):
-        return len(self._vocabulary)
-
-    @property
-    def pad_id(self):
-        return RESERVED_TOKENS.index("[PAD]")
-
-    @property
-    def unk_id(self):
-        return RESERVED_TOKENS.index("[UNK]")
-
-    @property
-    def start_id(self):
-        return RESERVED_TOKENS.index("[START]")
-
-    @property
-    def end_id(self):
-        return RESERVED_TOKENS.index("[END]")
-
     def tokenize(self, strings):
         strings = tf.convert_to_tensor(strings, dtype=tf.string)
         return self._tokenizer.tokenize(clean_text(strings, self.lowercase))
 
-    def detokenize(self, ids):
-        ids, single = strip_reserved_ids(
-            ids, self.pad_id, self.start_id, self.end_id, self.unk_id, self.vocabulary_size
-        )
+    def _join(self, ids):
         text = self._tokenizer.detokenize(ids)  # (B,)
         for pattern, rewrite in _SPACING_RULES:
             text = tf.strings.regex_replace(text, pattern, rewrite)
-        text = tf.strings.strip(text)
-        return text[0] if single else text
+        return tf.strings.strip(text)
 
     @classmethod
     def from_corpus(cls, texts, vocabulary_size, lowercase=True):
