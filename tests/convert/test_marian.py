@@ -256,18 +256,33 @@ def _edit_config(**changes):
     return edit
 
 
+def _add_tensor(name):
+    from safetensors.numpy import load_file, save_file
+
+    def edit(directory):
+        path = os.path.join(directory, "model.safetensors")
+        tensors = load_file(path)
+        tensors[name] = np.ones((32,), np.float32)
+        save_file(tensors, path, metadata={"format": "pt"})
+
+    return edit
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
         (lambda d: os.remove(os.path.join(d, "source.spm")), r"missing \['source.spm'\]"),
+        (_add_tensor("model.encoder.layers.0.adapter.weight"),
+         r"holds tensors zoo's TransformerTranslator has no place for: model.encoder.layers.0.adapter.weight\."),
+        (_add_tensor("model.decoder.layer_norm.weight"), r"no place for \(a final decoder norm \(pre-norm Marian\)\)"),
         (lambda d: os.remove(os.path.join(d, "config.json")), r"missing \['config.json'\]"),
         (lambda d: os.remove(os.path.join(d, "model.safetensors")), "No weights in"),
         (_edit_config(model_type="bert", architectures=["BertModel"]), "model_type='bert'.*expected 'marian'"),
-        (_edit_config(encoder_ffn_dim=128, decoder_ffn_dim=128), r"fc1.weight' has shape \(64, 32\).*implies \(128, 32\)"),
+        (_edit_config(encoder_ffn_dim=128, decoder_ffn_dim=128), r"fc1.weight' of .* has shape \(64, 32\); the configuration expects \(128, 32\)"),
         (_edit_config(encoder_layers=1), "more encoder layers than config.json's encoder_layers=1"),
-        (_edit_config(encoder_layers=3), "Missing tensor 'model.encoder.layers.2"),
+        (_edit_config(encoder_layers=3), "has no tensor 'model.encoder.layers.2"),
         (_edit_config(vocab_size=50, decoder_vocab_size=50, pad_token_id=49, decoder_start_token_id=49),
-         r"shared.weight' has shape \(\d+, 32\), but config.json implies \(50, 32\)"),
+         r"shared.weight' of .* has shape \(\d+, 32\); the configuration expects \(50, 32\)"),
         (_edit_config(activation_function="mish"), "Unsupported activation_function='mish'"),
         (_edit_config(pad_token_id=5000, decoder_start_token_id=5000), r"cannot build: pad_token_id must be .*5000"),
         (_edit_config(decoder_attention_heads=2), r"same heads .* Received: attention heads \(4, 2\)"),

@@ -26,7 +26,8 @@ import os
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
 from zoo.convert.image_preprocessing import ImagePreprocessing, class_names_from_mapping
-from zoo.convert.vit_weights import Tensors, load_vit_weights
+from zoo.convert.torch_layout import Tensors
+from zoo.convert.vit_weights import TARGET, load_vit_weights
 
 _LEGACY = dict(
     patch="vit.embeddings.patch_embeddings.projection",
@@ -178,7 +179,7 @@ def load_hf_vit(path):
         raise CheckpointError(f"Expected an HF checkpoint folder (config.json, weights). Received: {path}")
     config = read_json(path, "config.json")
     kwargs = vit_kwargs_from_hf_config(config, where=os.path.join(path, "config.json"))
-    tensors = Tensors(read_state_dict(path), where=f"HF checkpoint {path}")
+    tensors = Tensors(read_state_dict(path), where=f"HF checkpoint {path}", target=TARGET)
     tensors.refuse(_LEFTOVER_HINTS)
     for prefix in _UNUSED:
         tensors.ignore(prefix)

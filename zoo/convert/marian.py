@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
+from zoo.convert.torch_layout import Tensors, attention, dense, expect, layer_norm
 
 # transformers' activation names -> zoo FeedForward's.
 _ACTIVATIONS = {
@@ -131,50 +132,6 @@ def marian_search_options(directory):
     )
 
 
-def _take(state, name, shape):
-    if name not in state:
-        raise CheckpointError(f"Missing tensor {name!r} in the checkpoint's weights.")
-    value = np.asarray(state[name], dtype=np.float32)
-    if tuple(value.shape) != tuple(shape):
-        raise CheckpointError(
-            f"Tensor {name!r} has shape {tuple(value.shape)}, but config.json implies {tuple(shape)}."
-        )
-    return value
-
-
-def _first(state, names):
-    for name in names:
-        if name in state:
-            return name
-    raise CheckpointError(f"Missing tensor: none of {list(names)} in the checkpoint's weights.")
-
-
-def _attention_weights(state, prefix, d_model, num_heads):
-    """HF `q/k/v/out_proj` Linear weights -> zoo MultiHeadAttention's EinsumDense kernels."""
-    k = d_model // num_heads
-    out = []
-    for proj in ("q_proj", "k_proj", "v_proj"):
-        w = _take(state, f"{prefix}.{proj}.weight", (d_model, d_model))  # (H*K, D), PyTorch (out, in)
-        b = _take(state, f"{prefix}.{proj}.bias", (d_model,))
-        out += [w.T.reshape(d_model, num_heads, k), b.reshape(num_heads, k)]  # (D, H, K), (H, K)
-    w = _take(state, f"{prefix}.out_proj.weight", (d_model, d_model))
-    out += [w.T.reshape(num_heads, k, d_model), _take(state, f"{prefix}.out_proj.bias", (d_model,))]
-    return out
-
-
-def _norm(state, prefix, d_model):
-    return [_take(state, f"{prefix}.weight", (d_model,)), _take(state, f"{prefix}.bias", (d_model,))]
-
-
-def _ffn(state, prefix, d_model, d_ff):
-    return [
-        _take(state, f"{prefix}.fc1.weight", (d_ff, d_model)).T,
-        _take(state, f"{prefix}.fc1.bias", (d_ff,)),
-        _take(state, f"{prefix}.fc2.weight", (d_model, d_ff)).T,
-        _take(state, f"{prefix}.fc2.bias", (d_model,)),
-    ]
-
-
 def _strip_prefix(state):
     # MarianMTModel saves `model.encoder...`; a bare MarianModel saves `encoder...`.
     if any(name.startswith("model.") for name in state):
@@ -182,73 +139,80 @@ def _strip_prefix(state):
     return {("model." + k if not k.startswith(("lm_head", "final_logits_bias")) else k): v for k, v in state.items()}
 
 
-def _assign(pairs):
-    for variable, value in pairs:
-        if tuple(variable.shape) != tuple(value.shape):
-            raise CheckpointError(
-                f"Cannot load a {tuple(value.shape)} tensor into {variable.path} of shape {tuple(variable.shape)}."
-            )
-        variable.assign(value)
+def _first(tensors, names):
+    for name in names:
+        if name in tensors:
+            return name
+    raise CheckpointError(f"{tensors.where} has none of the tensors {list(names)}.")
 
 
-def load_marian_weights(model, state):
-    """Copies a MarianMT state dict (name -> NumPy array) into a `TransformerTranslator`."""
-    state = _strip_prefix(state)
-    d, h, f = model.d_model, model.num_heads, model.d_ff
-    pairs = []
-    source_name = _first(state, ("model.shared.weight", "model.encoder.embed_tokens.weight"))
-    source = _take(state, source_name, (model.source_vocab_size, d))
-    pairs.append((model.source_embedding.token_embedding.embeddings, source))
+def load_marian_weights(model, state, where="the MarianMT checkpoint"):
+    """Copies a MarianMT state dict (name -> NumPy array) into a `TransformerTranslator`.
+
+    Every tensor must find its place, except the sinusoid tables
+    (`embed_positions`, fixed) and the copies of the tied token matrix.
+    """
+    tensors = Tensors(_strip_prefix(state), where=where, target="zoo's TransformerTranslator")
+    d = model.d_model
+    source_name = _first(tensors, ("model.shared.weight", "model.encoder.embed_tokens.weight"))
+    model.source_embedding.token_embedding.embeddings.assign(
+        expect(tensors, source_name, (model.source_vocab_size, d))
+    )
     if model.share_embeddings:
-        target_name = source_name
+        tied_copies = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight")
     else:
-        target_name = _first(state, ("model.decoder.embed_tokens.weight",))
-        pairs.append(
-            (model.target_embedding.token_embedding.embeddings, _take(state, target_name, (model.target_vocab_size, d)))
+        tied_copies = ("model.encoder.embed_tokens.weight",) if source_name == "model.shared.weight" else ()
+        model.target_embedding.token_embedding.embeddings.assign(
+            expect(tensors, "model.decoder.embed_tokens.weight", (model.target_vocab_size, d))
         )
-    bias_shape = (1, model.target_vocab_size)
-    bias = _take(state, "final_logits_bias", bias_shape)[0] if "final_logits_bias" in state else np.zeros(bias_shape[1:], np.float32)
+    if "final_logits_bias" in tensors:
+        bias = expect(tensors, "final_logits_bias", (1, model.target_vocab_size))[0]
+    else:
+        bias = np.zeros((model.target_vocab_size,), np.float32)
     if model.tie_output_embeddings:
-        pairs.append((model.logits_bias, bias))
+        model.logits_bias.assign(bias)
+        tied_copies += ("lm_head.weight",)
     else:
-        lm_head = _take(state, "lm_head.weight", (model.target_vocab_size, d))
-        pairs += [(model.output_projection.kernel, lm_head.T), (model.output_projection.bias, bias)]
+        lm_head = expect(tensors, "lm_head.weight", (model.target_vocab_size, d))  # (V, D), no bias of its own
+        model.output_projection.kernel.assign(lm_head.T)
+        model.output_projection.bias.assign(bias)
+    for name in tied_copies:
+        tensors.ignore(name)
+    tensors.ignore("model.encoder.embed_positions.")
+    tensors.ignore("model.decoder.embed_positions.")
 
-    def attention_pairs(layer, prefix):
-        weights = _attention_weights(state, prefix, d, h)
-        mha = layer.attention
-        dense = (mha.query_dense, mha.key_dense, mha.value_dense, mha.output_dense)
-        variables = [v for layer_ in dense for v in (layer_.kernel, layer_.bias)]
-        return list(zip(variables, weights))
+    def attention_sublayer(sublayer, prefix, norm):
+        names = {role: f"{prefix}.{proj}" for role, proj in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "out_proj"))}
+        attention(sublayer.attention, tensors, names)
+        layer_norm(sublayer.layer_norm, tensors, norm)
 
-    def block_pairs(block, prefix, attentions):
-        out = []
-        for layer, (attn_name, norm_name) in attentions:
-            out += attention_pairs(layer, f"{prefix}.{attn_name}")
-            out += list(zip((layer.layer_norm.gamma, layer.layer_norm.beta), _norm(state, f"{prefix}.{norm_name}", d)))
+    def feed_forward(block, prefix):
         ffn = block.feed_forward
-        dense = [ffn.intermediate_dense.kernel, ffn.intermediate_dense.bias, ffn.output_dense.kernel, ffn.output_dense.bias]
-        out += list(zip(dense, _ffn(state, prefix, d, f)))
-        out += list(zip((ffn.layer_norm.gamma, ffn.layer_norm.beta), _norm(state, f"{prefix}.final_layer_norm", d)))
-        return out
+        dense(ffn.intermediate_dense, tensors, f"{prefix}.fc1")
+        dense(ffn.output_dense, tensors, f"{prefix}.fc2")
+        layer_norm(ffn.layer_norm, tensors, f"{prefix}.final_layer_norm")
 
-    for i, block in enumerate(model.encoder_blocks):
-        pairs += block_pairs(block, f"model.encoder.layers.{i}", [(block.self_attention, ("self_attn", "self_attn_layer_norm"))])
-    for i, block in enumerate(model.decoder_blocks):
-        pairs += block_pairs(
-            block,
-            f"model.decoder.layers.{i}",
-            [
-                (block.causal_self_attention, ("self_attn", "self_attn_layer_norm")),
-                (block.cross_attention, ("encoder_attn", "encoder_attn_layer_norm")),
-            ],
-        )
     for stack, count in (("encoder", model.num_encoder_layers), ("decoder", model.num_decoder_layers)):
-        if f"model.{stack}.layers.{count}.fc1.weight" in state:
+        if f"model.{stack}.layers.{count}.fc1.weight" in tensors:
             raise CheckpointError(
                 f"The checkpoint has more {stack} layers than config.json's {stack}_layers={count}."
             )
-    _assign(pairs)
+    for i, block in enumerate(model.encoder_blocks):
+        prefix = f"model.encoder.layers.{i}"
+        attention_sublayer(block.self_attention, f"{prefix}.self_attn", f"{prefix}.self_attn_layer_norm")
+        feed_forward(block, prefix)
+    for i, block in enumerate(model.decoder_blocks):
+        prefix = f"model.decoder.layers.{i}"
+        attention_sublayer(block.causal_self_attention, f"{prefix}.self_attn", f"{prefix}.self_attn_layer_norm")
+        attention_sublayer(block.cross_attention, f"{prefix}.encoder_attn", f"{prefix}.encoder_attn_layer_norm")
+        feed_forward(block, prefix)
+    tensors.check_all_used(
+        hints=(
+            ("layernorm_embedding", "a LayerNorm on the embeddings"),
+            ("encoder.layer_norm.", "a final encoder norm (pre-norm Marian)"),
+            ("decoder.layer_norm.", "a final decoder norm (pre-norm Marian)"),
+        )
+    )
     return model
 
 
@@ -287,7 +251,7 @@ def load_marian_model(directory, dtype=None):
         model = TransformerTranslator(**config, dtype=dtype)
     except ValueError as error:
         raise CheckpointError(f"{directory}/config.json describes a model zoo cannot build: {error}") from None
-    return load_marian_weights(model, state)
+    return load_marian_weights(model, state, where=f"MarianMT checkpoint {directory}")
 
 
 def load_marian(directory, dtype=None):

@@ -18,7 +18,8 @@ import os
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
 from zoo.convert.image_preprocessing import ImagePreprocessing, class_names_from_mapping
-from zoo.convert.vit_weights import Tensors, load_vit_weights
+from zoo.convert.torch_layout import Tensors
+from zoo.convert.vit_weights import TARGET, load_vit_weights
 
 # Size name: (embed_dim, depth, num_heads, mlp_ratio), timm's vit_<size>_* definitions.
 _SIZES = {
@@ -230,7 +231,7 @@ def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
     if "num_classes" in config and "num_classes" not in model_args:
         args["num_classes"] = config["num_classes"]
     kwargs, norm_name = vit_kwargs_from_timm(args)
-    tensors = Tensors(state, where=where)
+    tensors = Tensors(state, where=where, target=TARGET)
     tensors.refuse(_HINTS)
     if "cls_token" in tensors and tensors.shape("pos_embed") is not None:
         grid = [i // p for i, p in zip(kwargs["image_size"], kwargs["patch_size"])]
