@@ -95,6 +95,29 @@ def test_cached_decode_step_matches_full_decoder(norm_first):
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-4)
 
 
+def test_reorder_cache_moves_self_attention_rows_only():
+    """Beams of one source: reordering the cache and decoding on equals
+    decoding the reordered prefixes from scratch."""
+    model = _model()
+    batch = _batch()
+    source = np.repeat(batch["source_ids"][:1], 3, axis=0)  # one source, three beams
+    prefixes = np.array([[2, 5, 6], [2, 7, 8], [2, 9, 10]], "int32")
+    source_mask = model.source_padding_mask(source)
+    cache = model.init_cache(model.encode(source, source_mask), max_length=T)
+    for t in range(3):
+        _, cache = model.decode_step(prefixes[:, t : t + 1], source_mask, cache, t)
+    order = np.array([2, 2, 0], "int32")
+    moved = model.reorder_cache(cache, order)
+    for (self_before, cross_before), (self_after, cross_after) in zip(cache, moved):
+        assert cross_after is cross_before  # the same tensors: not gathered
+        for before, after in zip(self_before, self_after):
+            np.testing.assert_array_equal(_np(after), _np(before)[order])
+    next_tokens = np.array([[11], [12], [13]], "int32")
+    logits, _ = model.decode_step(next_tokens, source_mask, moved, 3)
+    full = model({"source_ids": source, "target_ids": np.concatenate([prefixes[order], next_tokens], axis=1)})
+    np.testing.assert_allclose(_np(logits)[:, 0], _np(full)[:, 3], atol=1e-4)
+
+
 def test_source_padding_never_changes_the_translation():
     model = _model()
     batch = _batch()

@@ -44,7 +44,7 @@ Two sets of search rules (`search_rules`):
 
 from keras import ops
 
-from zoo.decoding.cached_step import gather_batch, prepare, process_scores, repeat_batch, step
+from zoo.decoding.cached_step import prepare, process_scores, repeat_batch, step
 
 NEG_INF = -1e9
 PENALTY_FORMS = ("gnmt", "power")
@@ -77,7 +77,8 @@ def beam_search(
     """Translates `(B, S)` source ids with beam search.
 
     Args:
-        model: a `TransformerTranslator` (encode / init_cache / decode_step).
+        model: a `TransformerTranslator` (encode / init_cache / decode_step /
+            reorder_cache).
         source_ids: `(B, S)` int ids, padded with `model.pad_token_id`.
         max_length: int. Most target tokens per hypothesis (end token
             included; transformers' `max_new_tokens`, its `max_length - 1`).
@@ -186,7 +187,7 @@ def beam_search(
         alive_lp, keep = ops.top_k(alive_score, k=W)  # (B, W)
         alive_seq = ops.take_along_axis(cand_seq, keep[:, :, None], axis=1)
         parent = ops.take_along_axis(cand_beam, keep, axis=1)
-        cache = gather_batch(cache, offsets(parent))
+        cache = model.reorder_cache(cache, offsets(parent))
 
         # Finished: merge the candidates that stopped, scored with the penalty.
         new_score = cand_lp / penalty(length)

@@ -28,11 +28,6 @@ def repeat_batch(tree, times):
     return keras.tree.map_structure(lambda x: ops.repeat(x, times, axis=0), tree)
 
 
-def gather_batch(tree, indices):
-    """Reorders every tensor of a nested structure along the batch axis."""
-    return keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), tree)
-
-
 def process_scores(scores, index, max_length, end_id, suppress_token_ids=(), force_end_at_max_length=False):
     """Applies the token constraints of one step to `(N, V)` scores (logits or log-probabilities).
 

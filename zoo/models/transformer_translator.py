@@ -245,6 +245,16 @@ class TransformerTranslator(keras.Model):
         """Per-layer `(self_cache, cross_cache)`, for targets of `max_length` tokens."""
         return tuple(block.init_cache(encoder_outputs, max_length) for block in self.decoder_blocks)
 
+    def reorder_cache(self, cache, indices):
+        """The cache of beam search's chosen beams: row `i` of the result is
+        row `indices[i]`. Only the self-attention caches move: the
+        cross-attention keys/values are the same for every beam of a source
+        (beam search picks parents within a source), so they stay."""
+        return tuple(
+            (keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), self_cache), cross_cache)
+            for self_cache, cross_cache in cache
+        )
+
     def decode_step(self, target_ids, source_mask, cache, cache_index):
         """Feeds `(B, T_new)` target tokens at `cache_index` through the caches.
 
