@@ -75,7 +75,7 @@ def vit_forward_flops(batch, image_size, patch_size, channels, d_model, depth, d
     def layer(queries):
         return attention_layer_flops(batch, queries, tokens, d_model) + ffn_flops(batch, queries, d_model, d_ff)
 
-    layers = (depth - 1) * layer(tokens) + layer(last_block_queries or tokens)
+    layers = (depth - 1) * layer(tokens) + layer(tokens if last_block_queries is None else last_block_queries)
     return embed + layers + dense_flops(d_model, num_classes, batch)
 
 

@@ -256,13 +256,14 @@ def _edit_config(**changes):
     return edit
 
 
-def _add_tensor(name):
+def _add_tensor(name, like=None):
+    """Adds tensor `name`: ones of shape (32,), or `like` plus one."""
     from safetensors.numpy import load_file, save_file
 
     def edit(directory):
         path = os.path.join(directory, "model.safetensors")
         tensors = load_file(path)
-        tensors[name] = np.ones((32,), np.float32)
+        tensors[name] = tensors[like] + 1.0 if like else np.ones((32,), np.float32)
         save_file(tensors, path, metadata={"format": "pt"})
 
     return edit
@@ -275,6 +276,8 @@ def _add_tensor(name):
         (_add_tensor("model.encoder.layers.0.adapter.weight"),
          r"holds tensors zoo's TransformerTranslator has no place for: model.encoder.layers.0.adapter.weight\."),
         (_add_tensor("model.decoder.layer_norm.weight"), r"no place for \(a final decoder norm \(pre-norm Marian\)\)"),
+        (_add_tensor("lm_head.weight", like="model.shared.weight"),
+         r"'lm_head.weight' should be tied to 'model.shared.weight' \(config.json ties them\), but the two differ"),
         (lambda d: os.remove(os.path.join(d, "config.json")), r"missing \['config.json'\]"),
         (lambda d: os.remove(os.path.join(d, "model.safetensors")), "No weights in"),
         (_edit_config(model_type="bert", architectures=["BertModel"]), "model_type='bert'.*expected 'marian'"),

@@ -105,7 +105,7 @@ def test_blocks_train_under_xla():
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
-@pytest.mark.parametrize("mask_rank", [None, 2, 3])
+@pytest.mark.parametrize("mask_rank", [None, 2, 3, 4])
 def test_encoder_block_num_queries_gives_the_first_rows(norm_first, mask_rank):
     """Running the block for a query prefix is the full block's first rows."""
     x = _x(S)
@@ -113,7 +113,8 @@ def test_encoder_block_num_queries_gives_the_first_rows(norm_first, mask_rank):
     if mask_rank is not None:
         pad = np.ones((B, S), bool)
         pad[0, 4:] = False
-        mask = pad if mask_rank == 2 else pad[:, None, :] & np.tri(S, dtype=bool)[None] | np.eye(S, dtype=bool)
+        square = pad[:, None, :] & np.tri(S, dtype=bool)[None] | np.eye(S, dtype=bool)  # (B, S, S)
+        mask = {2: pad, 3: square, 4: np.repeat(square[:, None], H, axis=1)}[mask_rank]
     block = EncoderBlock(**dict(ARGS, dropout=0.0, norm_first=norm_first, use_rotary=True))
     full, full_scores = block(x, attention_mask=mask, return_attention_scores=True)
     for n in (1, 3, S):
@@ -121,13 +122,15 @@ def test_encoder_block_num_queries_gives_the_first_rows(norm_first, mask_rank):
         assert tuple(out.shape) == (B, n, D) and tuple(scores.shape) == (B, H, n, S)
         np.testing.assert_allclose(_np(out), _np(full)[:, :n], atol=1e-5)
         np.testing.assert_allclose(_np(scores), _np(full_scores)[:, :, :n], atol=1e-6)
+        # Without weights the attention takes its other (fused-kernel) path.
+        np.testing.assert_allclose(_np(block(x, attention_mask=mask, num_queries=n)), _np(full)[:, :n], atol=1e-5)
 
 
 def test_num_queries_errors_name_what_was_received():
     import keras
 
     block = EncoderBlock(**ARGS)
-    for bad in (0, S + 1, 1.5):
+    for bad in (0, S + 1, 1.5, True):
         with pytest.raises(ValueError, match=rf"num_queries must be an int from 1 to the sequence length {S}\. "
                                              rf"Received: num_queries={bad}"):
             block(_x(S), num_queries=bad)

@@ -154,30 +154,36 @@ def load_marian_weights(model, state, where="the MarianMT checkpoint"):
     """
     tensors = Tensors(_strip_prefix(state), where=where, target="zoo's TransformerTranslator")
     d = model.d_model
-    source_name = _first(tensors, ("model.shared.weight", "model.encoder.embed_tokens.weight"))
-    model.source_embedding.token_embedding.embeddings.assign(
-        expect(tensors, source_name, (model.source_vocab_size, d))
-    )
-    if model.share_embeddings:
-        tied_copies = ("model.encoder.embed_tokens.weight", "model.decoder.embed_tokens.weight")
-    else:
-        tied_copies = ("model.encoder.embed_tokens.weight",) if source_name == "model.shared.weight" else ()
-        model.target_embedding.token_embedding.embeddings.assign(
-            expect(tensors, "model.decoder.embed_tokens.weight", (model.target_vocab_size, d))
-        )
+    shared = model.share_embeddings
+    source_names = ("model.shared.weight", "model.encoder.embed_tokens.weight")
+    source_name = _first(tensors, source_names if shared else source_names[::-1])
+    source = expect(tensors, source_name, (model.source_vocab_size, d))
+    model.source_embedding.token_embedding.embeddings.assign(source)
+    target_name = source_name if shared else "model.decoder.embed_tokens.weight"
+    target = source if shared else expect(tensors, target_name, (model.target_vocab_size, d))
+    if not shared:
+        model.target_embedding.token_embedding.embeddings.assign(target)
+    copies = {name: (source_name, source) for name in source_names + ("model.decoder.embed_tokens.weight",) if shared}
+    if not shared and source_name != "model.shared.weight":
+        tensors.ignore("model.shared.weight")  # transformers 4 kept it unused when untied
     if "final_logits_bias" in tensors:
         bias = expect(tensors, "final_logits_bias", (1, model.target_vocab_size))[0]
     else:
         bias = np.zeros((model.target_vocab_size,), np.float32)
     if model.tie_output_embeddings:
         model.logits_bias.assign(bias)
-        tied_copies += ("lm_head.weight",)
+        copies["lm_head.weight"] = (target_name, target)
     else:
         lm_head = expect(tensors, "lm_head.weight", (model.target_vocab_size, d))  # (V, D), no bias of its own
         model.output_projection.kernel.assign(lm_head.T)
         model.output_projection.bias.assign(bias)
-    for name in tied_copies:
-        tensors.ignore(name)
+    for name, (original, value) in copies.items():
+        # Tied weights saved more than once must be copies of the one loaded.
+        if name != original and name in tensors and not np.array_equal(tensors.take(name), value):
+            raise CheckpointError(
+                f"{tensors.where}: {name!r} should be tied to {original!r} (config.json ties them), "
+                "but the two differ."
+            )
     tensors.ignore("model.encoder.embed_positions.")
     tensors.ignore("model.decoder.embed_positions.")
 

@@ -33,7 +33,8 @@ class EncoderBlock(keras.layers.Layer):
     Call arguments:
         x: `(B, S, D)`.
         attention_mask: boolean `(B, S)` padding mask or `(B, S, S)`.
-        return_attention_scores: bool. Also return `(B, H, S, S)` weights.
+        return_attention_scores: bool. Also return `(B, H, S, S)` weights
+            (`(B, H, num_queries, S)` with `num_queries`).
         training: bool.
         num_queries: int or None. Run the block for the first `num_queries`
             positions only (all positions still serve as keys and values);

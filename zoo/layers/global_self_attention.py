@@ -1,5 +1,7 @@
 """Encoder self-attention: every position attends to every other."""
 
+import numbers
+
 import keras
 from zoo.layers.attention_sublayer import AttentionSublayer, pack_results, unpack_results
 from zoo.layers.multi_head_attention import merge_attention_masks
@@ -8,7 +10,8 @@ from zoo.layers.multi_head_attention import merge_attention_masks
 def check_num_queries(num_queries, x, mask):
     """Raises a ValueError unless `num_queries` is a valid query prefix of `x`."""
     length = x.shape[1]
-    if not isinstance(num_queries, int) or num_queries < 1 or (length is not None and num_queries > length):
+    valid = isinstance(num_queries, numbers.Integral) and not isinstance(num_queries, bool)
+    if not valid or num_queries < 1 or (length is not None and num_queries > length):
         raise ValueError(
             "num_queries must be an int from 1 to the sequence length "
             f"{length}. Received: num_queries={num_queries!r}"
@@ -34,12 +37,14 @@ class GlobalSelfAttention(AttentionSublayer):
         x: `(B, S, D)` sequence.
         attention_mask: boolean `(B, S)` padding mask or `(B, S, S)` mask,
             True = attend. Keras' implicit mask of `x` is used too.
-        return_attention_scores: bool. Also return `(B, H, S, S)` weights.
+        return_attention_scores: bool. Also return `(B, H, S, S)` weights
+            (`(B, H, num_queries, S)` with `num_queries`).
         training: bool.
         num_queries: int or None. Compute the output of the first
             `num_queries` positions only: they query, every position still
             gives keys and values. The `(B, num_queries, D)` result equals
-            the first rows of the full output at a fraction of the cost; a
+            the first rows of the full output (in training, dropout is drawn
+            for these rows only) at a fraction of the cost; a
             classifier that reads only its class token runs its last block
             this way. Defaults to None (all positions).
 

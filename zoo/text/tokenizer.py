@@ -1,10 +1,11 @@
 """What zoo's in-graph tokenizers share: reserved ids and `tokenizer.json`.
 
 Every tokenizer here is a `tf.Module` whose `tokenize` / `detokenize` are
-TensorFlow ops, so they trace into an exported SavedModel. The export and the
-recipes read only this interface: `tokenize`, `detokenize`, `vocabulary_size`,
-`pad_id`, `unk_id`, `start_id`, `end_id`, `appends_end_id`, `save`, `load`.
-A tokenizer of the user's own that has these works there too.
+TensorFlow ops, so they trace into an exported SavedModel. The export
+(`zoo.export.translator`) needs only the source side's `tokenize` and the
+target side's `detokenize` (and reads `end_id` and `appends_end_id` when
+they exist), so a tokenizer of the user's own with those can be exported
+too. The ids, `vocabulary_size`, `save` and `load` serve training.
 """
 
 import json
