@@ -11,6 +11,7 @@ ratios from the same run are what to compare.
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -228,16 +229,8 @@ def emit(report, path=None):
     return report
 
 
-def count_params(model_or_layers):
-    items = model_or_layers if isinstance(model_or_layers, (list, tuple)) else [model_or_layers]
-    return int(sum(_size(w) for item in items for w in item.trainable_weights))
-
-
-def _size(weight):
-    size = 1
-    for dim in weight.shape:
-        size *= int(dim)
-    return size
+def count_params(model):
+    return int(sum(math.prod(w.shape) for w in model.trainable_weights))
 
 
 # -- forward + backward of a piece of a model, on any backend --------------------

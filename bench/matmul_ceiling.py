@@ -21,7 +21,7 @@ from bench import common
 CHAIN = 8
 
 
-def _compiled_chain(dtype):
+def _compiled_chain():
     backend = keras.backend.backend()
 
     def chain(a, b):
@@ -51,7 +51,7 @@ def measure_ceiling(dtype="float32", size=None, repeats=5):
     # Scaled so the chain neither overflows nor underflows in low precision.
     a = keras.ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32"), dtype=dtype)
     b = keras.ops.convert_to_tensor((rng.standard_normal((size, size)) / np.sqrt(size)).astype("float32"), dtype=dtype)
-    chain = _compiled_chain(dtype)
+    chain = _compiled_chain()
     common.block(chain(a, b))
     rates = []
     for _ in range(repeats):

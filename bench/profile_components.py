@@ -32,6 +32,7 @@ import numpy as np
 from keras import ops
 
 from bench import common
+from bench.translation_training import keras_hub_builder, padded_ids, zoo_builder
 
 D_TINY, H_TINY, F_TINY, V, L = 128, 8, 512, 8000, 32
 D_VIT, H_VIT, N_VIT = 192, 3, 65
@@ -47,12 +48,6 @@ def _compare(name, steps, args, results):
     results[name] = entry
 
 
-def _padded_ids(batch, length, vocab, rng):
-    ids = rng.integers(4, vocab, (batch, length))
-    lengths = rng.integers(length // 2, length + 1, batch)
-    return np.where(np.arange(length)[None, :] < lengths[:, None], ids, 0).astype("int32")
-
-
 def translation_group(args, jit, results):
     import keras_hub
 
@@ -60,10 +55,10 @@ def translation_group(args, jit, results):
 
     rng = np.random.default_rng(0)
     b = 64
-    ids = ops.convert_to_tensor(_padded_ids(b, L, V, rng))
+    ids = ops.convert_to_tensor(padded_ids(rng, b, L, V))
     mask = ops.not_equal(ids, 0)
     x = ops.convert_to_tensor(rng.standard_normal((b, L, D_TINY)).astype("float32"))
-    labels = ops.convert_to_tensor(_padded_ids(b, L, V, rng))
+    labels = ops.convert_to_tensor(padded_ids(rng, b, L, V))
     weights = ops.cast(ops.not_equal(labels, 0), "float32")
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     fb = lambda layers, fn, inputs: common.forward_backward(layers, fn, inputs, jit, training=True)
@@ -107,7 +102,6 @@ def translation_group(args, jit, results):
         "keras_hub": fb([hub_emb], hub_logits, (x, labels, weights)),
     }, args, results)
 
-    from bench.translation_training import keras_hub_builder, zoo_builder
     from zoo.models.transformer_translator_presets import TRANSFORMER_TRANSLATOR_PRESETS
 
     config = dict(TRANSFORMER_TRANSLATOR_PRESETS["transformer_tiny"]["config"], source_vocab_size=V,
@@ -238,7 +232,7 @@ def attention_variants_group(args, jit, results):
         x = ops.convert_to_tensor(rng.standard_normal((b, t, d)).astype("float32"))
         inputs = (x,)
         if padded:
-            inputs += (ops.not_equal(ops.convert_to_tensor(_padded_ids(b, t, V, rng)), 0),)
+            inputs += (ops.not_equal(ops.convert_to_tensor(padded_ids(rng, b, t, V)), 0),)
         layers = {"zoo_current": MultiHeadAttention(h, d // h)}
         for name, cls in _variants().items():
             layers[name] = cls(h, d // h)

@@ -84,18 +84,19 @@ def keras_hub_builder(config, source_length, target_length):
     return build
 
 
+def padded_ids(rng, batch, length, vocab):
+    """`(batch, length)` random ids, padded with PAD after a random length in [L/2, L]."""
+    ids = rng.integers(4, vocab, (batch, length))
+    lengths = rng.integers(length // 2, length + 1, batch)
+    return np.where(np.arange(length)[None, :] < lengths[:, None], ids, PAD).astype("int32")
+
+
 def synthetic_batch(batch, source_length, target_length, vocab, seed=0):
     """Random ids padded after a random length in [L/2, L]; decoder input,
     labels (shifted) and the sample weights that drop padding."""
     rng = np.random.default_rng(seed)
-
-    def padded(length):
-        ids = rng.integers(4, vocab, (batch, length))
-        lengths = rng.integers(length // 2, length + 1, batch)
-        return np.where(np.arange(length)[None, :] < lengths[:, None], ids, PAD).astype("int32")
-
-    source = padded(source_length)
-    labels = padded(target_length)
+    source = padded_ids(rng, batch, source_length, vocab)
+    labels = padded_ids(rng, batch, target_length, vocab)
     decoder_input = np.concatenate([np.full((batch, 1), START, "int32"), labels[:, :-1]], axis=1)
     weights = (labels != PAD).astype("float32")
     return {"source_ids": source, "target_ids": decoder_input}, labels, weights

@@ -35,10 +35,9 @@ def parse_args(argv=None):
 
 def default_max_length(checkpoint, model):
     """transformers' `max_length` counts the decoder start token; zoo's does not."""
-    from zoo.convert import read_json
+    from zoo.convert.marian import generation_settings
 
-    name = "generation_config.json" if os.path.exists(os.path.join(checkpoint, "generation_config.json")) else "config.json"
-    max_length = read_json(checkpoint, name).get("max_length") or 20  # transformers' default
+    max_length = generation_settings(checkpoint)[1].get("max_length") or 20  # transformers' default
     return max(1, min(int(max_length) - 1, model.max_length))
 
 

@@ -97,6 +97,14 @@ def marian_config(config):
     )
 
 
+def generation_settings(directory):
+    """`(file name, dict)` of a checkpoint's decoding settings:
+    `generation_config.json` if there is one, else `config.json`."""
+    directory = os.fspath(directory)
+    name = "generation_config.json" if os.path.exists(os.path.join(directory, "generation_config.json")) else "config.json"
+    return name, read_json(directory, name)
+
+
 def marian_search_options(directory):
     """Decoding settings of a checkpoint, as `zoo.decoding.beam_search` arguments.
 
@@ -108,9 +116,7 @@ def marian_search_options(directory):
     greedy). Greedy decoding (`zoo.decoding.generate`) takes only
     `suppress_token_ids` and `force_end_at_max_length`.
     """
-    directory = os.fspath(directory)
-    name = "generation_config.json" if os.path.exists(os.path.join(directory, "generation_config.json")) else "config.json"
-    config = read_json(directory, name)
+    name, config = generation_settings(directory)
     suppress = []
     for word in config.get("bad_words_ids") or []:
         if len(word) != 1:

@@ -51,10 +51,14 @@ PENALTY_FORMS = ("gnmt", "power")
 SEARCH_RULES = ("zoo", "transformers")
 
 
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}. Received: {value!r}")
+
+
 def length_penalty(length, alpha, form="gnmt"):
     """`((5 + length) / 6) ** alpha` (`form="gnmt"`, Wu et al., 2016) or `length ** alpha` (`"power"`)."""
-    if form not in PENALTY_FORMS:
-        raise ValueError(f"length_penalty_form must be one of {PENALTY_FORMS}. Received: {form!r}")
+    _check_choice("length_penalty_form", form, PENALTY_FORMS)
     length = ops.cast(length, "float32")
     if form == "gnmt":
         return ops.power((5.0 + length) / 6.0, alpha)
@@ -106,9 +110,8 @@ def beam_search(
     """
     if beam_width < 1:
         raise ValueError(f"beam_width must be >= 1. Received: beam_width={beam_width}")
-    if search_rules not in SEARCH_RULES:
-        raise ValueError(f"search_rules must be one of {SEARCH_RULES}. Received: {search_rules!r}")
-    length_penalty(1, alpha, length_penalty_form)  # validates the form
+    _check_choice("search_rules", search_rules, SEARCH_RULES)
+    _check_choice("length_penalty_form", length_penalty_form, PENALTY_FORMS)
     hf = search_rules == "transformers"
     if early_stopping not in (False, True, "never") or (early_stopping is not False and not hf):
         raise ValueError(

@@ -41,11 +41,11 @@ def process_scores(scores, index, max_length, end_id, suppress_token_ids=(), for
     if not suppress_token_ids and not force_end_at_max_length:
         return scores
     token = ops.arange(ops.shape(scores)[-1])[None, :]  # (1, V)
-    masked = ops.full_like(scores, float("-inf"))
+    minus_inf = ops.cast(float("-inf"), scores.dtype)
     if suppress_token_ids:
-        banned = ops.any(ops.stack([ops.equal(token, int(t)) for t in suppress_token_ids]), axis=0)
-        scores = ops.where(banned, masked, scores)
+        banned = ops.any(ops.stack([ops.equal(token, int(t)) for t in suppress_token_ids]), axis=0)  # (1, V)
+        scores = ops.where(banned, minus_inf, scores)
     if force_end_at_max_length:
-        forced = ops.where(ops.equal(token, end_id), ops.zeros_like(scores), masked)
+        forced = ops.where(ops.equal(token, end_id), ops.cast(0.0, scores.dtype), minus_inf)  # (1, V)
         scores = ops.where(ops.greater_equal(index, max_length - 1), forced, scores)
     return scores

@@ -25,7 +25,7 @@ import os
 
 import tensorflow as tf
 
-from zoo.text.sentence_piece_tokenizer import sentencepiece_op
+from zoo.text.sentence_piece_tokenizer import MODEL_FILE, sentencepiece_op
 from zoo.text.tokenizer import Tokenizer, read_config, write_config
 
 WORD_BOUNDARY = "\u2581"  # SentencePiece's "▁"
@@ -150,12 +150,12 @@ class MarianTokenizer(Tokenizer):
         """Writes `sentencepiece.model`, `vocab.json` and `tokenizer.json`."""
         directory = os.fspath(directory)
         tf.io.gfile.makedirs(directory)
-        with tf.io.gfile.GFile(os.path.join(directory, "sentencepiece.model"), "wb") as f:
+        with tf.io.gfile.GFile(os.path.join(directory, MODEL_FILE), "wb") as f:
             f.write(self.model_proto)
         with tf.io.gfile.GFile(os.path.join(directory, "vocab.json"), "w") as f:
             f.write(json.dumps(self.vocabulary, ensure_ascii=False, indent=1))
         end, unk, pad = self.special_tokens
-        write_config(directory, self, model_file="sentencepiece.model", vocabulary_file="vocab.json",
+        write_config(directory, self, model_file=MODEL_FILE, vocabulary_file="vocab.json",
                      end_token=end, unk_token=unk, pad_token=pad)
 
     @classmethod
