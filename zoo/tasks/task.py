@@ -155,7 +155,8 @@ class Task:
         kind, version = meta.get("task"), meta.get("format_version")
         if kind != cls.__name__:
             raise ValueError(
-                f"{directory} holds a {kind!r} task, not a {cls.__name__}; load it with zoo.{kind}.load."
+                f"{directory} holds a {kind!r} task; {cls.__name__}.load reads {cls.__name__!r} folders. "
+                f"Load it with zoo.{kind}.load."
             )
         if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
             raise ValueError(

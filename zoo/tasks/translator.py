@@ -1,6 +1,5 @@
 """`Translator`: a trained translator as one object to load, call, save and export."""
 
-import json
 import os
 
 import tensorflow as tf
@@ -170,18 +169,18 @@ class Translator(Task):
         """A translation recipe's run folder (`config.json`: beam width, length
         penalty, max length) or `tools/convert_marian.py`'s output before
         `task.json` (`search_options.json`)."""
-        path = lambda name: os.path.join(directory, name)  # noqa: E731
-        if os.path.exists(path("search_options.json")):
-            settings = SearchSettings.from_config(read_json_file(path("search_options.json")))
-        elif os.path.exists(path("config.json")) and os.path.isdir(path(SIDES[0])):
-            config = {**_RECIPE_DEFAULTS, **read_json_file(path("config.json"))}
+        search_options, config = (os.path.join(directory, name) for name in ("search_options.json", "config.json"))
+        if os.path.exists(search_options):
+            settings = SearchSettings.from_config(read_json_file(search_options))
+        elif os.path.exists(config) and os.path.isdir(os.path.join(directory, SIDES[0])):
+            config = {**_RECIPE_DEFAULTS, **read_json_file(config)}
             settings = SearchSettings(
                 beam_width=config["beam_width"], alpha=config["length_penalty"], max_length=config["max_length"]
             )
         else:
             return None
         check_files(directory, ("model.keras", *cls.files), "translation run")
-        tokenizers = [load_tokenizer(path(side)) for side in SIDES]
+        tokenizers = [load_tokenizer(os.path.join(directory, side)) for side in SIDES]
         return cls(load_keras_model(directory), *tokenizers, settings)
 
     def __repr__(self):
