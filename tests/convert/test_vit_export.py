@@ -111,7 +111,10 @@ def test_export_resize_matches_vit_image_processor_up_to_8_bit_rounding(tmp_path
 
 
 # (40, 49) at 0.8: no resize (the short side is 32 / 0.8 already), a crop at a half-pixel offset.
-@pytest.mark.parametrize("shape, crop_pct", [((45, 60), 0.875), ((70, 38), 0.9), ((32, 32), 0.875), ((40, 49), 0.8)])
+# (45, 61): the long side 36 * 61 / 45 = 48.8 is truncated to 48, as torchvision does.
+@pytest.mark.parametrize(
+    "shape, crop_pct", [((45, 60), 0.875), ((45, 61), 0.875), ((70, 38), 0.9), ((32, 32), 0.875), ((40, 49), 0.8)]
+)
 def test_resize_and_center_crop_match_timms_eval_transform(shape, crop_pct):
     """timm resizes the shorter side to floor(32 / crop_pct) (bicubic, PIL) and takes the centre 32x32.
     Same geometry here; PIL resamples in 8 bits, so pixels differ by about one grey level."""

@@ -63,6 +63,30 @@ def test_overrides_and_n_best(saved, tiny_translator):
     assert [h[:1] for h in translator.translate(EN, n_best=2)] == [[t] for t, _ in best[:-1]]
 
 
+def test_n_best_leaves_out_slots_no_hypothesis_reached(tiny_translator):
+    """With the zoo rules, a sentence that finished fewer hypotheses than beams keeps NEG_INF slots;
+    they are not translations. An end-token bias makes some sentences finish one or two of three."""
+    from zoo.decoding.beam_search import NEG_INF
+    from zoo.models import TransformerTranslator
+
+    _, source, target = tiny_translator
+    model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size, num_encoder_layers=1,
+                                  num_decoder_layers=1, d_model=32, num_heads=4, d_ff=64, max_length=16,
+                                  dropout=0.0, output_bias=True)
+    translator = Translator(model, source, target, SearchSettings(beam_width=3, max_length=6))
+    module = translator._module(translator.settings)
+    for bias in (0.5, 1.0, 1.5, 2.0, 3.0):
+        model.logits_bias.assign(np.eye(target.vocabulary_size, dtype="float32")[model.end_token_id] * bias)
+        scores = module.translate_all_beams(tf.constant(EN))["scores"].numpy()
+        reached = (scores > NEG_INF / 2).sum(axis=1)
+        if 0 < reached.min() < 3:
+            break
+    assert 0 < reached.min() < 3, "no end-token bias left a sentence with fewer finished hypotheses than beams"
+    lists = translator.translate(EN, n_best=3, return_scores=True)
+    assert [len(hypotheses) for hypotheses in lists] == reached.tolist()
+    assert all(score > NEG_INF / 2 for hypotheses in lists for _, score in hypotheses)
+
+
 def test_bad_arguments_name_what_was_received(saved):
     translator = Translator.load(saved[0])
     with pytest.raises(TypeError, match="a list of sentences. Received: a single str 'I buy'"):
@@ -160,6 +184,15 @@ def test_translation_recipe_run_folder_loads_with_its_settings(saved, tmp_path):
     (folder / "source_tokenizer" / "tokenizer.json").unlink()
     with pytest.raises(FileNotFoundError, match="translation run folder: missing source_tokenizer/tokenizer.json"):
         Translator.load(folder)
+
+
+def test_convert_marian_output_folder_loads_with_its_search_options(saved, tmp_path):
+    """What tools/convert_marian.py wrote before task.json: search_options.json beside the model."""
+    folder = _broken(saved, tmp_path, lambda f: (f / "task.json").unlink())
+    options = dict(beam_width=3, alpha=1.0, length_penalty_form="power", search_rules="transformers",
+                   suppress_token_ids=[0], force_end_at_max_length=True, early_stopping=False, max_length=7)
+    (folder / "search_options.json").write_text(json.dumps(options))
+    assert Translator.load(folder).settings == SearchSettings(**options)
 
 
 def test_translator_checks_its_settings(tiny_translator):
