@@ -98,13 +98,14 @@ class ImageClassifier(Task):
             )
         self.preprocessing = preprocessing
         self.top_k = top_k
-        self._modules = {}  # top_k -> ImageClassifierModule (its functions trace once)
+        self._modules = {}  # (top_k, model, preprocessing) -> ImageClassifierModule (its functions trace once)
         self._module(top_k)  # checks the class names against the model, and top_k
 
     def _module(self, top_k):
-        if top_k not in self._modules:
-            self._modules[top_k] = ImageClassifierModule(self.model, self.preprocessing, top_k)
-        return self._modules[top_k]
+        key = (top_k, id(self.model), self.preprocessing)
+        if key not in self._modules:
+            self._modules[key] = ImageClassifierModule(self.model, self.preprocessing, top_k)
+        return self._modules[key]
 
     @property
     def class_names(self):

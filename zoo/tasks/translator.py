@@ -68,8 +68,6 @@ class Translator(Task):
     >>> outputs = translator.translate(["I buy three apples.", ""])
     >>> len(outputs), outputs[1]
     (2, '')
-    >>> [len(hypotheses) <= 2 for hypotheses in translator.translate(["apples"], n_best=2)]
-    [True]
     """
 
     files = tuple(os.path.join(side, "tokenizer.json") for side in SIDES)
@@ -82,15 +80,16 @@ class Translator(Task):
         self.source_tokenizer = source_tokenizer
         self.target_tokenizer = target_tokenizer
         self.settings = settings
-        self._modules = {}  # SearchSettings -> TranslatorModule (its functions trace once)
+        self._modules = {}  # (settings, model, tokenizers) -> TranslatorModule (its functions trace once)
 
     def _module(self, settings):
-        if settings not in self._modules:
-            self._modules[settings] = TranslatorModule(
+        key = (settings, id(self.model), id(self.source_tokenizer), id(self.target_tokenizer))
+        if key not in self._modules:
+            self._modules[key] = TranslatorModule(
                 self.model, self.source_tokenizer, self.target_tokenizer, beam_width=settings.beam_width,
                 max_length=settings.max_length, alpha=settings.alpha, search_options=settings.search_options(),
             )
-        return self._modules[settings]
+        return self._modules[key]
 
     def translate(self, texts, return_scores=False, n_best=None, batch_size=64, **overrides):
         """Translates a list of sentences.
