@@ -152,6 +152,7 @@ def _broken(saved, tmp_path, edit):
         (lambda f: (f / "source_tokenizer" / "vocabulary.txt").unlink(), FileNotFoundError, "vocabulary.txt"),
         (lambda f: (f / "task.json").unlink(), FileNotFoundError, r"missing task.json \(found \['model.keras'"),
         (lambda f: (f / "task.json").write_text("{"), ValueError, "task.json is not valid JSON"),
+        (lambda f: (f / "task.json").write_text("[]"), ValueError, "task.json must hold a JSON object. Received: list"),
         (lambda f: (f / "model.keras").write_bytes((f / "model.keras").read_bytes()[:500]), ValueError,
          "model.keras is not a loadable .keras model"),
         (lambda f: (f / "task.json").write_text(json.dumps({"task": "ImageClassifier", "format_version": 1})),

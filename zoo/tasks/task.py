@@ -152,6 +152,8 @@ class Task:
                 f"(found {sorted(os.listdir(directory))})."
             )
         meta = read_json_file(os.path.join(directory, TASK_FILE))
+        if not isinstance(meta, dict):
+            raise ValueError(f"{directory}/{TASK_FILE} must hold a JSON object. Received: {type(meta).__name__}")
         kind, version = meta.get("task"), meta.get("format_version")
         if kind != cls.__name__:
             raise ValueError(
