@@ -57,10 +57,10 @@ def translator_forward_flops(batch, source_length, target_length, d_model, d_ff,
     return encoder + decoder + dense_flops(d_model, target_vocab, b * t)
 
 
-def vit_forward_flops(batch, image_size, patch_size, channels, d_model, depth, d_ff, num_classes, class_token=True,
+def vit_forward_flops(batch, image_size, patch_size, channels, d_model, num_layers, d_ff, num_classes, class_token=True,
                       last_block_queries=None):
     """Forward FLOPs of a ViT on one batch: patch projection (`p*p*C x D` on
-    every patch), `depth` encoder layers on `N = P (+1)` tokens, the head on
+    every patch), `num_layers` encoder layers on `N = P (+1)` tokens, the head on
     one vector per image (`D x classes`).
 
     `last_block_queries=1` counts what zoo's classifier executes: its last
@@ -75,7 +75,7 @@ def vit_forward_flops(batch, image_size, patch_size, channels, d_model, depth, d
     def layer(queries):
         return attention_layer_flops(batch, queries, tokens, d_model) + ffn_flops(batch, queries, d_model, d_ff)
 
-    layers = (depth - 1) * layer(tokens) + layer(tokens if last_block_queries is None else last_block_queries)
+    layers = (num_layers - 1) * layer(tokens) + layer(tokens if last_block_queries is None else last_block_queries)
     return embed + layers + dense_flops(d_model, num_classes, batch)
 
 
@@ -101,7 +101,7 @@ def vit_config_flops(config, batch, executed=False):
     return training_flops(
         vit_forward_flops(
             batch, config["image_size"], config["patch_size"], config.get("num_channels", 3), config["d_model"],
-            config["depth"], int(config["d_model"] * config["mlp_ratio"]), config["num_classes"],
+            config["num_encoder_layers"], config["d_ff"], config["num_classes"],
             class_token=class_token, last_block_queries=1 if executed and class_token else None,
         )
     )

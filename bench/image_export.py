@@ -31,17 +31,18 @@ def _pngs(count, size, seed=0):
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0], batch_size=32, windows=5, window_seconds=2.0)
     parser.add_argument("--preset", default="vit_tiny_patch4_32")
-    parser.add_argument("--depth", type=int, default=None, help="override the preset's depth (smoke tests)")
+    parser.add_argument("--layers", type=int, default=None, help="override the preset's encoder layers (smoke tests)")
     parser.add_argument("--png-size", type=int, default=None, help="side of the PNGs (default: the model's size)")
     parser.add_argument("--batch-sizes", default=None, help="comma list; default 1 and --batch-size")
     args = parser.parse_args(argv)
     import tensorflow as tf
 
+    from zoo.data.image_preprocessing import ImagePreprocessing
     from zoo.export.image_classifier import export_image_classifier
     from zoo.models import VisionTransformer
 
     common.set_policy(args.dtype_policy)
-    overrides = {"depth": args.depth} if args.depth else {}
+    overrides = {"num_encoder_layers": args.layers} if args.layers else {}
     keras.utils.set_random_seed(0)
     model = VisionTransformer.from_preset(args.preset, **overrides)
     png_size = args.png_size or model.image_size
@@ -49,7 +50,8 @@ def main(argv=None):
     pngs, pixels = _pngs(max(batch_sizes), png_size)
     cases = {}
     with tempfile.TemporaryDirectory() as base:
-        path = export_image_classifier(model, [f"class_{i}" for i in range(model.num_classes)], base)
+        names = [f"class_{i}" for i in range(model.num_classes)]
+        path = export_image_classifier(model, ImagePreprocessing(model.image_size, (0.5,) * 3, (0.5,) * 3, names), base)
         loaded = tf.saved_model.load(path)
         serve, raw = loaded.signatures["serving_default"], loaded.signatures["classify_pixels"]
         for batch in batch_sizes:

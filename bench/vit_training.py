@@ -4,7 +4,7 @@
     python -m bench.vit_training --preset vit_base_patch16_224 --batch-size 128 \
         --dtype-policy mixed_bfloat16 --mfu                        # GPU (KERAS_BACKEND=jax)
 
-Both sides on the same configuration: image size, patch size, depth, width,
+Both sides on the same configuration: image size, patch size, layers, width,
 heads, MLP width (exact GELU), pre-norm, LayerNorm epsilon, dropout 0,
 class-token pooling and a Dense head on the class token's final
 (normalised) output. Same AdamW, same sparse cross-entropy from logits,
@@ -42,10 +42,10 @@ def keras_hub_builder(config):
         backbone = keras_hub.models.ViTBackbone(
             image_shape=(size, size, config.get("num_channels", 3)),
             patch_size=config["patch_size"],
-            num_layers=config["depth"],
+            num_layers=config["num_encoder_layers"],
             num_heads=config["num_heads"],
             hidden_dim=config["d_model"],
-            mlp_dim=int(config["d_model"] * config["mlp_ratio"]),
+            mlp_dim=config["d_ff"],
             dropout_rate=config["dropout"],
             attention_dropout=config["attention_dropout"],
             layer_norm_epsilon=config["layer_norm_epsilon"],
@@ -61,7 +61,7 @@ def keras_hub_builder(config):
 def main(argv=None):
     parser = common.add_training_flags(common.base_parser(__doc__.splitlines()[0], batch_size=128))
     parser.add_argument("--preset", default="vit_tiny_patch4_32")
-    parser.add_argument("--depth", type=int, default=None, help="override the preset's depth (smoke tests)")
+    parser.add_argument("--layers", type=int, default=None, help="override the preset's encoder layers (smoke tests)")
     parser.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
     args = parser.parse_args(argv)
     common.set_policy(args.dtype_policy)
@@ -69,8 +69,8 @@ def main(argv=None):
 
     config = dict(VISION_TRANSFORMER_PRESETS[args.preset]["config"], dropout=0.0, attention_dropout=0.0)
     config.setdefault("drop_path_rate", 0.0)
-    if args.depth:
-        config["depth"] = args.depth
+    if args.layers:
+        config["num_encoder_layers"] = args.layers
     if args.image_size:
         config["image_size"] = args.image_size
     rng = np.random.default_rng(0)

@@ -1,15 +1,13 @@
-"""Converts a Hugging Face MarianMT (OPUS-MT) checkpoint folder into zoo artifacts.
+"""Converts a Hugging Face MarianMT (OPUS-MT) checkpoint folder into a `zoo.Translator` folder.
 
     python tools/convert_marian.py CHECKPOINT_DIR --output OUT_DIR [--export-base BASE]
 
-Writes `OUT_DIR/model.keras` (a `TransformerTranslator`),
-`OUT_DIR/source_tokenizer/` and `OUT_DIR/target_tokenizer/`
-(`zoo.text.MarianTokenizer.save`) and `OUT_DIR/search_options.json` (the
-checkpoint's decoding settings as `zoo.decoding.beam_search` arguments).
-With `--export-base`, also writes a TF Serving export
-`BASE/<name>/<version>/` (strings in, strings out) through
-`zoo.export.export_translator`, decoding as transformers' `generate` does
-with the checkpoint's settings. Needs neither PyTorch nor transformers.
+Writes `OUT_DIR` as `zoo.Translator.save` does (`task.json` with the
+checkpoint's decoding settings, `model.keras`, `source_tokenizer/`,
+`target_tokenizer/`), which `zoo.Translator.load(OUT_DIR)` reads. With
+`--export-base`, also writes a TF Serving export `BASE/<name>/<version>/`
+(strings in, strings out) that decodes as transformers' `generate` does with
+the checkpoint's settings. Needs neither PyTorch nor transformers.
 """
 
 import argparse
@@ -17,11 +15,14 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="MarianMT folder: config.json, weights, source.spm, target.spm, vocab.json")
-    parser.add_argument("--output", required=True, help="folder for model.keras, the tokenizers and search_options.json")
+    parser.add_argument("--output", required=True, help="the Translator folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--export-base", default=None, help="also write a TF Serving export under this folder")
     parser.add_argument("--name", default="translator", help="model name of the export. Default: translator")
     parser.add_argument(
@@ -33,37 +34,15 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def default_max_length(checkpoint, model):
-    """transformers' `max_length` counts the decoder start token; zoo's does not."""
-    from zoo.convert.marian import generation_settings
-
-    max_length = generation_settings(checkpoint)[1].get("max_length") or 20  # transformers' default
-    return max(1, min(int(max_length) - 1, model.max_length))
-
-
 def convert(args):
-    from zoo.convert import load_marian
+    """Writes the folder (and the export); returns `{"output": ..., "export": ...}`."""
+    from zoo.tasks import Translator
 
-    model, source, target, options = load_marian(args.checkpoint)
-    os.makedirs(args.output, exist_ok=True)
-    model.save(os.path.join(args.output, "model.keras"))
-    source.save(os.path.join(args.output, "source_tokenizer"))
-    target.save(os.path.join(args.output, "target_tokenizer"))
-    if args.beam_width is not None:
-        options["beam_width"] = args.beam_width
-    max_length = args.max_length or default_max_length(args.checkpoint, model)
-    with open(os.path.join(args.output, "search_options.json"), "w") as f:
-        json.dump(dict(options, max_length=max_length), f, indent=2)
-    outputs = {"output": args.output}
+    overrides = {k: v for k, v in (("max_length", args.max_length), ("beam_width", args.beam_width)) if v is not None}
+    translator = Translator.from_marian(args.checkpoint, **overrides)
+    outputs = {"output": translator.save(args.output, overwrite=args.overwrite)}
     if args.export_base:
-        from zoo.export import export_translator
-
-        search = dict(options)
-        beam_width, alpha = search.pop("beam_width"), search.pop("alpha")
-        outputs["export"] = export_translator(
-            model, source, target, args.export_base, name=args.name, beam_width=beam_width,
-            max_length=max_length, alpha=alpha, search_options=search,
-        )
+        outputs["export"] = translator.export(args.export_base, name=args.name)
     return outputs
 
 

@@ -1,15 +1,15 @@
-"""Convert an HF or timm ViT checkpoint to a zoo `.keras` model, and optionally export it.
+"""Convert an HF or timm ViT checkpoint to a `zoo.ImageClassifier` folder, and optionally export it.
 
-    python tools/convert_vit.py hf path/to/vit-base-patch16-224 --output vit.keras
-    python tools/convert_vit.py timm path/to/timm-folder --output vit.keras --export runs/serving
+    python tools/convert_vit.py hf path/to/vit-base-patch16-224 --output runs/vit-hf
+    python tools/convert_vit.py timm path/to/timm-folder --output runs/vit-timm --export runs/serving
     python tools/convert_vit.py timm vit.pth --architecture vit_base_patch16_224 \\
-        --pretrained-cfg cfg.json --output vit.keras
+        --pretrained-cfg cfg.json --output runs/vit-timm
 
-Writes `<output>` (the model) and `<output>.preprocessing.json` (image size,
-mean, std, class names: a `.keras` file holds the model only). With
-`--export BASE`, also writes the next version of `BASE/<name>/` with
-`zoo.export.image_classifier`, as the image-classification recipe does for
-trained models. Needs neither torch nor transformers nor timm.
+Writes `<output>` as `zoo.ImageClassifier.save` does (`model.keras` and
+`task.json` with the image size, resize, crop, mean, std and class names),
+which `zoo.ImageClassifier.load(<output>)` reads. With `--export BASE`, also
+writes the next version of `BASE/<name>/`. Needs neither torch nor
+transformers nor timm.
 """
 
 import argparse
@@ -24,48 +24,44 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python tools/convert_vit.py", description=__doc__.split("\n")[0])
     parser.add_argument("library", choices=["hf", "timm"], help="where the checkpoint comes from")
     parser.add_argument("checkpoint", help="checkpoint folder (or, for timm, a weights file)")
-    parser.add_argument("--output", required=True, help="the .keras file to write")
+    parser.add_argument("--output", required=True, help="the ImageClassifier folder to write")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--architecture", help="timm model name when the checkpoint has no config.json")
     parser.add_argument("--model-args", default="{}", help="timm create_model overrides, as JSON")
     parser.add_argument("--pretrained-cfg", help="JSON file with timm's pretrained_cfg (mean, std, ...)")
     parser.add_argument("--export", metavar="BASE", help="also export for TF Serving under BASE/<name>/<version>/")
     parser.add_argument("--name", default="image_classifier", help="export model name")
-    parser.add_argument("--top-k", type=int, default=5, help="labels per image in the export")
+    parser.add_argument("--top-k", type=int, default=5, help="labels per image")
     return parser.parse_args(argv)
 
 
 def convert(args):
-    """The converted model (with `.preprocessing`), from parsed arguments."""
-    from zoo.models import VisionTransformer
+    """The converted `zoo.ImageClassifier`, from parsed arguments."""
+    from zoo.tasks import ImageClassifier
 
     if args.library == "hf":
-        return VisionTransformer.from_hf(args.checkpoint)
+        return ImageClassifier.from_hf(args.checkpoint, top_k=args.top_k)
     pretrained_cfg = None
     if args.pretrained_cfg:
         with open(args.pretrained_cfg, encoding="utf-8") as f:
             pretrained_cfg = json.load(f)
-    return VisionTransformer.from_timm(
-        args.checkpoint, architecture=args.architecture, pretrained_cfg=pretrained_cfg,
+    return ImageClassifier.from_timm(
+        args.checkpoint, architecture=args.architecture, pretrained_cfg=pretrained_cfg, top_k=args.top_k,
         **json.loads(args.model_args),
     )
 
 
 def main(argv=None):
-    """Runs the conversion; returns `(keras path, export path or None)`."""
+    """Runs the conversion; returns `(folder, export path or None)`."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    from zoo.export.image_classifier import export_image_classifier
-
-    model = convert(args)
-    model.save(args.output)
-    model.preprocessing.save(args.output + ".preprocessing.json")
-    print(f"wrote {args.output} and {args.output}.preprocessing.json")
+    classifier = convert(args)
+    folder = classifier.save(args.output, overwrite=args.overwrite)
+    print(f"wrote {folder}")
     export_path = None
     if args.export:
-        export_path = export_image_classifier(
-            model, base=args.export, name=args.name, top_k=args.top_k, **model.preprocessing.export_kwargs()
-        )
+        export_path = classifier.export(args.export, name=args.name)
         print(f"exported {export_path}")
-    return args.output, export_path
+    return folder, export_path
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def test_attention_runs():
 
 @pytest.mark.slow
 def test_vit_training_runs():
-    report = vit_training.main(TINY + ["--batch-size", "2", "--depth", "1", "--jit-compile", "false"])
+    report = vit_training.main(TINY + ["--batch-size", "2", "--layers", "1", "--jit-compile", "false"])
     # Same architecture on both sides: same parameter count.
     assert report["params"]["zoo"] == report["params"]["keras_hub"]
     assert report["zoo_over_keras_hub_each_at_best"] > 0
@@ -43,7 +43,7 @@ def test_translation_training_runs():
 
 @pytest.mark.slow
 def test_image_export_runs():
-    report = image_export.main(TINY + ["--depth", "1", "--batch-sizes", "2", "--png-size", "40"])
+    report = image_export.main(TINY + ["--layers", "1", "--batch-sizes", "2", "--png-size", "40"])
     assert report["batch_2"]["images_per_s"]["png_bytes"]["median"] > 0
 
 

@@ -43,11 +43,11 @@ def test_translator_flops_match_kernel_count():
 def test_vit_flops_match_kernel_count(executed):
     """Model FLOPs run every block on every token; `executed` counts zoo's
     last block on the class token alone (keys and values still on all)."""
-    config = dict(image_size=16, patch_size=4, num_classes=7, d_model=12, depth=2, num_heads=3, mlp_ratio=2.0)
+    config = dict(image_size=16, patch_size=4, num_classes=7, d_model=12, num_encoder_layers=2, num_heads=3, d_ff=24)
     model = VisionTransformer(**config)
     batch, patches = 2, (16 // 4) ** 2
     tokens = patches + 1
-    last = f"encoder_{config['depth'] - 1}/"
+    last = f"encoder_{config['num_encoder_layers'] - 1}/"
     count = 0
     for path, size in _kernels(model):
         if path.startswith("patch_embedding"):
@@ -58,9 +58,9 @@ def test_vit_flops_match_kernel_count(executed):
             count += 2 * size * batch  # queries, output projection, MLP: class token only
         else:
             count += 2 * size * batch * tokens
-    count += (config["depth"] - 1) * 4 * batch * tokens * tokens * config["d_model"]
+    count += (config["num_encoder_layers"] - 1) * 4 * batch * tokens * tokens * config["d_model"]
     count += 4 * batch * (1 if executed else tokens) * tokens * config["d_model"]
-    full = dict(config, mlp_ratio=2.0, num_channels=3, pooling="token")
+    full = dict(config, num_channels=3, pooling="token")
     assert flops.vit_config_flops(full, batch, executed=executed) == 3 * count
     gap = dict(full, pooling="gap")  # no class token: nothing to skip
     assert flops.vit_config_flops(gap, batch, executed=True) == flops.vit_config_flops(gap, batch)

@@ -1,4 +1,4 @@
-"""HF ViTForImageClassification checkpoints import with the same logits."""
+"""HF ViTForImageClassification checkpoints import (`zoo.ImageClassifier.from_hf`) with the same logits."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from zoo.convert import CheckpointError
-from zoo.models import VisionTransformer
+from zoo.tasks import ImageClassifier
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -47,7 +47,7 @@ def _hf_logits(model, images):
 @pytest.mark.parametrize("safe, qkv_bias", [(True, True), (False, False)])
 def test_logits_match(tmp_path, safe, qkv_bias):
     reference = _save_reference(tmp_path, safe=safe, qkv_bias=qkv_bias)
-    model = VisionTransformer.from_hf(tmp_path)
+    model = ImageClassifier.from_hf(tmp_path).model
     images = _images()
     diff = np.abs(np.asarray(model(images)) - _hf_logits(reference, images)).max()
     assert diff < 1e-4, diff
@@ -56,11 +56,11 @@ def test_logits_match(tmp_path, safe, qkv_bias):
 
 def test_preprocessing_carries_normalisation_and_class_names(tmp_path):
     _save_reference(tmp_path)
-    prep = VisionTransformer.from_hf(tmp_path).preprocessing
+    prep = ImageClassifier.from_hf(tmp_path).preprocessing
     assert prep.class_names == ("cat", "dog", "tabby cat", "bird")
     np.testing.assert_allclose(prep.mean, (0.485, 0.456, 0.406), rtol=1e-6)
     np.testing.assert_allclose(prep.std, (0.229, 0.224, 0.225), rtol=1e-6)
-    assert prep.image_size == (32, 32) and prep.interpolation == "bilinear"
+    assert prep.image_size == (32, 32) and prep.interpolation == "bilinear" and prep.crop_pct is None
 
 
 def test_transformers_module_names_are_read_too(tmp_path):
@@ -71,7 +71,7 @@ def test_transformers_module_names_are_read_too(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, str(tmp_path / "model.safetensors"))
     images = _images()
-    diff = np.abs(np.asarray(VisionTransformer.from_hf(tmp_path)(images)) - _hf_logits(reference, images)).max()
+    diff = np.abs(np.asarray(ImageClassifier.from_hf(tmp_path).model(images)) - _hf_logits(reference, images)).max()
     assert diff < 1e-4, diff
 
 
@@ -99,22 +99,22 @@ def test_wrong_checkpoints_name_what_is_wrong(tmp_path, changes, message):
     _save_reference(tmp_path)
     _edit_json(tmp_path / "config.json", **changes)
     with pytest.raises(CheckpointError, match=message):
-        VisionTransformer.from_hf(tmp_path)
+        ImageClassifier.from_hf(tmp_path)
 
 
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="Expected an HF checkpoint folder"):
-        VisionTransformer.from_hf(tmp_path / "nowhere")
+        ImageClassifier.from_hf(tmp_path / "nowhere")
     _save_reference(tmp_path)
     (tmp_path / "preprocessor_config.json").unlink()
     with pytest.raises(CheckpointError, match="Missing preprocessor_config.json"):
-        VisionTransformer.from_hf(tmp_path)
+        ImageClassifier.from_hf(tmp_path)
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="No weights in"):
-        VisionTransformer.from_hf(tmp_path)
+        ImageClassifier.from_hf(tmp_path)
     (tmp_path / "config.json").unlink()
     with pytest.raises(CheckpointError, match="Missing config.json"):
-        VisionTransformer.from_hf(tmp_path)
+        ImageClassifier.from_hf(tmp_path)
 
 
 def test_masked_image_modeling_checkpoint_is_refused(tmp_path):
@@ -124,7 +124,7 @@ def test_masked_image_modeling_checkpoint_is_refused(tmp_path):
     transformers.ViTForMaskedImageModeling(config).save_pretrained(tmp_path)
     transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
     with pytest.raises(CheckpointError, match="ViTForMaskedImageModeling"):
-        VisionTransformer.from_hf(tmp_path)
+        ImageClassifier.from_hf(tmp_path)
 
 
 def test_unused_pooler_is_skipped_but_unknown_tensors_are_refused(tmp_path):
@@ -135,8 +135,8 @@ def test_unused_pooler_is_skipped_but_unknown_tensors_are_refused(tmp_path):
     state["vit.pooler.dense.weight"] = torch.zeros(48, 48)  # ViTForImageClassification never runs it
     save_file(state, str(tmp_path / "model.safetensors"))
     images = _images()
-    assert np.abs(np.asarray(VisionTransformer.from_hf(tmp_path)(images)) - _hf_logits(reference, images)).max() < 1e-4
+    assert np.abs(np.asarray(ImageClassifier.from_hf(tmp_path).model(images)) - _hf_logits(reference, images)).max() < 1e-4
     state["vit.encoder.layer.0.attention.attention.query_norm.weight"] = torch.ones(48)
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointError, match="no place for.*query_norm.weight.*different logits"):
-        VisionTransformer.from_hf(tmp_path)
+        ImageClassifier.from_hf(tmp_path)

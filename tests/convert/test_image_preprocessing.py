@@ -1,23 +1,14 @@
-"""ImagePreprocessing and how HF / timm preprocessing configs become export arguments."""
+"""How HF / timm preprocessing configs become a `zoo.data.ImagePreprocessing`."""
 
 import numpy as np
 import pytest
 
-from zoo.convert import CheckpointError, ImagePreprocessing
+from zoo.convert import CheckpointError
 from zoo.convert.hf_vit import preprocessing_from_hf
-from zoo.convert.image_preprocessing import class_names_from_mapping
 from zoo.convert.timm_vit import preprocessing_from_timm
+from zoo.convert.vit_weights import class_names_from_mapping
 
 CONFIG = {"id2label": {"1": "dog", "0": "cat"}}
-
-
-def test_save_load_round_trip_and_export_arguments(tmp_path):
-    prep = ImagePreprocessing([24, 32], [0.1, 0.2, 0.3], (0.5, 0.6, 0.7), ["a", "b"], "bicubic", 0.9, "timm")
-    prep.save(tmp_path / "p.json")
-    assert ImagePreprocessing.load(tmp_path / "p.json") == prep
-    assert prep.export_kwargs() == dict(
-        class_names=["a", "b"], image_size=(24, 32), mean=(0.1, 0.2, 0.3), std=(0.5, 0.6, 0.7)
-    )
 
 
 @pytest.mark.parametrize(
@@ -53,6 +44,11 @@ def test_hf_processors_zoo_cannot_match_are_refused():
         preprocessing_from_hf({"image_processor_type": "ConvNextImageProcessor"}, CONFIG, (32, 32))
     with pytest.raises(CheckpointError, match="do_center_crop"):
         preprocessing_from_hf({"do_center_crop": True}, CONFIG, (32, 32))
+    with pytest.raises(CheckpointError, match="resample=4"):  # PIL's BOX filter
+        preprocessing_from_hf({"resample": 4}, CONFIG, (32, 32))
+    with pytest.raises(CheckpointError, match="preprocessor_config.json: std must be positive"):
+        preprocessing_from_hf({"image_std": [0.5, 0.0, 0.5]}, CONFIG, (32, 32))
+    assert preprocessing_from_hf({"resample": 3}, CONFIG, (32, 32)).interpolation == "bicubic"
 
 
 def test_class_names_must_name_every_class():
@@ -67,9 +63,16 @@ def test_class_names_must_name_every_class():
 
 
 def test_timm_needs_mean_and_std_and_names_indices_by_default():
-    prep = preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.875), None, 3, (32, 32))
-    assert prep.class_names == ("0", "1", "2") and prep.crop_pct == 0.875 and prep.interpolation == "bicubic"
+    prep = preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.9), None, 3, (32, 32))
+    assert prep.class_names == ("0", "1", "2") and prep.crop_pct == 0.9 and prep.interpolation == "bicubic"
+    assert prep.crop_mode == "center"
+    squash = preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_mode="squash"), None, 3, (32, 32))
+    assert (squash.crop_mode, squash.crop_pct) == ("squash", 0.875)  # timm's default crop_pct
     with pytest.raises(CheckpointError, match="needs mean and std"):
         preprocessing_from_timm(dict(crop_pct=0.9), None, 3, (32, 32))
-    with pytest.raises(CheckpointError, match="std must be positive"):
-        ImagePreprocessing((32, 32), (0.5,) * 3, (0.5, 0.0, 0.5), ("a",))
+    with pytest.raises(CheckpointError, match="crop_mode='border'"):
+        preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_mode="border"), None, 3, (32, 32))
+    with pytest.raises(CheckpointError, match="interpolation='random'"):
+        preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="random"), None, 3, (32, 32))
+    with pytest.raises(CheckpointError, match="timm pretrained_cfg: std must be positive"):
+        preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5, 0.0, 0.5)), None, 3, (32, 32))

@@ -1,4 +1,4 @@
-"""MarianMT import: zoo's model against `transformers` on tiny random checkpoints."""
+"""MarianMT import (`zoo.Translator.from_marian`): zoo against `transformers` on tiny random checkpoints."""
 
 import os
 import shutil
@@ -9,8 +9,7 @@ import tensorflow as tf
 
 from tests.convert.marian_checkpoint import hf_tokenizer, import_transformers, write_marian_checkpoint
 from zoo.convert import CheckpointError
-from zoo.convert.marian import load_marian
-from zoo.models import TransformerTranslator
+from zoo.tasks import Translator
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -35,7 +34,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(checkpoint):
     directory, _ = checkpoint
-    return load_marian(directory)
+    return Translator.from_marian(directory)
 
 
 def _hf_batch(directory, texts=SOURCES):
@@ -44,7 +43,7 @@ def _hf_batch(directory, texts=SOURCES):
 
 def test_encoder_outputs_and_logits_match_transformers(checkpoint, converted):
     directory, hf = checkpoint
-    model = converted[0]
+    model = converted.model
     assert (model.pad_token_id, model.start_token_id, model.end_token_id) == (hf.config.pad_token_id,) * 2 + (0,)
     batch = _hf_batch(directory)
     source = batch["input_ids"].numpy().astype("int32")
@@ -78,7 +77,7 @@ def test_pytorch_zip_weights_and_untied_embeddings(tmp_path):
         tie_word_embeddings=False, activation_function="gelu", scale_embedding=False,
     )
     assert os.path.exists(os.path.join(directory, "pytorch_model.bin"))
-    model = TransformerTranslator.from_marian(directory)
+    model = Translator.from_marian(directory).model
     assert not model.share_embeddings and not model.tie_output_embeddings and model.activation == "gelu"
     batch = _hf_batch(directory, SOURCES[:2])
     target = np.array([[model.start_token_id, 4, 9, 0], [model.start_token_id, 11, 3, 8]], "int32")
@@ -107,13 +106,13 @@ def test_greedy_matches_transformers_generate(checkpoint, converted, max_new_tok
     from zoo.decoding import generate
 
     directory, hf = checkpoint
-    model, options = converted[0], converted[3]
+    model, settings = converted.model, converted.settings
     batch = _hf_batch(directory)
     expected, _ = _hf_generate(hf, batch, num_beams=1, max_new_tokens=max_new_tokens)
     lengths = (expected != model.pad_token_id).sum(1)
     tokens = generate(
         model, batch["input_ids"].numpy().astype("int32"), max_new_tokens,
-        suppress_token_ids=options["suppress_token_ids"], force_end_at_max_length=options["force_end_at_max_length"],
+        suppress_token_ids=settings.suppress_token_ids, force_end_at_max_length=settings.force_end_at_max_length,
     )
     _assert_same_tokens(tokens, expected, model.pad_token_id)
     if max_new_tokens == 12:
@@ -134,11 +133,12 @@ def test_beam_search_matches_transformers_generate(
     from zoo.decoding import beam_search
 
     directory, hf = checkpoint
-    model, options = converted[0], dict(converted[3])
-    assert options.pop("beam_width") == 4 and options["alpha"] == 1.0 and options["search_rules"] == "transformers"
-    assert options["suppress_token_ids"] == (model.pad_token_id,)
+    model, checkpoint_settings = converted.model, converted.settings
+    assert (checkpoint_settings.beam_width, checkpoint_settings.alpha) == (4, 1.0)
+    assert checkpoint_settings.search_rules == "transformers" and checkpoint_settings.max_length == 63  # its max_length 64, less the start token
+    assert checkpoint_settings.suppress_token_ids == (model.pad_token_id,)
+    options = dict(checkpoint_settings.search_options(), alpha=checkpoint_settings.alpha, early_stopping=early_stopping)
     settings = dict(num_beams=num_beams, max_new_tokens=max_new_tokens, early_stopping=early_stopping)
-    options["early_stopping"] = early_stopping
     if length_penalty is not None:
         settings["length_penalty"] = options["alpha"] = length_penalty
     batch = _hf_batch(directory)
@@ -208,6 +208,10 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
     assert any(fresh)
     ops = audit_saved_model(outputs["export"])
     assert "SentencepieceTokenizeOp" in ops and "LookupTableFindV2" in ops
+    # The Translator folder reloads and translates in process as the export does.
+    translator = Translator.load(outputs["output"])
+    assert translator.settings.max_length == 12 and translator.settings.suppress_token_ids == (hf.config.pad_token_id,)
+    assert translator.translate(sentences) == fresh
     # The .keras model and the saved tokenizers reload as they were.
     reloaded = __import__("keras").saving.load_model(str(tmp_path / "zoo" / "model.keras"))
     source = MarianTokenizer.load(tmp_path / "zoo" / "source_tokenizer")
@@ -218,16 +222,14 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
     np.testing.assert_allclose(
         np.asarray(reloaded({"source_ids": ids, "target_ids": target})), hf_logits.numpy(), atol=1e-4
     )
-    options = json.loads((tmp_path / "zoo" / "search_options.json").read_text())
-    assert options["max_length"] == 12 and options["suppress_token_ids"] == [hf.config.pad_token_id]
 
 
 def test_export_truncates_long_sources_keeping_the_end_token(checkpoint, converted):
     from zoo.export import TranslatorModule
 
     directory, _ = checkpoint
-    model, source, target, _ = converted
-    module = TranslatorModule(model, source, target, beam_width=1, max_length=4)
+    model = converted.model
+    module = TranslatorModule(model, converted.source_tokenizer, converted.target_tokenizer, beam_width=1, max_length=4)
     long = " ".join(["the green river"] * 40)  # more source tokens than the model's 64 positions
     ids, lengths = module.source_ids(tf.constant([long, SOURCES[0], ""]))
     expected = hf_tokenizer(directory)([long, SOURCES[0], ""], truncation=True, max_length=model.max_length)["input_ids"]
@@ -294,4 +296,4 @@ def _add_tensor(name, like=None):
 def test_broken_checkpoints_fail_with_a_clear_error(checkpoint, tmp_path, edit, message):
     directory = _broken_copy(checkpoint, tmp_path, edit)
     with pytest.raises(CheckpointError, match=message):
-        load_marian(directory)
+        Translator.from_marian(directory)

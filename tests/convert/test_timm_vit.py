@@ -1,11 +1,11 @@
-"""timm vit_* checkpoints import with the same logits; what zoo can't express is refused."""
+"""timm vit_* checkpoints import (`zoo.ImageClassifier.from_timm`) with the same logits; what zoo can't express is refused."""
 
 import numpy as np
 import pytest
 
 from zoo.convert import CheckpointError
 from zoo.convert.timm_vit import TIMM_ARCHITECTURES
-from zoo.models import VisionTransformer
+from zoo.tasks import ImageClassifier
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
@@ -52,30 +52,33 @@ def _max_diff(zoo_model, reference, images):
 def test_logits_match_from_a_hub_folder(tmp_path, architecture, overrides, pooling, fc_norm):
     reference = _reference(architecture, **overrides)
     _save_for_hf(reference, tmp_path, label_names=LABELS)
-    model = VisionTransformer.from_timm(tmp_path)
+    classifier = ImageClassifier.from_timm(tmp_path)
+    model = classifier.model
     assert (model.pooling, model.fc_norm) == (pooling, fc_norm)
     assert model.qkv_bias is overrides.get("qkv_bias", True)
     diff = _max_diff(model, reference, _images())
     assert diff < 1e-4, diff
-    prep = model.preprocessing
+    prep = classifier.preprocessing
     assert prep.class_names == tuple(LABELS)
     assert prep.mean == tuple(reference.pretrained_cfg["mean"]) and prep.std == tuple(reference.pretrained_cfg["std"])
     assert prep.image_size == (32, 32) and prep.crop_pct == reference.pretrained_cfg["crop_pct"]
+    assert (prep.interpolation, prep.crop_mode) == ("bicubic", reference.pretrained_cfg.get("crop_mode") or "center")
 
 
 def test_state_dict_and_pth_file_with_architecture_and_pretrained_cfg(tmp_path):
     reference = _reference()
     images = _images()
     cfg = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    from_dict = VisionTransformer.from_timm(
+    from_dict = ImageClassifier.from_timm(
         reference.state_dict(), "vit_tiny_patch16_224", pretrained_cfg=cfg, **SMALL
     )
-    assert _max_diff(from_dict, reference, images) < 1e-4
+    assert _max_diff(from_dict.model, reference, images) < 1e-4
     assert from_dict.preprocessing.class_names == ("0", "1", "2", "3", "4")  # no label names: indices
     assert from_dict.preprocessing.mean == cfg["mean"]
+    assert from_dict.preprocessing.crop_pct == 0.875  # timm's default when pretrained_cfg names none
     torch.save(reference.state_dict(), tmp_path / "vit.pth")
-    from_file = VisionTransformer.from_timm(tmp_path / "vit.pth", "vit_tiny_patch16_224", pretrained_cfg=cfg, **SMALL)
-    assert _max_diff(from_file, reference, images) < 1e-4
+    from_file = ImageClassifier.from_timm(tmp_path / "vit.pth", "vit_tiny_patch16_224", pretrained_cfg=cfg, **SMALL)
+    assert _max_diff(from_file.model, reference, images) < 1e-4
 
 
 def test_older_flat_hub_config(tmp_path):
@@ -87,9 +90,9 @@ def test_older_flat_hub_config(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     flat = dict(config["pretrained_cfg"], architecture="vit_tiny_patch16_224", labels=LABELS, mean=[0.1, 0.2, 0.3])
     (tmp_path / "config.json").write_text(json.dumps(flat))
-    model = VisionTransformer.from_timm(tmp_path, **SMALL)
-    assert model.preprocessing.class_names == tuple(LABELS) and model.preprocessing.mean == (0.1, 0.2, 0.3)
-    assert _max_diff(model, reference, _images()) < 1e-4
+    classifier = ImageClassifier.from_timm(tmp_path, **SMALL)
+    assert classifier.preprocessing.class_names == tuple(LABELS) and classifier.preprocessing.mean == (0.1, 0.2, 0.3)
+    assert _max_diff(classifier.model, reference, _images()) < 1e-4
 
 
 def test_architecture_table_matches_timm():
@@ -138,17 +141,17 @@ def test_architecture_table_matches_timm():
 def test_options_zoo_cannot_express_are_refused(tmp_path, architecture, overrides, message):
     _save_for_hf(_reference(architecture, **overrides), tmp_path)
     with pytest.raises(CheckpointError, match=message):
-        VisionTransformer.from_timm(tmp_path)
+        ImageClassifier.from_timm(tmp_path)
 
 
 def test_option_hidden_from_the_config_is_caught_by_the_weights(tmp_path):
     """A bare state dict with layer scale, named as the plain architecture, is still refused."""
     reference = _reference(init_values=1e-5)
     with pytest.raises(CheckpointError, match="layer scale .*blocks.0.ls1.gamma"):
-        VisionTransformer.from_timm(reference.state_dict(), "vit_tiny_patch16_224", pretrained_cfg=reference.pretrained_cfg, **SMALL)
+        ImageClassifier.from_timm(reference.state_dict(), "vit_tiny_patch16_224", pretrained_cfg=reference.pretrained_cfg, **SMALL)
     reference = _reference(no_embed_class=True)
     with pytest.raises(CheckpointError, match="no_embed_class"):
-        VisionTransformer.from_timm(reference.state_dict(), "vit_tiny_patch16_224", pretrained_cfg=reference.pretrained_cfg, **SMALL)
+        ImageClassifier.from_timm(reference.state_dict(), "vit_tiny_patch16_224", pretrained_cfg=reference.pretrained_cfg, **SMALL)
 
 
 def test_wrong_or_incomplete_checkpoints_are_named(tmp_path):
@@ -156,18 +159,18 @@ def test_wrong_or_incomplete_checkpoints_are_named(tmp_path):
     state = reference.state_dict()
     cfg = reference.pretrained_cfg
     with pytest.raises(CheckpointError, match="'vit_tiny_patch16_clip_224' is not one zoo imports"):
-        VisionTransformer.from_timm(state, "vit_tiny_patch16_clip_224", pretrained_cfg=cfg, **SMALL)
+        ImageClassifier.from_timm(state, "vit_tiny_patch16_clip_224", pretrained_cfg=cfg, **SMALL)
     with pytest.raises(CheckpointError, match="pass architecture="):
-        VisionTransformer.from_timm(state, pretrained_cfg=cfg)
+        ImageClassifier.from_timm(state, pretrained_cfg=cfg)
     with pytest.raises(CheckpointError, match="needs mean and std"):
-        VisionTransformer.from_timm(state, "vit_tiny_patch16_224", **SMALL)
+        ImageClassifier.from_timm(state, "vit_tiny_patch16_224", **SMALL)
     with pytest.raises(CheckpointError, match="has no tensor 'blocks.2.norm1.weight'"):
-        VisionTransformer.from_timm(state, "vit_tiny_patch16_224", pretrained_cfg=cfg, **dict(SMALL, depth=3))
+        ImageClassifier.from_timm(state, "vit_tiny_patch16_224", pretrained_cfg=cfg, **dict(SMALL, depth=3))
     with pytest.raises(CheckpointError, match="'head.weight' .* \\(5, 48\\); the configuration expects \\(7, 48\\)"):
-        VisionTransformer.from_timm(state, "vit_tiny_patch16_224", pretrained_cfg=cfg, **dict(SMALL, num_classes=7))
+        ImageClassifier.from_timm(state, "vit_tiny_patch16_224", pretrained_cfg=cfg, **dict(SMALL, num_classes=7))
     with pytest.raises(CheckpointError, match="unknown_option=1"):
-        VisionTransformer.from_timm(state, "vit_tiny_patch16_224", pretrained_cfg=cfg, unknown_option=1, **SMALL)
+        ImageClassifier.from_timm(state, "vit_tiny_patch16_224", pretrained_cfg=cfg, unknown_option=1, **SMALL)
     with pytest.raises(CheckpointError, match="Missing config.json"):
-        VisionTransformer.from_timm(tmp_path)
+        ImageClassifier.from_timm(tmp_path)
     with pytest.raises(CheckpointError, match="Checkpoint not found"):
-        VisionTransformer.from_timm(tmp_path / "missing.pth", "vit_tiny_patch16_224", pretrained_cfg=cfg)
+        ImageClassifier.from_timm(tmp_path / "missing.pth", "vit_tiny_patch16_224", pretrained_cfg=cfg)

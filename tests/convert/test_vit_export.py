@@ -5,14 +5,13 @@ import io
 import json
 import os
 
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.convert.test_hf_vit import LABELS, _save_reference
-from zoo.convert import ImagePreprocessing
-from zoo.export.image_classifier import classify_with_saved_model, export_image_classifier
+from zoo.export.image_classifier import classify_with_saved_model
+from zoo.tasks import ImageClassifier
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -42,7 +41,7 @@ def test_hf_tool_export_scores_like_vit_image_processor(tmp_path):
     """PNGs at the model's size: the export's decode, (identity) resize and normalisation
     against `ViTImageProcessor` + `ViTForImageClassification`."""
     reference = _save_reference(tmp_path / "hf")
-    output = str(tmp_path / "vit.keras")
+    output = str(tmp_path / "vit")
     _, export_path = _tool().main(
         ["hf", str(tmp_path / "hf"), "--output", output, "--export", str(tmp_path / "serving"), "--top-k", "2"]
     )
@@ -61,14 +60,15 @@ def test_hf_tool_export_scores_like_vit_image_processor(tmp_path):
     top = [[LABELS[i].encode() for i in row] for row in np.argsort(-expected, axis=1)[:, :2]]
     assert out["top_k_labels"].tolist() == top
 
-    # The .keras file and its preprocessing sidecar reload to the same model.
-    loaded = keras.saving.load_model(output)
-    prep = ImagePreprocessing.load(output + ".preprocessing.json")
-    assert prep.class_names == tuple(LABELS.values())
+    # The folder reloads as an ImageClassifier: the same model, preprocessing and scores.
+    loaded = ImageClassifier.load(output)
+    prep = loaded.preprocessing
+    assert prep.class_names == tuple(LABELS.values()) and loaded.top_k == 2
     images = ((pixels / 255.0 - np.array(prep.mean)) / np.array(prep.std)).astype("float32")
     with torch.no_grad():
         hf_logits = reference(pixel_values=torch.from_numpy(images.transpose(0, 3, 1, 2))).logits.numpy()
-    assert np.abs(np.asarray(loaded(images)) - hf_logits).max() < 1e-4
+    assert np.abs(np.asarray(loaded.model(images)) - hf_logits).max() < 1e-4
+    np.testing.assert_allclose(loaded.predict([_png(p) for p in pixels])["probabilities"], out["probabilities"], atol=1e-5)
 
 
 def test_timm_export_scores_like_timm_transforms_at_crop_pct_one(tmp_path):
@@ -80,11 +80,9 @@ def test_timm_export_scores_like_timm_transforms_at_crop_pct_one(tmp_path):
         model.pretrained_cfg, input_size=(3, 32, 32), crop_pct=1.0, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
     )
     _save_for_hf(model, tmp_path / "timm")
-    from zoo.models import VisionTransformer
-
-    converted = VisionTransformer.from_timm(tmp_path / "timm")
+    converted = ImageClassifier.from_timm(tmp_path / "timm")
     assert json.loads((tmp_path / "timm" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
-    path = export_image_classifier(converted, base=str(tmp_path / "serving"), **converted.preprocessing.export_kwargs())
+    path = converted.export(str(tmp_path / "serving"))
     pixels = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     out = classify_with_saved_model(path, [_png(pixels)])
 
@@ -101,22 +99,40 @@ def test_export_resize_matches_vit_image_processor_up_to_8_bit_rounding(tmp_path
     image to 8 bits, so pixels differ by at most one grey level (before normalisation)."""
     import tensorflow as tf
 
-    from zoo.export.image_classifier import ImageClassifierModule
-
     _save_reference(tmp_path / "hf")
-    from zoo.models import VisionTransformer
-
-    model = VisionTransformer.from_hf(tmp_path / "hf")
-    prep = model.preprocessing
-    (tmp_path / "names.txt").write_text("\n".join(prep.class_names) + "\n")
-    module = ImageClassifierModule(model, str(tmp_path / "names.txt"), prep.image_size, prep.mean, prep.std)
+    prep = ImageClassifier.from_hf(tmp_path / "hf").preprocessing  # what the export and predict run
     pixels = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    ours = module._prepare(tf.image.convert_image_dtype(pixels, tf.float32)).numpy()
+    ours = prep.prepare(tf.image.convert_image_dtype(pixels, tf.float32)).numpy()
     processor = transformers.ViTImageProcessor.from_pretrained(tmp_path / "hf")
     theirs = processor(images=Image.fromarray(pixels), return_tensors="np")["pixel_values"][0].transpose(1, 2, 0)
     grey_level = (1 / 255) / np.array(prep.std)
     assert np.all(np.abs(ours - theirs) <= grey_level + 1e-5)
     assert np.abs(ours - theirs).mean() < 0.5 * grey_level.min()  # rounding, not another filter
+
+
+# (40, 49) at 0.8: no resize (the short side is 32 / 0.8 already), a crop at a half-pixel offset.
+# (45, 61): the long side 36 * 61 / 45 = 48.8 is truncated to 48, as torchvision does.
+@pytest.mark.parametrize(
+    "shape, crop_pct", [((45, 60), 0.875), ((45, 61), 0.875), ((70, 38), 0.9), ((32, 32), 0.875), ((40, 49), 0.8)]
+)
+def test_resize_and_center_crop_match_timms_eval_transform(shape, crop_pct):
+    """timm resizes the shorter side to floor(32 / crop_pct) (bicubic, PIL) and takes the centre 32x32.
+    Same geometry here; PIL resamples in 8 bits, so pixels differ by about one grey level."""
+    timm = pytest.importorskip("timm")
+    import tensorflow as tf
+
+    from zoo.convert.timm_vit import preprocessing_from_timm
+
+    cfg = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=crop_pct, interpolation="bicubic")
+    prep = preprocessing_from_timm(cfg, None, 3, (32, 32))
+    transform = timm.data.create_transform(input_size=(3, 32, 32), **cfg)
+    pixels = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    pixels = np.clip(pixels.astype(float) * 0.5 + np.linspace(0, 127, shape[1])[None, :, None], 0, 255).astype(np.uint8)
+    ours = prep.prepare(tf.image.convert_image_dtype(pixels, tf.float32)).numpy()
+    theirs = transform(Image.fromarray(pixels)).numpy().transpose(1, 2, 0)
+    grey_levels = np.abs(ours - theirs) * np.array(prep.std) * 255
+    assert ours.shape == theirs.shape == (32, 32, 3)
+    assert grey_levels.max() < 1.5 and grey_levels.mean() < 0.4, (grey_levels.max(), grey_levels.mean())
 
 
 def test_timm_tool_from_a_bare_state_dict(tmp_path):
@@ -126,12 +142,13 @@ def test_timm_tool_from_a_bare_state_dict(tmp_path):
     reference = _reference()
     torch.save(reference.state_dict(), tmp_path / "vit.pth")
     (tmp_path / "cfg.json").write_text(json.dumps(dict(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])))
-    output = str(tmp_path / "vit.keras")
+    output = str(tmp_path / "vit")
     _, export_path = _tool().main([
         "timm", str(tmp_path / "vit.pth"), "--architecture", "vit_tiny_patch16_224",
         "--model-args", json.dumps(SMALL), "--pretrained-cfg", str(tmp_path / "cfg.json"), "--output", output,
     ])
     assert export_path is None
-    assert _max_diff(keras.saving.load_model(output), reference, _images()) < 1e-4
-    prep = ImagePreprocessing.load(output + ".preprocessing.json")
+    loaded = ImageClassifier.load(output)
+    assert _max_diff(loaded.model, reference, _images()) < 1e-4
+    prep = loaded.preprocessing
     assert prep.mean == (0.485, 0.456, 0.406) and prep.class_names == ("0", "1", "2", "3", "4")

@@ -10,11 +10,13 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.export import audit_saved_model, read_warmup_requests
 from zoo.export.image_classifier import classify_with_saved_model, export_image_classifier
 from zoo.models import VisionTransformer
 
 CLASSES = ["cat", "dog", "bird"]
+PREPROCESSING = ImagePreprocessing(32, (0.5,) * 3, (0.5,) * 3, CLASSES)
 
 
 def _encode(array, fmt):
@@ -32,9 +34,9 @@ def _huge_png_header(width=100_000, height=100_000):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, num_classes=3)
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
     base = str(tmp_path_factory.mktemp("export"))
-    path = export_image_classifier(model, CLASSES, base, top_k=2)
+    path = export_image_classifier(model, PREPROCESSING, base, top_k=2)
     return model, path
 
 
@@ -111,7 +113,11 @@ def test_assets_warmup_audit_and_cli(exported):
         assert needle in shown.stdout
 
 
-def test_class_names_must_match_the_model():
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, num_classes=3)
+def test_class_names_must_match_the_model(tmp_path):
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
     with pytest.raises(ValueError, match="the model has 3. Received: 2 names"):
-        export_image_classifier(model, ["a", "b"], "/tmp/unused")
+        export_image_classifier(model, PREPROCESSING.replace(class_names=("a", "b")), str(tmp_path))
+    # Class names alone (recipes/image_classification.py, until it saves an ImageClassifier) need mean and std.
+    with pytest.raises(ValueError, match="Pass an ImagePreprocessing.*Received: list, mean=None"):
+        export_image_classifier(model, CLASSES, str(tmp_path))
+    assert not os.listdir(tmp_path)

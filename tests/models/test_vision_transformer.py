@@ -11,7 +11,7 @@ from zoo.models import VisionTransformer
 from zoo.models.vision_transformer_presets import VISION_TRANSFORMER_PRESETS
 
 B = 2
-TINY = dict(image_size=16, patch_size=4, num_classes=5, d_model=32, depth=2, num_heads=4)
+TINY = dict(image_size=16, patch_size=4, num_classes=5, d_model=32, num_encoder_layers=2, num_heads=4, d_ff=128)
 
 
 def _np(x):
@@ -29,12 +29,12 @@ def _images(size=16, width=None, seed=0):
 
 @pytest.mark.parametrize("name", sorted(VisionTransformer.presets()))
 def test_every_preset_builds_runs_and_saves(name, tmp_path):
-    # Shrunk in depth (and, for the 224 presets, resolution) only: the widths,
+    # Shrunk in layers (and, for the 224 presets, resolution) only: the widths,
     # heads and patch size are the preset's.
     config = VISION_TRANSFORMER_PRESETS[name]["config"]
     size = 64 if config["image_size"] == 224 else config["image_size"]
-    model = VisionTransformer.from_preset(name, depth=1, image_size=size)
-    for key in ("d_model", "num_heads", "patch_size", "mlp_ratio", "num_classes"):
+    model = VisionTransformer.from_preset(name, num_encoder_layers=1, image_size=size)
+    for key in ("d_model", "num_heads", "patch_size", "d_ff", "num_classes"):
         assert getattr(model, key) == config[key]
     images = _images(size)
     logits = model(images)
@@ -52,7 +52,7 @@ def test_preset_sizes_match_the_papers():
     for name, count in expected.items():
         assert VisionTransformer.from_preset(name).count_params() == count
     config = VISION_TRANSFORMER_PRESETS["vit_large_patch16_224"]["config"]
-    assert (config["d_model"], config["depth"], config["num_heads"]) == (1024, 24, 16)
+    assert (config["d_model"], config["num_encoder_layers"], config["num_heads"], config["d_ff"]) == (1024, 24, 16, 4096)
 
 
 def test_config_round_trip_through_json():
@@ -66,6 +66,19 @@ def test_config_round_trip_through_json():
     clone.set_weights(model.get_weights())
     images = _images(16, 24)
     np.testing.assert_allclose(_np(clone(images)), _np(model(images)), atol=1e-6)
+
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+
+
+def test_keras_file_saved_with_the_old_argument_names_loads():
+    """`vit_saved_by_main.keras` was saved by main at 79f0d99, when the config said
+    `depth=2, mlp_ratio=1.5` (d_model 16); it loads with the same weights and logits."""
+    model = keras.saving.load_model(os.path.join(DATA, "vit_saved_by_main.keras"))
+    assert (model.num_encoder_layers, model.d_ff) == (2, 24)
+    assert "depth" not in model.get_config() and "mlp_ratio" not in model.get_config()
+    images = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")  # as when it was saved
+    np.testing.assert_allclose(_np(model(images)), np.load(os.path.join(DATA, "vit_saved_by_main_logits.npy")), atol=1e-6)
 
 
 def test_sublayer_names_are_stable():
@@ -159,7 +172,7 @@ def test_attention_maps_are_distributions():
 
 @pytest.mark.parametrize("pooling", ["token", "gap"])
 def test_other_resolutions_interpolate_positions(pooling):
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, pooling=pooling)
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, pooling=pooling)
     assert tuple(model(_images(48)).shape) == (B, 10)
     assert tuple(model(_images(32, 48)).shape) == (B, 10)  # non-square grid
     prefix = 1 if pooling == "token" else 0
@@ -175,10 +188,10 @@ def test_functional_call_on_symbolic_inputs():
 
 
 def test_drop_path_rates_grow_linearly():
-    model = _model(depth=5, drop_path_rate=0.2)
+    model = _model(num_encoder_layers=5, drop_path_rate=0.2)
     rates = [block.drop_path_rate for block in model.encoder_blocks]
     np.testing.assert_allclose(rates, [0.0, 0.05, 0.1, 0.15, 0.2])
-    assert _model(depth=1, drop_path_rate=0.2).encoder_blocks[0].drop_path_rate == 0.0
+    assert _model(num_encoder_layers=1, drop_path_rate=0.2).encoder_blocks[0].drop_path_rate == 0.0
     # Stochastic only in training.
     images = _images()
     np.testing.assert_allclose(_np(model(images)), _np(model(images)), atol=0)
@@ -227,7 +240,7 @@ def test_trains_and_loss_decreases():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(16, 32, 32, 3)).astype("float32")
     labels = rng.integers(0, 10, size=(16,)).astype("int32")
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, d_model=64, num_heads=4)
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, d_model=64, num_heads=4, d_ff=256)
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -259,8 +272,12 @@ def test_bad_configs_name_what_was_received():
         _model(representation_size=0)
     with pytest.raises(ValueError, match="drop_path_rate=1.0"):
         _model(drop_path_rate=1.0)
-    with pytest.raises(ValueError, match="depth=0"):
-        _model(depth=0)
+    with pytest.raises(ValueError, match="num_encoder_layers=0"):
+        _model(num_encoder_layers=0)
+    with pytest.raises(ValueError, match="d_ff=0"):
+        _model(d_ff=0)
+    with pytest.raises(ValueError, match=r"num_encoder_layers \(was depth\).*Received: depth=3"):
+        _model(depth=3)
     with pytest.raises(ValueError, match="patch_size"):
         _model(patch_size=(4, 4, 4))
     with pytest.raises(ValueError, match="fc_norm must be a bool. Received: fc_norm='yes'"):

@@ -25,9 +25,16 @@ differs slightly from PyTorch's. At the trained size the logits agree.
 import os
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
-from zoo.convert.image_preprocessing import ImagePreprocessing, class_names_from_mapping
+from zoo.convert.components import ClassifierComponents
 from zoo.convert.torch_layout import Tensors
-from zoo.convert.vit_weights import TARGET, load_vit_weights
+from zoo.convert.vit_weights import (
+    TARGET,
+    checkpoint_preprocessing,
+    checkpoint_size,
+    class_names_from_mapping,
+    load_vit_weights,
+)
+from zoo.models.vision_transformer import VisionTransformer
 
 _LEGACY = dict(
     patch="vit.embeddings.patch_embeddings.projection",
@@ -62,13 +69,8 @@ _LEFTOVER_HINTS = (
 # Saved by some checkpoints but never run by ViTForImageClassification
 # (transformers drops them on load too).
 _UNUSED = ("vit.pooler.", "vit.embeddings.mask_token")
-
-
-def _size(value, name, where):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise CheckpointError(f"{where}: {name} must be an int or 2 ints. Received: {name}={value!r}")
-    return pair
+# PIL resampling filters (HF's `resample`) -> `ImagePreprocessing.interpolation`.
+_RESAMPLE = {0: "nearest", 1: "lanczos3", 2: "bilinear", 3: "bicubic"}
 
 
 def vit_kwargs_from_hf_config(config, where="config.json"):
@@ -101,20 +103,16 @@ def vit_kwargs_from_hf_config(config, where="config.json"):
         raise CheckpointError(
             f"{where}: head_dim={head_dim}; zoo needs hidden_size / num_attention_heads = {d_model // num_heads}."
         )
-    d_ff = config.get("intermediate_size", 3072)
-    mlp_ratio = d_ff / d_model
-    if int(d_model * mlp_ratio) != d_ff:
-        raise CheckpointError(f"{where}: intermediate_size={d_ff} is not int(hidden_size * ratio) for any ratio.")
     id2label = config.get("id2label")
     num_classes = len(id2label) if id2label else config.get("num_labels", 2)
     return dict(
-        image_size=list(_size(config.get("image_size", 224), "image_size", where)),
-        patch_size=list(_size(config.get("patch_size", 16), "patch_size", where)),
+        image_size=checkpoint_size(config.get("image_size", 224), "image_size", where),
+        patch_size=checkpoint_size(config.get("patch_size", 16), "patch_size", where),
         num_classes=num_classes,
         d_model=d_model,
-        depth=config.get("num_hidden_layers", 12),
+        num_encoder_layers=config.get("num_hidden_layers", 12),
         num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
+        d_ff=config.get("intermediate_size", 3072),
         dropout=float(config.get("hidden_dropout_prob", 0.0)),
         attention_dropout=float(config.get("attention_probs_dropout_prob", 0.0)),
         qkv_bias=bool(config.get("qkv_bias", True)),
@@ -147,33 +145,38 @@ def preprocessing_from_hf(processor, config, image_size, where="preprocessor_con
         std = [std] * 3
     num_classes = len(config.get("id2label") or {}) or config.get("num_labels", 2)
     id2label = config.get("id2label") or {i: f"LABEL_{i}" for i in range(num_classes)}
-    return ImagePreprocessing(
+    resample = processor.get("resample", 2)
+    if resample not in _RESAMPLE:
+        raise CheckpointError(
+            f"{where}: resample={resample!r}; zoo resizes with PIL filters {_RESAMPLE} "
+            "(0 nearest, 1 Lanczos, 2 bilinear, 3 bicubic)."
+        )
+    return checkpoint_preprocessing(
+        where,
         image_size=image_size,
         mean=[m / scale for m in mean],
         std=[s / scale for s in std],
         class_names=class_names_from_mapping(id2label, num_classes, "config.json id2label"),
-        interpolation={0: "nearest", 2: "bilinear", 3: "bicubic"}.get(processor.get("resample", 2), "bilinear"),
+        interpolation=_RESAMPLE[resample],
         source=f"transformers {kind}",
     )
 
 
 def load_hf_vit(path):
-    """Builds a `VisionTransformer` from an HF `ViTForImageClassification` folder.
+    """Reads an HF `ViTForImageClassification` folder (`zoo.ImageClassifier.from_hf`).
 
     Args:
         path: str. The folder `save_pretrained` wrote (`config.json`,
             `preprocessor_config.json`, weights).
 
     Returns:
-        `zoo.models.VisionTransformer` with the checkpoint's weights and a
-        `preprocessing` attribute (`ImagePreprocessing`).
+        `ClassifierComponents`: the `zoo.models.VisionTransformer` with the
+        checkpoint's weights and its `zoo.data.ImagePreprocessing`.
 
     Raises:
         CheckpointError: a file is missing, the configuration describes
             something else, or a tensor is missing, extra, or misshapen.
     """
-    from zoo.models.vision_transformer import VisionTransformer
-
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise CheckpointError(f"Expected an HF checkpoint folder (config.json, weights). Received: {path}")
@@ -185,8 +188,8 @@ def load_hf_vit(path):
         tensors.ignore(prefix)
     processor = read_json(path, "preprocessor_config.json")
     names = _MODULES if "vit.layers.0.layernorm_before.weight" in tensors else _LEGACY
+    preprocessing = preprocessing_from_hf(processor, config, tuple(kwargs["image_size"]))
     model = VisionTransformer(**kwargs)
     load_vit_weights(model, tensors, names)
     tensors.check_all_used(_LEFTOVER_HINTS)
-    model.preprocessing = preprocessing_from_hf(processor, config, tuple(kwargs["image_size"]))
-    return model
+    return ClassifierComponents(model, preprocessing)

@@ -21,7 +21,11 @@ import os
 import numpy as np
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
+from zoo.convert.components import TranslatorComponents
 from zoo.convert.torch_layout import Tensors, attention, dense, expect, layer_norm
+from zoo.decoding.search_settings import SearchSettings
+from zoo.models.transformer_translator import TransformerTranslator
+from zoo.text.marian_tokenizer import MarianTokenizer
 
 # transformers' activation names -> zoo FeedForward's.
 _ACTIVATIONS = {
@@ -105,15 +109,17 @@ def generation_settings(directory):
     return name, read_json(directory, name)
 
 
-def marian_search_options(directory):
-    """Decoding settings of a checkpoint, as `zoo.decoding.beam_search` arguments.
+def marian_search_settings(directory, model_max_length):
+    """Decoding settings of a checkpoint, as a `zoo.decoding.SearchSettings`.
 
     Reads `generation_config.json` if there is one, else `config.json`:
     `length_penalty` (default 1.0) with transformers' `length ** alpha`
     form and search rules, `bad_words_ids` of single tokens as
     `suppress_token_ids`, `forced_eos_token_id` as `force_end_at_max_length`,
-    `early_stopping` as it is, and `num_beams` as `beam_width` (default 1,
-    greedy). Greedy decoding (`zoo.decoding.generate`) takes only
+    `early_stopping` as it is, `num_beams` as `beam_width` (default 1,
+    greedy), and `max_length - 1` (transformers counts the decoder start
+    token, zoo does not; default 20) as `max_length`, at most
+    `model_max_length`. Greedy decoding (`zoo.decoding.generate`) takes only
     `suppress_token_ids` and `force_end_at_max_length`.
     """
     name, config = generation_settings(directory)
@@ -127,11 +133,13 @@ def marian_search_options(directory):
     early_stopping = config.get("early_stopping", False)
     if early_stopping not in (False, True, "never"):
         raise CheckpointError(f"{name}: unknown early_stopping={early_stopping!r}; expected false, true or \"never\".")
-    return dict(
+    max_length = config.get("max_length") or 20  # transformers' default
+    return SearchSettings(
         beam_width=int(config.get("num_beams") or 1),
         alpha=float(config.get("length_penalty", 1.0)),
         length_penalty_form="power",
         search_rules="transformers",
+        max_length=max(1, min(int(max_length) - 1, model_max_length)),
         suppress_token_ids=tuple(suppress),
         force_end_at_max_length=config.get("forced_eos_token_id") is not None,
         early_stopping=early_stopping,
@@ -252,8 +260,6 @@ def load_marian_model(directory, dtype=None):
         CheckpointError: a file is missing, the config is not Marian's, or a
             tensor is missing or has the wrong shape (each named).
     """
-    from zoo.models.transformer_translator import TransformerTranslator
-
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise CheckpointError(f"MarianMT checkpoint folder not found: {directory}")
@@ -267,22 +273,23 @@ def load_marian_model(directory, dtype=None):
 
 
 def load_marian(directory, dtype=None):
-    """Model, tokenizers and decoding settings of a MarianMT checkpoint folder.
+    """Model, tokenizers and decoding settings of a MarianMT checkpoint folder
+    (`zoo.Translator.from_marian` assembles them).
 
     Returns:
-        `(model, source_tokenizer, target_tokenizer, search_options)`: a
-        `TransformerTranslator`, two `zoo.text.MarianTokenizer`s (source
-        and target side) and the `beam_search` arguments of its generation
-        config (see `marian_search_options`).
+        `TranslatorComponents`: the `TransformerTranslator`, two
+        `zoo.text.MarianTokenizer`s (source and target side) and the
+        `SearchSettings` of its generation config (see `marian_search_settings`).
     """
-    from zoo.text.marian_tokenizer import MarianTokenizer
-
     check_marian_files(directory)
     model = load_marian_model(directory, dtype=dtype)
-    source, target = MarianTokenizer.from_marian_dir(directory)
+    try:
+        source, target = MarianTokenizer.from_marian_dir(directory)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(str(error)) from None
     for side, tokenizer, size in (("source", source, model.source_vocab_size), ("target", target, model.target_vocab_size)):
         if tokenizer.vocabulary_size > size:
             raise CheckpointError(
                 f"The {side} vocabulary has {tokenizer.vocabulary_size} ids, more than the model's {size}."
             )
-    return model, source, target, marian_search_options(directory)
+    return TranslatorComponents(model, source, target, marian_search_settings(directory, model.max_length))

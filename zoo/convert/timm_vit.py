@@ -17,9 +17,16 @@ CheckpointError, never a model with different logits.
 import os
 
 from zoo.convert.checkpoint import CheckpointError, read_json, read_state_dict
-from zoo.convert.image_preprocessing import ImagePreprocessing, class_names_from_mapping
+from zoo.convert.components import ClassifierComponents
 from zoo.convert.torch_layout import Tensors
-from zoo.convert.vit_weights import TARGET, load_vit_weights
+from zoo.convert.vit_weights import (
+    TARGET,
+    checkpoint_preprocessing,
+    checkpoint_size,
+    class_names_from_mapping,
+    load_vit_weights,
+)
+from zoo.models.vision_transformer import VisionTransformer
 
 # Size name: (embed_dim, depth, num_heads, mlp_ratio), timm's vit_<size>_* definitions.
 _SIZES = {
@@ -101,13 +108,9 @@ _HINTS = (
 _NAMES = dict(patch="patch_embed.proj", cls="cls_token", pos="pos_embed", norm1="blocks.{i}.norm1",
               qkv="blocks.{i}.attn.qkv", o="blocks.{i}.attn.proj", norm2="blocks.{i}.norm2",
               fc1="blocks.{i}.mlp.fc1", fc2="blocks.{i}.mlp.fc2", norm="norm", head="head")
-
-
-def _pair(value, name):
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise CheckpointError(f"timm {name} must be an int or 2 ints. Received: {name}={value!r}")
-    return list(pair)
+# timm's interpolation names -> `ImagePreprocessing.interpolation`.
+_INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "lanczos": "lanczos3"}
+_DEFAULT_CROP_PCT = 0.875  # timm's, when pretrained_cfg names none
 
 
 def timm_arguments(architecture, model_args):
@@ -151,13 +154,13 @@ def vit_kwargs_from_timm(args):
     if not isinstance(num_classes, int) or num_classes <= 0:
         raise CheckpointError(f"timm num_classes={num_classes!r}: zoo imports classifiers, expected a head.")
     kwargs = dict(
-        image_size=_pair(args.get("img_size", 224), "img_size"),
-        patch_size=_pair(args.get("patch_size", 16), "patch_size"),
+        image_size=checkpoint_size(args.get("img_size", 224), "img_size", "timm"),
+        patch_size=checkpoint_size(args.get("patch_size", 16), "patch_size", "timm"),
         num_classes=num_classes,
         d_model=args.get("embed_dim", 768),
-        depth=args.get("depth", 12),
+        num_encoder_layers=args.get("depth", 12),
         num_heads=args.get("num_heads", 12),
-        mlp_ratio=float(args.get("mlp_ratio", 4.0)),
+        d_ff=int(args.get("embed_dim", 768) * float(args.get("mlp_ratio", 4.0))),  # timm's Mlp width
         qkv_bias=bool(args.get("qkv_bias", True)),
         layer_norm_epsilon=1e-6,
         pooling="token" if pool == "token" else "gap",
@@ -168,7 +171,8 @@ def vit_kwargs_from_timm(args):
 
 
 def preprocessing_from_timm(pretrained_cfg, label_names, num_classes, image_size):
-    """`ImagePreprocessing` from timm's `pretrained_cfg` (mean, std in [0, 1] units already)."""
+    """`ImagePreprocessing` from timm's `pretrained_cfg`: mean and std (in [0, 1]
+    units already), and its evaluation transform's resize and center crop."""
     if "mean" not in pretrained_cfg or "std" not in pretrained_cfg:
         raise CheckpointError(
             "timm pretrained_cfg needs mean and std (the input normalisation). "
@@ -176,13 +180,26 @@ def preprocessing_from_timm(pretrained_cfg, label_names, num_classes, image_size
         )
     if label_names is None:
         label_names = [str(i) for i in range(num_classes)]
-    return ImagePreprocessing(
+    interpolation = pretrained_cfg.get("interpolation") or "bicubic"
+    if interpolation not in _INTERPOLATIONS:
+        raise CheckpointError(
+            f"timm pretrained_cfg interpolation={interpolation!r}; zoo resizes with {sorted(_INTERPOLATIONS)}."
+        )
+    crop_mode = pretrained_cfg.get("crop_mode") or "center"
+    if crop_mode not in ("center", "squash"):
+        raise CheckpointError(
+            f"timm pretrained_cfg crop_mode={crop_mode!r} (resize the longest side, then pad) has no zoo "
+            "equivalent; expected 'center' or 'squash'."
+        )
+    return checkpoint_preprocessing(
+        "timm pretrained_cfg",
         image_size=image_size,
         mean=pretrained_cfg["mean"],
         std=pretrained_cfg["std"],
         class_names=class_names_from_mapping(label_names, num_classes, "timm label_names"),
-        interpolation=pretrained_cfg.get("interpolation", "bicubic"),
-        crop_pct=pretrained_cfg.get("crop_pct"),
+        interpolation=_INTERPOLATIONS[interpolation],
+        crop_pct=pretrained_cfg.get("crop_pct") or _DEFAULT_CROP_PCT,
+        crop_mode=crop_mode,
         source="timm pretrained_cfg",
     )
 
@@ -199,7 +216,7 @@ def _read_source(source):
 
 
 def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
-    """Builds a `VisionTransformer` from a timm ViT checkpoint.
+    """Reads a timm ViT checkpoint (`zoo.ImageClassifier.from_timm`).
 
     Args:
         source: a folder as timm's `save_for_hf` writes it (`config.json` with
@@ -214,15 +231,14 @@ def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
             `config.json`'s `model_args`.
 
     Returns:
-        `zoo.models.VisionTransformer` with the weights and a
-        `preprocessing` attribute (`ImagePreprocessing`).
+        `ClassifierComponents`: the `zoo.models.VisionTransformer` with the
+        weights and its `zoo.data.ImagePreprocessing` (timm's evaluation
+        transform: resize, center crop, mean and std).
 
     Raises:
         CheckpointError: missing files, an architecture or option zoo cannot
             express, missing, extra or misshapen tensors.
     """
-    from zoo.models.vision_transformer import VisionTransformer
-
     state, config, where = _read_source(source)
     architecture = architecture or config.get("architecture")
     if architecture is None:
@@ -245,5 +261,5 @@ def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
     stored = config.get("pretrained_cfg", config if config and "pretrained_cfg" not in config else {})
     cfg = dict(stored, **(pretrained_cfg or {}))
     labels = config.get("label_names", cfg.get("label_names", cfg.get("labels")))
-    model.preprocessing = preprocessing_from_timm(cfg, labels, kwargs["num_classes"], tuple(kwargs["image_size"]))
-    return model
+    preprocessing = preprocessing_from_timm(cfg, labels, kwargs["num_classes"], tuple(kwargs["image_size"]))
+    return ClassifierComponents(model, preprocessing)

@@ -5,12 +5,58 @@ names; the converters (`hf_vit`, `timm_vit`) name the tensors and this
 module moves them into zoo's layers (layouts in `zoo.convert.torch_layout`;
 besides those, the patch `Conv2d` weight `(D, C, ph, pw)` -> `(ph, pw, C,
 D)` and positions `(1, N, D)` -> `(N, D)`). Every tensor of the checkpoint
-must be used.
+must be used. Also what both converters share: sizes, class names and the
+`ImagePreprocessing`, each with a `CheckpointError` naming the checkpoint.
 """
 
+from zoo.convert.checkpoint import CheckpointError
 from zoo.convert.torch_layout import attention, dense, expect, layer_norm
+from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.layers import size_pair
 
 TARGET = "zoo's VisionTransformer"  # what the checkpoint goes into, for errors
+
+
+def checkpoint_size(value, name, where):
+    """`size_pair`, with a CheckpointError naming the checkpoint."""
+    try:
+        return list(size_pair(value, name))
+    except ValueError as error:
+        raise CheckpointError(f"{where}: {error}") from None
+
+
+def checkpoint_preprocessing(where, **fields):
+    """An `ImagePreprocessing`, with a CheckpointError naming the checkpoint if a value is wrong."""
+    try:
+        return ImagePreprocessing(**fields)
+    except ValueError as error:
+        raise CheckpointError(f"{where}: {error}") from None
+
+
+def class_names_from_mapping(mapping, num_classes, what):
+    """Class names from `{index: name}` (JSON keys are strings) or a list.
+
+    Raises a CheckpointError unless every index `0 .. num_classes - 1` is named.
+    """
+    if isinstance(mapping, (list, tuple)):
+        names = [str(n) for n in mapping]
+    else:
+        try:
+            by_index = {int(k): str(v) for k, v in mapping.items()}
+        except (AttributeError, ValueError):
+            raise CheckpointError(
+                f"{what} must map class indices to names. Received: {str(mapping)[:200]}"
+            ) from None
+        names = [by_index.get(i) for i in range(num_classes)]
+        if None in names or len(by_index) != num_classes:
+            names = None
+    if names is None or len(names) != num_classes:
+        count = len(mapping) if hasattr(mapping, "__len__") else "?"
+        raise CheckpointError(
+            f"{what} must name each of the {num_classes} classes (indices 0 to {num_classes - 1}). "
+            f"Received: {count} entries"
+        )
+    return names
 
 
 def load_vit_weights(model, tensors, names):

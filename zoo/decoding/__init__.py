@@ -1,6 +1,7 @@
 """Decoding over the cached decoder step: greedy, sampling, beam search."""
 
 from zoo.decoding.beam_search import beam_search, length_penalty
+from zoo.decoding.search_settings import SearchSettings
 from zoo.decoding.sampling import generate, make_sampler, pad_after_end
 
 __all__ = [
@@ -9,4 +10,5 @@ __all__ = [
     "generate",
     "make_sampler",
     "pad_after_end",
+    "SearchSettings",
 ]

@@ -49,11 +49,25 @@ from zoo.decoding.cached_step import prepare, process_scores, repeat_batch, step
 NEG_INF = -1e9
 PENALTY_FORMS = ("gnmt", "power")
 SEARCH_RULES = ("zoo", "transformers")
+EARLY_STOPPING = (False, True, "never")
 
 
 def _check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}. Received: {value!r}")
+
+
+def check_search_options(beam_width, length_penalty_form="gnmt", search_rules="zoo", early_stopping=False):
+    """Raises a ValueError naming the first `beam_search` option out of range."""
+    if beam_width < 1:
+        raise ValueError(f"beam_width must be >= 1. Received: beam_width={beam_width}")
+    _check_choice("search_rules", search_rules, SEARCH_RULES)
+    _check_choice("length_penalty_form", length_penalty_form, PENALTY_FORMS)
+    if early_stopping not in EARLY_STOPPING or (early_stopping is not False and search_rules != "transformers"):
+        raise ValueError(
+            'early_stopping must be False, True or "never", and other than False only with '
+            f'search_rules="transformers". Received: early_stopping={early_stopping!r}, search_rules={search_rules!r}'
+        )
 
 
 def length_penalty(length, alpha, form="gnmt"):
@@ -63,6 +77,100 @@ def length_penalty(length, alpha, form="gnmt"):
     if form == "gnmt":
         return ops.power((5.0 + length) / 6.0, alpha)
     return ops.power(length, alpha)
+
+
+class _ZooRules:
+    """The alive/finished rules of tensor2tensor (`search_rules="zoo"`).
+
+    A rules object answers the four questions where search conventions
+    differ; `beam_search` does the rest. State entries it adds live in the
+    loop state beside the beams.
+    """
+
+    def __init__(self, beam_width, max_length, alpha, form, early_stopping):
+        self.W, self.L, self.alpha, self.form = beam_width, max_length, alpha, form
+        self.early_stopping = early_stopping
+        # 2W candidates, so W can stay alive when some end. With one beam,
+        # only the best token: beam search of width 1 is exactly greedy decoding.
+        self.num_candidates = 2 * beam_width if beam_width > 1 else 1
+
+    def penalty(self, length):
+        return length_penalty(length, self.alpha, self.form)
+
+    def initial_state(self, batch):
+        return {}
+
+    def go_on(self, s):
+        """Whether to take another step (besides `index < max_length`)."""
+        # Stop when the best alive beam, even at its most favourable length
+        # penalty, cannot beat the worst finished hypothesis of any sentence.
+        best_alive = s["alive_lp"][:, 0] / self.penalty(self.L) if self.alpha > 0 else s["alive_lp"][:, 0]
+        worst_finished = ops.min(s["finished_score"], axis=1)
+        return ops.any(best_alive > worst_finished)
+
+    def stopped(self, cand_lp, cand_ended, length):
+        """`(hits, alive_score)`: which of the `(B, K)` candidates stop, and
+        the scores that rank the rest for the alive beams."""
+        return cand_ended, ops.where(cand_ended, NEG_INF, cand_lp)
+
+    def finished_score(self, s, cand_lp, hits, new_score):
+        """`(score, eligible)`: the penalised scores of the candidates that
+        may join the finished pool, `NEG_INF` (or below) for the others."""
+        eligible = ops.logical_and(hits, cand_lp > NEG_INF / 2)
+        return ops.where(eligible, new_score, NEG_INF), eligible
+
+    def update(self, s, alive_lp, finished_score, finished_flag, hits, length):
+        """This rules object's state entries after a step."""
+        return {}
+
+
+class _TransformersRules(_ZooRules):
+    """transformers 5's beam search rules (`search_rules="transformers"`)."""
+
+    def __init__(self, beam_width, max_length, alpha, form, early_stopping):
+        super().__init__(beam_width, max_length, alpha, form, early_stopping)
+        self.num_candidates = 2 * beam_width
+        self.stop_when_full = early_stopping is True
+
+    def initial_state(self, batch):
+        return dict(
+            open=ops.ones((batch,), "bool"),  # a sentence may still take finished hypotheses
+            all_hit=ops.convert_to_tensor(False),  # every candidate of the last step stopped
+        )
+
+    def go_on(self, s):
+        go_on = ops.logical_and(ops.any(s["open"]), ops.logical_not(s["all_hit"]))
+        if self.stop_when_full:
+            go_on = ops.logical_and(go_on, ops.logical_not(ops.all(s["finished_flag"])))
+        return go_on
+
+    def stopped(self, cand_lp, cand_ended, length):
+        hits = ops.logical_or(cand_ended, length >= self.L)
+        return hits, cand_lp + ops.cast(hits, "float32") * NEG_INF
+
+    def finished_score(self, s, cand_lp, hits, new_score):
+        # The arithmetic copies transformers' (offsets added in its order), so ties resolve alike.
+        eligible = ops.logical_and(hits, ops.arange(self.num_candidates)[None, :] < self.W)
+        if self.stop_when_full:
+            full = ops.cast(ops.all(s["finished_flag"], axis=1, keepdims=True), "float32")
+            new_score = new_score + full * NEG_INF
+        closed = ops.cast(ops.logical_not(s["open"]), "float32")[:, None]
+        new_score = new_score + closed * NEG_INF
+        return new_score + ops.cast(ops.logical_not(eligible), "float32") * NEG_INF, eligible
+
+    def update(self, s, alive_lp, finished_score, finished_flag, hits, length):
+        # The early-stopping heuristic: the best alive beam scored at the
+        # current length (at max_length with "never" and alpha > 0).
+        best_length = self.L if (self.early_stopping == "never" and self.alpha > 0) else length
+        best_alive = alive_lp[:, :1] / self.penalty(best_length)  # (B, 1)
+        worst = ops.where(finished_flag, ops.min(finished_score, axis=1, keepdims=True), NEG_INF)
+        return dict(
+            open=ops.logical_and(s["open"], ops.any(best_alive > worst, axis=1)),
+            all_hit=ops.all(hits),
+        )
+
+
+_RULES = {"zoo": _ZooRules, "transformers": _TransformersRules}
 
 
 def beam_search(
@@ -108,18 +216,9 @@ def beam_search(
         score `log P / length_penalty`. With `return_all_beams`, also
         `(B, W, max_length)` tokens and `(B, W)` scores, best first.
     """
-    if beam_width < 1:
-        raise ValueError(f"beam_width must be >= 1. Received: beam_width={beam_width}")
-    _check_choice("search_rules", search_rules, SEARCH_RULES)
-    _check_choice("length_penalty_form", length_penalty_form, PENALTY_FORMS)
-    hf = search_rules == "transformers"
-    if early_stopping not in (False, True, "never") or (early_stopping is not False and not hf):
-        raise ValueError(
-            'early_stopping must be False, True or "never", and other than False only with '
-            f'search_rules="transformers". Received: early_stopping={early_stopping!r}, search_rules={search_rules!r}'
-        )
-    stop_when_full = early_stopping is True
-    W, L = beam_width, max_length
+    check_search_options(beam_width, length_penalty_form, search_rules, early_stopping)
+    rules = _RULES[search_rules](beam_width, max_length, alpha, length_penalty_form, early_stopping)
+    W, L, K = beam_width, max_length, rules.num_candidates
     end_id, pad_id = model.end_token_id, model.pad_token_id
     source_ids = ops.convert_to_tensor(source_ids, "int32")
     source_mask, cache = prepare(model, source_ids, L)
@@ -127,12 +226,6 @@ def beam_search(
     source_mask = repeat_batch(source_mask, W)  # (B*W, S)
     cache = repeat_batch(cache, W)  # cross keys/values once per source, then copied to beams
     vocab = model.target_vocab_size
-    # 2W candidates, so W can stay alive when some end. With one beam, only
-    # the best token: beam search of width 1 is exactly greedy decoding.
-    K = 2 * W if (W > 1 or hf) else 1
-
-    def penalty(length):
-        return length_penalty(length, alpha, length_penalty_form)
 
     alive_seq = ops.concatenate(
         [ops.full((B, W, 1), model.start_token_id, "int32"), ops.full((B, W, L), pad_id, "int32")], axis=2
@@ -146,25 +239,15 @@ def beam_search(
         finished_seq=alive_seq,
         finished_score=ops.full((B, W), NEG_INF, "float32"),
         finished_flag=ops.zeros((B, W), "bool"),  # transformers' is_sent_finished
-        open=ops.ones((B,), "bool"),  # transformers: may still take finished hypotheses
-        all_hit=ops.convert_to_tensor(False),  # transformers: every candidate stopped
         cache=cache,
+        **rules.initial_state(B),
     )
 
     def offsets(beam_idx):  # (B, K) beam indices -> flat (B*K,) rows of the (B*W) caches
         return ops.reshape(beam_idx + ops.arange(B)[:, None] * W, (-1,))
 
     def cond(index, s):
-        if hf:
-            go_on = ops.logical_and(ops.any(s["open"]), ops.logical_not(s["all_hit"]))
-            if stop_when_full:
-                go_on = ops.logical_and(go_on, ops.logical_not(ops.all(s["finished_flag"])))
-            return ops.logical_and(index < L, go_on)
-        # Stop when the best alive beam, even at its most favourable length
-        # penalty, cannot beat the worst finished hypothesis of any sentence.
-        best_alive = s["alive_lp"][:, 0] / penalty(L) if alpha > 0 else s["alive_lp"][:, 0]
-        worst_finished = ops.min(s["finished_score"], axis=1)
-        return ops.logical_and(index < L, ops.any(best_alive > worst_finished))
+        return ops.logical_and(index < L, rules.go_on(s))
 
     def body(index, s):
         tokens = ops.reshape(ops.take(s["alive_seq"], index, axis=2), (-1,))  # (B*W,)
@@ -181,55 +264,30 @@ def beam_search(
         length = index + 1  # generated tokens, end token included
 
         # Alive: the best W candidates that did not just stop.
-        if hf:
-            hits = ops.logical_or(cand_ended, length >= L)
-            alive_score = cand_lp + ops.cast(hits, "float32") * NEG_INF
-        else:
-            hits = cand_ended
-            alive_score = ops.where(cand_ended, NEG_INF, cand_lp)
+        hits, alive_score = rules.stopped(cand_lp, cand_ended, length)
         alive_lp, keep = ops.top_k(alive_score, k=W)  # (B, W)
         alive_seq = ops.take_along_axis(cand_seq, keep[:, :, None], axis=1)
         parent = ops.take_along_axis(cand_beam, keep, axis=1)
         cache = model.reorder_cache(cache, offsets(parent))
 
         # Finished: merge the candidates that stopped, scored with the penalty.
-        new_score = cand_lp / penalty(length)
-        if hf:
-            eligible = ops.logical_and(hits, ops.arange(K)[None, :] < W)
-            if stop_when_full:  # (offsets added in transformers' order)
-                full = ops.cast(ops.all(s["finished_flag"], axis=1, keepdims=True), "float32")
-                new_score = new_score + full * NEG_INF
-            closed = ops.cast(ops.logical_not(s["open"]), "float32")[:, None]
-            new_score = new_score + closed * NEG_INF
-            new_score = new_score + ops.cast(ops.logical_not(eligible), "float32") * NEG_INF
-        else:
-            eligible = ops.logical_and(cand_ended, cand_lp > NEG_INF / 2)
-            new_score = ops.where(eligible, new_score, NEG_INF)
+        new_score, eligible = rules.finished_score(s, cand_lp, hits, cand_lp / rules.penalty(length))
         pool_seq = ops.concatenate([s["finished_seq"], cand_seq], axis=1)  # (B, W + K, L + 1)
         pool_score = ops.concatenate([s["finished_score"], new_score], axis=1)
         pool_flag = ops.concatenate([s["finished_flag"], eligible], axis=1)
         finished_score, best = ops.top_k(pool_score, k=W)
         finished_seq = ops.take_along_axis(pool_seq, best[:, :, None], axis=1)
         finished_flag = ops.take_along_axis(pool_flag, best, axis=1)
-
-        open_, all_hit = s["open"], s["all_hit"]
-        if hf:
-            # transformers' early-stopping heuristic (early_stopping=False):
-            # the best alive beam scored at the current length.
-            best_length = L if (early_stopping == "never" and alpha > 0) else length
-            best_alive = alive_lp[:, :1] / penalty(best_length)  # (B, 1)
-            worst = ops.where(finished_flag, ops.min(finished_score, axis=1, keepdims=True), NEG_INF)
-            open_ = ops.logical_and(open_, ops.any(best_alive > worst, axis=1))
-            all_hit = ops.all(hits)
         return index + 1, dict(
             alive_seq=alive_seq, alive_lp=alive_lp, finished_seq=finished_seq, finished_score=finished_score,
-            finished_flag=finished_flag, open=open_, all_hit=all_hit, cache=cache,
+            finished_flag=finished_flag, cache=cache,
+            **rules.update(s, alive_lp, finished_score, finished_flag, hits, length),
         )
 
     _, s = ops.while_loop(cond, body, (ops.convert_to_tensor(0, "int32"), state), maximum_iterations=L)
     # Sentences that finished no hypothesis fall back to their alive beams.
     none_finished = ops.all(s["finished_score"] <= NEG_INF / 2, axis=1)  # (B,)
-    alive_final = s["alive_lp"] / penalty(L)
+    alive_final = s["alive_lp"] / rules.penalty(L)
     seqs = ops.where(none_finished[:, None, None], s["alive_seq"], s["finished_seq"])[:, :, 1:]  # (B, W, L)
     scores = ops.where(none_finished[:, None], alive_final, s["finished_score"])
     if return_all_beams:

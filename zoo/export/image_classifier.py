@@ -5,8 +5,10 @@
 `probabilities: float32 [batch, classes]`, `top_k_labels: tf.string
 [batch, k]`, `top_k_scores: float32 [batch, k]` and `valid: bool [batch]`.
 `classify_pixels` takes float pixels `[batch, height, width, 3]` in `[0, 1]`.
-Decoding, resizing and normalisation run in the graph; class names are an
-asset (`assets/class_names.txt`) read through a lookup table.
+Decoding, then `zoo.data.ImagePreprocessing` (resize, crop, normalisation:
+the same object and ops `zoo.ImageClassifier.predict` runs), run in the
+graph; class names are an asset (`assets/class_names.txt`) read through a
+lookup table.
 
 Bad images never fail the batch (the documented "invalid" output): each
 image is decoded in a `tf.data` pipeline with `ignore_errors()`, so bytes
@@ -24,6 +26,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.export.op_audit import audit_saved_model
 from zoo.export.versions import write_version
 from zoo.export.warmup import write_warmup_requests
@@ -66,30 +69,43 @@ def _decode(data, max_bytes, max_pixels):
 
 
 class ImageClassifierModule(tf.Module):
-    """A `tf.Module` holding the classifier, the class-name table and both signatures."""
+    """A `tf.Module` holding the classifier, its preprocessing, the class-name table and both signatures.
 
-    def __init__(
-        self,
-        model,
-        class_names_path,
-        image_size,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        top_k=5,
-        max_bytes=32 * 2**20,
-        max_pixels=64 * 2**20,
-    ):
+    Args:
+        model: a classifier taking normalised `(B, H, W, 3)` images to
+            `(B, num_classes)` logits (`zoo.models.VisionTransformer`).
+        preprocessing: `zoo.data.ImagePreprocessing`. Resize, crop,
+            normalisation and class names (one per logit).
+        top_k: int. Labels and scores per image (at most the classes).
+            Defaults to `5`.
+        max_bytes: int. Larger encoded images are invalid. Defaults to 32 MiB.
+        max_pixels: int. Images whose header declares more pixels are
+            invalid. Defaults to 64 megapixels.
+    """
+
+    def __init__(self, model, preprocessing, top_k=5, max_bytes=32 * 2**20, max_pixels=64 * 2**20):
         super().__init__(name="image_classifier")
+        if preprocessing.num_classes != model.num_classes:
+            raise ValueError(
+                f"class_names must name every class: the model has {model.num_classes}. "
+                f"Received: {preprocessing.num_classes} names"
+            )
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int. Received: top_k={top_k!r}")
         self.model = model
-        self.image_size = tuple(image_size)
-        self.mean = tf.constant(mean, tf.float32)
-        self.std = tf.constant(std, tf.float32)
+        self.preprocessing = preprocessing
+        self.image_size = preprocessing.image_size
         self.num_classes = int(model.num_classes)
         self.top_k = min(top_k, self.num_classes)
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
+        # The table reads a file, which the export copies into its assets.
+        self._assets = tempfile.TemporaryDirectory(prefix="zoo-class-names-")
+        self.class_names_path = os.path.join(self._assets.name, CLASS_NAMES_FILE)
+        with open(self.class_names_path, "w", encoding="utf-8") as f:
+            f.write("\n".join(preprocessing.class_names) + "\n")
         initializer = tf.lookup.TextFileInitializer(
-            class_names_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            self.class_names_path, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
             tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
         )
         self.class_names = tf.lookup.StaticHashTable(initializer, default_value="")
@@ -101,8 +117,7 @@ class ImageClassifierModule(tf.Module):
         )
 
     def _prepare(self, image):
-        image = tf.image.resize(image, self.image_size, antialias=True)
-        return (image - self.mean) / self.std
+        return self.preprocessing.prepare(image)
 
     def _predict(self, images, valid):
         logits = tf.cast(self.model(images, training=False), tf.float32)
@@ -142,44 +157,42 @@ def _tiny_png(color):
 
 
 def export_image_classifier(
-    model,
-    class_names,
-    base,
-    name="image_classifier",
-    version=None,
-    image_size=None,
-    mean=(0.5, 0.5, 0.5),
-    std=(0.5, 0.5, 0.5),
-    top_k=5,
+    model, preprocessing, base, name="image_classifier", version=None, top_k=5, image_size=None, mean=None, std=None
 ):
-    """Writes `<base>/<name>/<version>/` (next free version) and returns its path."""
-    if len(class_names) != model.num_classes:
-        raise ValueError(
-            f"class_names must name every class: the model has {model.num_classes}. "
-            f"Received: {len(class_names)} names"
-        )
-    if any("\n" in c or not c for c in class_names):
-        raise ValueError(f"class names must be non-empty single lines. Received: {class_names!r}")
-    image_size = image_size or model.image_size
-    image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    with tempfile.TemporaryDirectory() as tmp:
-        names_path = os.path.join(tmp, CLASS_NAMES_FILE)
-        with open(names_path, "w", encoding="utf-8") as f:
-            f.write("\n".join(class_names) + "\n")
-        module = ImageClassifierModule(model, names_path, image_size, mean, std, top_k)
+    """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
 
-        def write(directory):
-            archive = keras.export.ExportArchive()
-            archive.track(model)
-            archive.track(module.class_names)
-            archive.add_endpoint("serving_default", module.serving_default)
-            archive.add_endpoint("classify_pixels", module.classify_pixels)
-            archive.write_out(directory, verbose=False)
-            audit_saved_model(directory)
-            warmup = [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]
-            write_warmup_requests(directory, [{"image_bytes": warmup}], model_name=name)
+    Args:
+        model: the classifier (see `ImageClassifierModule`).
+        preprocessing: `zoo.data.ImagePreprocessing`. (Also accepted, for
+            `recipes/image_classification.py` until it saves a
+            `zoo.ImageClassifier`: the class names, with `mean` and `std`
+            given and `image_size` defaulting to the model's.)
+        base: str. The model base directory.
+        name: str. Model name. Defaults to `"image_classifier"`.
+        version: int. Defaults to the next free version.
+        top_k: int. Labels per image. Defaults to `5`.
+    """
+    if not isinstance(preprocessing, ImagePreprocessing):
+        if mean is None or std is None:
+            raise ValueError(
+                "Pass an ImagePreprocessing (or class names with mean= and std=). "
+                f"Received: {type(preprocessing).__name__}, mean={mean!r}, std={std!r}"
+            )
+        preprocessing = ImagePreprocessing(image_size or model.image_size, mean, std, preprocessing)
+    module = ImageClassifierModule(model, preprocessing, top_k)
 
-        return write_version(base, name, write, version=version)
+    def write(directory):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.track(module.class_names)
+        archive.add_endpoint("serving_default", module.serving_default)
+        archive.add_endpoint("classify_pixels", module.classify_pixels)
+        archive.write_out(directory, verbose=False)
+        audit_saved_model(directory)
+        warmup = [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]
+        write_warmup_requests(directory, [{"image_bytes": warmup}], model_name=name)
+
+    return write_version(base, name, write, version=version)
 
 
 def classify_with_saved_model(saved_model_dir, image_bytes):

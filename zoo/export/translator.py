@@ -15,8 +15,9 @@ Tokenizers plug in with `tokenize(strings) -> ragged ids` and
 `detokenize(ids) -> strings`. The source tokenizer's `end_id`, when it has
 one, does not count as content: a tokenizer that appends it to every
 sentence (`zoo.text.MarianTokenizer`) still lets `""` translate to `""`.
-`search_options` go to `beam_search` as they are (for converted models:
-`zoo.convert.marian.marian_search_options`).
+`search_options` go to `beam_search` as they are
+(`zoo.decoding.SearchSettings.search_options()`). `zoo.Translator.translate`
+runs this module's functions in process, so it answers as the export does.
 """
 
 import keras
@@ -50,11 +51,18 @@ class TranslatorModule(tf.Module):
         self.translate_ids = tf.function(
             self._translate_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
         )
-
-    def _search(self, source_ids):
-        tokens, scores = beam_search(
-            self.model, source_ids, self.max_length, self.beam_width, self.alpha, **self.search_options
+        # Not exported: every beam, for n-best lists in process (`zoo.Translator`).
+        self.translate_all_beams = tf.function(
+            lambda sentences: self.translate_strings(sentences, all_beams=True),
+            input_signature=[tf.TensorSpec([None], tf.string, name="sentences")],
         )
+
+    def _search(self, source_ids, all_beams=False):
+        outputs = beam_search(
+            self.model, source_ids, self.max_length, self.beam_width, self.alpha,
+            return_all_beams=all_beams, **self.search_options
+        )
+        tokens, scores = outputs[2:] if all_beams else outputs
         return tf.cast(tokens, tf.int32), tf.cast(scores, tf.float32)
 
     def _translate_ids(self, source_ids):
@@ -81,18 +89,29 @@ class TranslatorModule(tf.Module):
             ids = tf.concat([content, end], axis=1)
         return ids[:, : self.model.max_length], lengths
 
-    def _translate(self, sentences):
+    def translate_strings(self, sentences, all_beams=False):
+        """`{"translations", "scores"}` of `(B,)` sentences: `(B,)` each, or `(B, W)`
+        (every beam, best first) with `all_beams`. What `serving_default` runs."""
         ids, lengths = self.source_ids(sentences)
         dense = ids.to_tensor(default_value=self.model.pad_token_id)
         # At least one column, so a batch of empty sentences still has a shape.
         dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
-        tokens, scores = self._search(tf.cast(dense, tf.int32))
-        translations = self.target_tokenizer.detokenize(tokens)
-        empty = tf.equal(lengths, 0)
+        tokens, scores = self._search(tf.cast(dense, tf.int32), all_beams)  # (B, [W,] L), (B, [W])
+        empty = tf.equal(lengths, 0)  # (B,)
+        if all_beams:
+            translations = tf.reshape(
+                self.target_tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[-1]])), tf.shape(scores)
+            )
+            empty = empty[:, None]
+        else:
+            translations = self.target_tokenizer.detokenize(tokens)
         return {
             "translations": tf.where(empty, tf.constant(""), translations),
             "scores": tf.where(empty, tf.zeros_like(scores), scores),
         }
+
+    def _translate(self, sentences):
+        return self.translate_strings(sentences)
 
 
 def export_translator(

@@ -1,5 +1,6 @@
 """Reusable attention layers (keras.ops only; TensorFlow, JAX and PyTorch backends)."""
 
+from zoo.layers.size_pair import size_pair
 from zoo.layers.multi_head_attention import MultiHeadAttention
 from zoo.layers.rotary_embedding import RotaryEmbedding
 from zoo.layers.residual_sublayer import ResidualSublayer
@@ -34,4 +35,5 @@ __all__ = [
     "PositionEmbedding",
     "SinusoidalPositionEncoding",
     "TokenAndPositionEmbedding",
+    "size_pair",
 ]

@@ -3,15 +3,7 @@
 import keras
 from keras import ops
 
-
-def _pair(value, name):
-    """Normalizes an int or a pair of ints to a tuple of two positive ints."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(
-            f"{name} must be a positive int or a pair of positive ints. Received: {name}={value!r}"
-        )
-    return pair
+from zoo.layers.size_pair import size_pair
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -69,7 +61,7 @@ class PatchEmbedding(keras.layers.Layer):
         super().__init__(**kwargs)
         if not isinstance(d_model, int) or d_model <= 0:
             raise ValueError(f"d_model must be a positive int. Received: d_model={d_model!r}")
-        self.patch_size = _pair(patch_size, "patch_size")
+        self.patch_size = size_pair(patch_size, "patch_size")
         self.d_model = d_model
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

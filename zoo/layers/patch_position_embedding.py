@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from zoo.layers.patch_embedding import _pair
+from zoo.layers.size_pair import size_pair
 
 # Interpolations `keras.ops.image.resize` supports on every backend.
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos3", "lanczos5")
@@ -86,7 +86,7 @@ class PatchPositionEmbedding(keras.layers.Layer):
                 f"interpolation must be one of {_INTERPOLATIONS}. "
                 f"Received: interpolation={interpolation!r}"
             )
-        self.grid_size = _pair(grid_size, "grid_size")
+        self.grid_size = size_pair(grid_size, "grid_size")
         self.num_prefix_tokens = num_prefix_tokens
         if initializer is None:
             # Built here, not as a default argument: an unseeded Keras
@@ -127,7 +127,7 @@ class PatchPositionEmbedding(keras.layers.Layer):
                 f"layer was built for. Received: inputs of shape {shape}"
             )
         if grid_size is not None:
-            grid = _pair(grid_size, "grid_size")
+            grid = size_pair(grid_size, "grid_size")
             if grid[0] * grid[1] != num_patches:
                 raise ValueError(
                     f"grid_size holds {grid[0] * grid[1]} patches but the inputs carry "
@@ -160,7 +160,7 @@ class PatchPositionEmbedding(keras.layers.Layer):
         """
         if not self.built:
             raise ValueError("resample() needs the built table: call or build the layer first.")
-        grid = _pair(grid_size, "grid_size")
+        grid = size_pair(grid_size, "grid_size")
         rows, cols = self.grid_size
         table = ops.convert_to_tensor(self.embeddings)
         prefix = table[: self.num_prefix_tokens]  # (num_prefix_tokens, D)

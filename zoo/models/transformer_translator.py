@@ -296,19 +296,6 @@ class TransformerTranslator(keras.Model):
             )
         return cls(**config)
 
-    @classmethod
-    def from_marian(cls, path, dtype=None):
-        """Builds the model of a Hugging Face MarianMT (OPUS-MT) checkpoint folder.
-
-        Reads `config.json` and the weights (safetensors or PyTorch zip) with
-        NumPy; see `zoo.convert.marian` for the mapping, and
-        `zoo.convert.marian.load_marian` for the tokenizers and decoding
-        settings as well.
-        """
-        from zoo.convert.marian import load_marian_model  # zoo.convert imports models
-
-        return load_marian_model(path, dtype=dtype)
-
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -3,17 +3,19 @@
 import keras
 from keras import ops
 
-from zoo.layers import ClassToken, EncoderBlock, PatchEmbedding, PatchPositionEmbedding
-from zoo.layers.patch_embedding import _pair
+from zoo.layers import ClassToken, EncoderBlock, PatchEmbedding, PatchPositionEmbedding, size_pair
 from zoo.models.presets import preset_config, preset_descriptions
 from zoo.models.vision_transformer_presets import VISION_TRANSFORMER_PRESETS
 
 _POOLINGS = ("token", "gap")
+# Arguments renamed to `TransformerTranslator`'s words; `from_config` still
+# reads the old names, so `.keras` files saved with them load.
+_RENAMED = ("depth", "mlp_ratio")
 
 
 def _json_size(value, name):
     """An int stays an int, a pair becomes a list: what JSON gives back."""
-    pair = _pair(value, name)
+    pair = size_pair(value, name)
     return value if isinstance(value, int) else list(pair)
 
 
@@ -23,7 +25,7 @@ class VisionTransformer(keras.Model):
 
     Images are cut into patches and projected (`PatchEmbedding`), a learned
     class token is prepended (`pooling="token"`), learned positions are added
-    (`PatchPositionEmbedding`), and `depth` pre-norm `EncoderBlock`s (exact
+    (`PatchPositionEmbedding`), and `num_encoder_layers` pre-norm `EncoderBlock`s (exact
     GELU MLP) run over the tokens. A final LayerNorm (`encoder_norm`)
     normalises every token; the class token's output (`"token"`) or the mean
     of the patch tokens (`"gap"`) is pooled (with `"token"`, the last block
@@ -48,10 +50,15 @@ class VisionTransformer(keras.Model):
     - `qkv_bias=False` removes only the query/key/value biases; the
       attention output projection and the MLP keep theirs, as timm's and
       HF's `qkv_bias`.
-    - `VisionTransformer.from_hf(path)` and `VisionTransformer.from_timm(...)`
+    - `zoo.ImageClassifier.from_hf(path)` and `zoo.ImageClassifier.from_timm(...)`
       import checkpoints (see `zoo.convert`).
     - The images come normalised (e.g. `(x - mean) / std` or `[-1, 1]`);
-      preprocessing lives in the recipes and the export.
+      preprocessing lives in `zoo.data.ImagePreprocessing`, which
+      `zoo.ImageClassifier` keeps and saves next to the model.
+
+    The architecture is described in `TransformerTranslator`'s words:
+    `d_model`, `num_heads`, `d_ff`, `num_encoder_layers`. Configs saved
+    with the earlier `depth` and `mlp_ratio` still load (`from_config`).
 
     Args:
         image_size: int or tuple of 2 ints. Training resolution `(H, W)`;
@@ -60,11 +67,11 @@ class VisionTransformer(keras.Model):
             Defaults to `16`.
         num_classes: int. Number of output logits. Defaults to `1000`.
         d_model: int. Token width `D`. Defaults to `768`.
-        depth: int. Number of encoder blocks. Defaults to `12`.
+        num_encoder_layers: int. Number of encoder blocks. Defaults to `12`.
         num_heads: int. Attention heads `H`; must divide `d_model`.
             Defaults to `12`.
-        mlp_ratio: float. MLP width is `int(d_model * mlp_ratio)`.
-            Defaults to `4.0`.
+        d_ff: int. Width of each block's MLP (`4 * d_model` in the paper).
+            Defaults to `3072`.
         dropout: float. Dropout after the position embedding and on each
             residual branch. Defaults to `0.0`.
         attention_dropout: float. Dropout on attention weights. Defaults to `0.0`.
@@ -93,7 +100,7 @@ class VisionTransformer(keras.Model):
         `(B, num_classes)` float32 logits.
 
     Example:
-    >>> model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1)
+    >>> model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1)
     >>> images = keras.ops.zeros((2, 32, 32, 3))
     >>> tuple(model(images).shape)
     (2, 10)
@@ -115,9 +122,9 @@ class VisionTransformer(keras.Model):
         patch_size=16,
         num_classes=1000,
         d_model=768,
-        depth=12,
+        num_encoder_layers=12,
         num_heads=12,
-        mlp_ratio=4.0,
+        d_ff=3072,
         dropout=0.0,
         attention_dropout=0.0,
         drop_path_rate=0.0,
@@ -129,9 +136,16 @@ class VisionTransformer(keras.Model):
         fc_norm=False,
         **kwargs,
     ):
+        old = [name for name in _RENAMED if name in kwargs]
+        if old:
+            raise ValueError(
+                "VisionTransformer takes num_encoder_layers (was depth) and d_ff (was mlp_ratio; "
+                "d_ff = int(d_model * mlp_ratio)); only from_config reads the old names. "
+                f"Received: {', '.join(f'{k}={kwargs[k]!r}' for k in old)}"
+            )
         super().__init__(**kwargs)
-        image_hw = _pair(image_size, "image_size")
-        patch_hw = _pair(patch_size, "patch_size")
+        image_hw = size_pair(image_size, "image_size")
+        patch_hw = size_pair(patch_size, "patch_size")
         if image_hw[0] % patch_hw[0] or image_hw[1] % patch_hw[1]:
             raise ValueError(
                 "image_size must be a multiple of patch_size. "
@@ -139,17 +153,16 @@ class VisionTransformer(keras.Model):
             )
         if pooling not in _POOLINGS:
             raise ValueError(f"pooling must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-        positive = dict(num_classes=num_classes, d_model=d_model, depth=depth, num_channels=num_channels)
+        positive = dict(
+            num_classes=num_classes, d_model=d_model, num_encoder_layers=num_encoder_layers, d_ff=d_ff,
+            num_channels=num_channels,
+        )
         for name, value in positive.items():
             if not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
         if not isinstance(num_heads, int) or num_heads <= 0 or d_model % num_heads:
             raise ValueError(
                 f"num_heads must divide d_model. Received: d_model={d_model}, num_heads={num_heads!r}"
-            )
-        if not mlp_ratio > 0 or int(d_model * mlp_ratio) <= 0:
-            raise ValueError(
-                f"mlp_ratio must give a positive MLP width. Received: mlp_ratio={mlp_ratio!r}"
             )
         for name, flag in (("qkv_bias", qkv_bias), ("fc_norm", fc_norm)):
             if not isinstance(flag, bool):
@@ -169,9 +182,9 @@ class VisionTransformer(keras.Model):
         self.patch_size = _json_size(patch_size, "patch_size")
         self.num_classes = num_classes
         self.d_model = d_model
-        self.depth = depth
+        self.num_encoder_layers = num_encoder_layers
         self.num_heads = num_heads
-        self.mlp_ratio = mlp_ratio
+        self.d_ff = d_ff
         self.dropout = dropout
         self.attention_dropout = attention_dropout
         self.drop_path_rate = drop_path_rate
@@ -196,7 +209,7 @@ class VisionTransformer(keras.Model):
             EncoderBlock(
                 d_model=d_model,
                 num_heads=num_heads,
-                d_ff=int(d_model * mlp_ratio),
+                d_ff=d_ff,
                 dropout=dropout,
                 attention_dropout=attention_dropout,
                 activation="gelu",  # exact (erf) GELU, as the paper, timm and HF
@@ -208,7 +221,7 @@ class VisionTransformer(keras.Model):
                 dtype=dtype,
                 name=f"encoder_{i}",
             )
-            for i in range(depth)
+            for i in range(num_encoder_layers)
         ]
         self.encoder_norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=dtype, name="encoder_norm"
@@ -228,17 +241,18 @@ class VisionTransformer(keras.Model):
         self.build()
 
     def block_drop_path_rates(self):
-        """Stochastic depth rate of each block: `linspace(0, drop_path_rate, depth)`."""
-        if self.depth == 1:
+        """Stochastic depth rate of each block: `linspace(0, drop_path_rate, num_encoder_layers)`."""
+        n = self.num_encoder_layers
+        if n == 1:
             return [0.0]
-        return [self.drop_path_rate * i / (self.depth - 1) for i in range(self.depth)]
+        return [self.drop_path_rate * i / (n - 1) for i in range(n)]
 
     def build(self, input_shape=None):
         rows, cols = self.grid_size
         num_patches = rows * cols
         patches = (None, num_patches, self.d_model)
         tokens = (None, self.num_prefix_tokens + num_patches, self.d_model)
-        image_hw = _pair(self.image_size, "image_size")
+        image_hw = size_pair(self.image_size, "image_size")
         self.patch_embedding.build((None, *image_hw, self.num_channels))
         if self.class_token is not None:
             self.class_token.build(patches)
@@ -289,7 +303,7 @@ class VisionTransformer(keras.Model):
         return self._encode(images, training=training)[0]
 
     def attention_maps(self, images):
-        """Per-block attention weights, a list of `depth` float32 `(B, H, N, N)`
+        """Per-block attention weights, a list of `num_encoder_layers` float32 `(B, H, N, N)`
         tensors (inference mode), for visualisation."""
         return self._encode(images, return_attention_scores=True, training=False)[1]
 
@@ -322,35 +336,6 @@ class VisionTransformer(keras.Model):
         logits = self.head(self.features(images, training=training))  # (B, num_classes)
         return ops.cast(logits, "float32")
 
-    # -- checkpoints from other libraries ---------------------------------
-    @classmethod
-    def from_hf(cls, path):
-        """Imports a Hugging Face `ViTForImageClassification` checkpoint folder.
-
-        Reads `config.json`, `preprocessor_config.json` and the weights
-        (`model.safetensors` or `pytorch_model.bin`) with NumPy only. The
-        returned model carries `model.preprocessing` (`zoo.convert.ImagePreprocessing`:
-        mean, std, class names, image size) for `zoo.export`. See
-        `zoo.convert.hf_vit.load_hf_vit`.
-        """
-        from zoo.convert.hf_vit import load_hf_vit  # lazy: convert sits above models
-
-        return load_hf_vit(path)
-
-    @classmethod
-    def from_timm(cls, source, architecture=None, pretrained_cfg=None, **model_args):
-        """Imports a timm `vit_*` / `deit_*` checkpoint.
-
-        `source` is a folder as timm's `save_for_hf` writes it (`config.json`
-        + weights), a weights file, or a state dict of arrays (then name the
-        `architecture`, and any `timm.create_model` overrides as
-        `model_args`). The returned model carries `model.preprocessing`.
-        See `zoo.convert.timm_vit.load_timm_vit`.
-        """
-        from zoo.convert.timm_vit import load_timm_vit  # lazy: convert sits above models
-
-        return load_timm_vit(source, architecture=architecture, pretrained_cfg=pretrained_cfg, **model_args)
-
     # -- presets and config ----------------------------------------------
     @classmethod
     def presets(cls):
@@ -369,11 +354,23 @@ class VisionTransformer(keras.Model):
             {
                 name: getattr(self, name)
                 for name in (
-                    "image_size", "patch_size", "num_classes", "d_model", "depth",
-                    "num_heads", "mlp_ratio", "dropout", "attention_dropout",
+                    "image_size", "patch_size", "num_classes", "d_model", "num_encoder_layers",
+                    "num_heads", "d_ff", "dropout", "attention_dropout",
                     "drop_path_rate", "qkv_bias", "layer_norm_epsilon", "pooling",
                     "representation_size", "num_channels", "fc_norm",
                 )
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        """Builds the model of a config; `depth` and `mlp_ratio` (the names
+        of configs saved before they became `num_encoder_layers` and `d_ff`)
+        are read too."""
+        config = dict(config)
+        if "depth" in config:
+            config["num_encoder_layers"] = config.pop("depth")
+        if "mlp_ratio" in config:
+            config["d_ff"] = int(config.get("d_model", 768) * config.pop("mlp_ratio"))
+        return super().from_config(config)

@@ -127,23 +127,38 @@ class MarianTokenizer(Tokenizer):
 
     @classmethod
     def from_marian_dir(cls, directory):
-        """`(source, target)` tokenizers of a MarianMT checkpoint folder."""
-        from zoo.convert.checkpoint import CheckpointError, read_json
+        """`(source, target)` tokenizers of a MarianMT checkpoint folder.
 
+        Raises `FileNotFoundError` or `ValueError` naming the file that is
+        missing or unreadable (`zoo.convert.marian` reports them as
+        `CheckpointError`s).
+        """
         directory = os.fspath(directory)
-        vocabulary = read_json(directory, "vocab.json")
+
+        def path_of(name):
+            path = os.path.join(directory, name)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"Missing {name} in {directory}.")
+            return path
+
+        def read_vocabulary(name):
+            with open(path_of(name), encoding="utf-8") as f:
+                try:
+                    return json.load(f)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{f.name} is not valid JSON: {error}") from None
+
+        vocabulary = read_vocabulary("vocab.json")
         has_target_vocab = os.path.exists(os.path.join(directory, "target_vocab.json"))
-        target_vocabulary = read_json(directory, "target_vocab.json") if has_target_vocab else vocabulary
+        target_vocabulary = read_vocabulary("target_vocab.json") if has_target_vocab else vocabulary
         tokenizers = []
         for spm, vocab in (("source.spm", vocabulary), ("target.spm", target_vocabulary)):
-            path = os.path.join(directory, spm)
-            if not os.path.exists(path):
-                raise CheckpointError(f"Missing {spm} in {directory}.")
+            path = path_of(spm)
             with open(path, "rb") as f:
                 try:
                     tokenizers.append(cls(f.read(), vocab, name=spm.split(".")[0] + "_tokenizer"))
                 except (ValueError, TypeError, tf.errors.OpError) as error:
-                    raise CheckpointError(f"Cannot build a tokenizer from {path}: {error}") from None
+                    raise ValueError(f"Cannot build a tokenizer from {path}: {error}") from None
         return tuple(tokenizers)
 
     def save(self, directory):

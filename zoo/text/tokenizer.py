@@ -32,6 +32,30 @@ def read_config(directory, cls):
     return config
 
 
+def load_tokenizer(directory):
+    """Loads the tokenizer saved in `directory`, of the class its `tokenizer.json` names.
+
+    Raises `FileNotFoundError` naming a missing file, `ValueError` for a
+    class that is not a zoo tokenizer.
+    """
+    directory = os.fspath(directory)
+    path = os.path.join(directory, CONFIG_FILE)
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"Missing {CONFIG_FILE} in {directory}.")
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            name = json.loads(f.read()).get("class")
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+    classes = {cls.__name__: cls for cls in Tokenizer.__subclasses__()}
+    if name not in classes:
+        raise ValueError(f"{path} names class={name!r}; expected one of {sorted(classes)}.")
+    try:
+        return classes[name].load(directory)
+    except tf.errors.NotFoundError as error:  # a vocabulary or model file the config names
+        raise FileNotFoundError(f"{directory}: {error.message}") from None
+
+
 def strip_reserved_ids(ids, pad_id, start_id, end_id, unk_id, vocabulary_size):
     """Ids `(B, T)` (dense, ragged or lists) or `(T,)` -> ragged `(B, (T))` int32 without pad/start, cut at end.
 

@@ -1,0 +1,204 @@
+"""`ImageClassifier`: a trained image classifier as one object to load, call, save and export."""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from zoo.convert.hf_vit import load_hf_vit
+from zoo.convert.timm_vit import load_timm_vit
+from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.export.image_classifier import ImageClassifierModule, export_image_classifier
+from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
+
+# What recipes/image_classification.py normalised with (its MEAN and STD) and
+# its config's defaults, for run folders written before `task.json`.
+_RECIPE_DEFAULTS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=32, top_k=5)
+OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid")
+
+
+def _is_pil_image(value):
+    return type(value).__module__.startswith("PIL.") and hasattr(value, "convert")
+
+
+def _as_input(image, index):
+    """One image as `("bytes", encoded)` or `("pixels", float32 (H, W, 3))`.
+
+    Paths are read (a missing file is an error, not an invalid row); PIL
+    images and integer arrays become PNG bytes, exactly the pixels an
+    export request would carry; float arrays are `[0, 1]` pixels.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"No image file at {path} (images[{index}]).")
+        with open(path, "rb") as f:
+            return "bytes", f.read()
+    if isinstance(image, (bytes, bytearray)):
+        return "bytes", bytes(image)
+    if _is_pil_image(image):
+        image = np.asarray(image.convert("RGBA" if "A" in image.getbands() else "RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = image[:, :, None]
+        if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+            raise ValueError(
+                f"An image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4). "
+                f"Received: shape {image.shape} at images[{index}]"
+            )
+        if np.issubdtype(image.dtype, np.floating):
+            if image.shape[-1] != 3:
+                raise ValueError(f"Float pixels must be (H, W, 3) RGB in [0, 1]. Received: shape {image.shape} at images[{index}]")
+            return "pixels", image.astype(np.float32)
+        if np.issubdtype(image.dtype, np.integer) and image.min() >= 0 and image.max() <= 255:
+            return "bytes", tf.io.encode_png(image.astype(np.uint8)).numpy()
+        raise ValueError(
+            f"Image arrays must hold uint8-range integers or [0, 1] floats. Received: dtype {image.dtype}, "
+            f"values {image.min()}..{image.max()} at images[{index}]"
+        )
+    raise TypeError(
+        "images must be file paths, encoded bytes, PIL images or arrays. "
+        f"Received: {type(image).__name__} at images[{index}]"
+    )
+
+
+class ImageClassifier(Task):
+    """Image preprocessing, a `VisionTransformer` and its class names, as one thing.
+
+    `predict` runs the very graph the TF Serving export runs (the same
+    `zoo.export.image_classifier.ImageClassifierModule`: decoding,
+    `ImagePreprocessing`'s resize, crop and normalisation, softmax, top-k),
+    so it gives the export's numbers. Images that cannot be decoded (empty,
+    not an image, truncated beyond repair, too large) come back as the
+    export's invalid rows: `valid` False, zero probabilities, empty labels.
+    A path to no file is an error, raised before anything runs.
+
+    Args:
+        model: `zoo.models.VisionTransformer` (normalised images to logits).
+        preprocessing: `zoo.data.ImagePreprocessing`, with one class name
+            per logit.
+        top_k: int. Labels and scores per image. Defaults to `5`.
+
+    Example:
+    >>> from zoo.models import VisionTransformer
+    >>> model = VisionTransformer(image_size=8, patch_size=4, num_classes=3, d_model=16,
+    ...     num_encoder_layers=1, num_heads=2, d_ff=32)
+    >>> prep = ImagePreprocessing(8, (0.5,) * 3, (0.5,) * 3, ("cat", "dog", "bird"))
+    >>> classifier = ImageClassifier(model, prep, top_k=2)
+    >>> out = classifier.predict([np.zeros((20, 30, 3), "uint8"), b"not an image"])
+    >>> out["top_k_labels"].shape, out["valid"].tolist()
+    ((2, 2), [True, False])
+    """
+
+    def __init__(self, model, preprocessing, top_k=5):
+        super().__init__(model)
+        if not isinstance(preprocessing, ImagePreprocessing):
+            raise TypeError(
+                f"preprocessing must be a zoo.data.ImagePreprocessing. Received: {type(preprocessing).__name__}"
+            )
+        self.preprocessing = preprocessing
+        self.top_k = top_k
+        self._modules = {}  # (top_k, model, preprocessing) -> ImageClassifierModule (its functions trace once)
+        self._module(top_k)  # checks the class names against the model, and top_k
+
+    def _module(self, top_k):
+        key = (top_k, id(self.model), self.preprocessing)
+        if key not in self._modules:
+            self._modules[key] = ImageClassifierModule(self.model, self.preprocessing, top_k)
+        return self._modules[key]
+
+    @property
+    def class_names(self):
+        return self.preprocessing.class_names
+
+    def predict(self, images, top_k=None, batch_size=32):
+        """Classifies images.
+
+        Args:
+            images: a list of file paths, encoded image bytes (JPEG, PNG,
+                GIF, BMP), PIL images or arrays (`(H, W[, C])` uint8, or
+                `(H, W, 3)` float in `[0, 1]`), mixed freely; or a
+                `(B, H, W, C)` array; or one image.
+            top_k: int. Overrides the classifier's `top_k` for this call.
+            batch_size: int. Images per call of the graph. Defaults to `32`.
+
+        Returns:
+            A dict of NumPy arrays, the export's outputs: `probabilities`
+            `(N, classes)`, `top_k_labels` `(N, k)` str, `top_k_scores`
+            `(N, k)` and `valid` `(N,)` bool.
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        elif not isinstance(images, (list, tuple)):
+            images = [images]
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+        module = self._module(self.top_k if top_k is None else top_k)
+        inputs = [_as_input(image, i) for i, image in enumerate(images)]  # every path checked before running
+        rows = [None] * len(inputs)
+        encoded = [i for i, (kind, _) in enumerate(inputs) if kind == "bytes"]
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            out = module.serving_default(tf.constant([inputs[i][1] for i in chunk], tf.string))
+            for j, i in enumerate(chunk):
+                rows[i] = {key: out[key][j].numpy() for key in OUTPUTS}
+        for i, (kind, pixels) in enumerate(inputs):
+            if kind == "pixels":  # one by one: sizes may differ
+                out = module.classify_pixels(tf.constant(pixels[None]))
+                rows[i] = {key: out[key][0].numpy() for key in OUTPUTS}
+        k, num_classes = module.top_k, module.num_classes
+        empty = dict(
+            probabilities=np.zeros((0, num_classes), np.float32), top_k_labels=np.zeros((0, k), bytes),
+            top_k_scores=np.zeros((0, k), np.float32), valid=np.zeros((0,), bool),
+        )
+        outputs = {key: np.stack([row[key] for row in rows]) if rows else empty[key] for key in OUTPUTS}
+        outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
+        return outputs
+
+    def export(self, base, name="image_classifier", version=None):
+        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_image_classifier`)."""
+        return export_image_classifier(self.model, self.preprocessing, base, name=name, version=version, top_k=self.top_k)
+
+    @classmethod
+    def from_hf(cls, path, top_k=5):
+        """An HF `ViTForImageClassification` folder (`save_pretrained`) as an
+        `ImageClassifier`, with its `preprocessor_config.json`'s preprocessing
+        and `id2label` class names (`zoo.convert.hf_vit`)."""
+        parts = load_hf_vit(path)
+        return cls(parts.model, parts.preprocessing, top_k)
+
+    @classmethod
+    def from_timm(cls, source, architecture=None, pretrained_cfg=None, top_k=5, **model_args):
+        """A timm `vit_*` / `deit_*` checkpoint (a `save_for_hf` folder, a weights
+        file or a state dict, see `zoo.convert.timm_vit.load_timm_vit`) as an
+        `ImageClassifier`, preprocessing as timm's evaluation transform."""
+        parts = load_timm_vit(source, architecture=architecture, pretrained_cfg=pretrained_cfg, **model_args)
+        return cls(parts.model, parts.preprocessing, top_k)
+
+    # -- the saved folder ------------------------------------------------------
+    def get_settings(self):
+        return {"preprocessing": self.preprocessing.get_config(), "top_k": self.top_k}
+
+    @classmethod
+    def _from_folder(cls, directory, model, settings):
+        if "preprocessing" not in settings:
+            raise ValueError(f"{directory}/task.json has no preprocessing settings.")
+        return cls(model, ImagePreprocessing.from_config(settings["preprocessing"]), settings.get("top_k", 5))
+
+    @classmethod
+    def _load_earlier(cls, directory):
+        """An image-classification recipe's run folder (`model.keras`,
+        `class_names.json`, `config.json`), written before `task.json`."""
+        if not os.path.exists(os.path.join(directory, "class_names.json")):
+            return None
+        check_files(directory, ("model.keras", "config.json"), "image classification run")
+        config = {**_RECIPE_DEFAULTS, **read_json_file(os.path.join(directory, "config.json"))}
+        class_names = read_json_file(os.path.join(directory, "class_names.json"))
+        preprocessing = ImagePreprocessing(config["image_size"], config["mean"], config["std"], class_names)
+        return cls(load_keras_model(directory), preprocessing, config["top_k"])
+
+    def __repr__(self):
+        return (
+            f"<ImageClassifier {type(self.model).__name__} ({self.model.count_params():,} parameters), "
+            f"{len(self.class_names)} classes, {self.preprocessing.image_size}>"
+        )

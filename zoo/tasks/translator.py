@@ -1,0 +1,189 @@
+"""`Translator`: a trained translator as one object to load, call, save and export."""
+
+import os
+
+import tensorflow as tf
+
+from zoo.convert.marian import load_marian
+from zoo.decoding.beam_search import NEG_INF
+from zoo.decoding.search_settings import SearchSettings
+from zoo.export.translator import TranslatorModule, export_translator
+from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
+from zoo.text import load_tokenizer
+
+SIDES = ("source_tokenizer", "target_tokenizer")
+# What recipes/translation.py's TranslationConfig decoded with when a run's
+# config.json lacks a field (folders written before `task.json`).
+_RECIPE_DEFAULTS = dict(beam_width=4, length_penalty=0.6, max_length=40)
+
+
+def _sentences(texts):
+    """`texts` as a list of bytes (str encoded as UTF-8); TypeError for anything else."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(
+            f"translate takes a list of sentences. Received: a single {type(texts).__name__} "
+            f"{texts[:40]!r}; pass [text]."
+        )
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TypeError(f"translate takes a list of sentences. Received: {type(texts).__name__}") from None
+    for i, text in enumerate(items):
+        if not isinstance(text, (str, bytes)):
+            raise TypeError(f"Sentences must be str or bytes. Received: {type(text).__name__} at index {i}")
+    return [t.encode("utf-8") if isinstance(t, str) else t for t in items]
+
+
+def _text(value):
+    return value.decode("utf-8", errors="replace")
+
+
+class Translator(Task):
+    """Tokenizers, a `TransformerTranslator` and its decoding settings, as one thing.
+
+    `translate` runs the very graph the TF Serving export runs (the same
+    `zoo.export.TranslatorModule`: in-graph tokenization, truncation to the
+    model's `max_length`, `zoo.decoding.beam_search`, detokenization), so it
+    answers exactly as the export does, bad input included: an empty list
+    gives `[]`, empty or whitespace-only sentences give `""` (score 0),
+    invalid UTF-8 bytes are repaired, over-long sentences are truncated.
+
+    Args:
+        model: `zoo.models.TransformerTranslator`.
+        source_tokenizer: a `zoo.text` tokenizer for the source language.
+        target_tokenizer: a `zoo.text` tokenizer for the target language.
+        settings: `zoo.decoding.SearchSettings`. How to decode (beam width
+            (1: greedy), length penalty and its form, max length, banned and
+            forced tokens, search rules, early stopping). Defaults to
+            `SearchSettings()` (beam 4, GNMT penalty 0.6).
+
+    Example:
+    >>> from zoo.models import TransformerTranslator
+    >>> from zoo.text import WordPieceTokenizer
+    >>> source = WordPieceTokenizer.from_corpus(["I buy three apples."] * 5, 60)
+    >>> target = WordPieceTokenizer.from_corpus(["Ich kaufe drei Äpfel."] * 5, 60)
+    >>> model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size,
+    ...     num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=2, d_ff=32, max_length=8)
+    >>> translator = Translator(model, source, target, SearchSettings(beam_width=2))
+    >>> outputs = translator.translate(["I buy three apples.", ""])
+    >>> len(outputs), outputs[1]
+    (2, '')
+    """
+
+    files = tuple(os.path.join(side, "tokenizer.json") for side in SIDES)
+
+    def __init__(self, model, source_tokenizer, target_tokenizer, settings=None):
+        super().__init__(model)
+        settings = SearchSettings() if settings is None else settings
+        if not isinstance(settings, SearchSettings):
+            raise TypeError(f"settings must be a zoo.decoding.SearchSettings. Received: {type(settings).__name__}")
+        self.source_tokenizer = source_tokenizer
+        self.target_tokenizer = target_tokenizer
+        self.settings = settings
+        self._modules = {}  # (settings, model, tokenizers) -> TranslatorModule (its functions trace once)
+
+    def _module(self, settings):
+        key = (settings, id(self.model), id(self.source_tokenizer), id(self.target_tokenizer))
+        if key not in self._modules:
+            self._modules[key] = TranslatorModule(
+                self.model, self.source_tokenizer, self.target_tokenizer, beam_width=settings.beam_width,
+                max_length=settings.max_length, alpha=settings.alpha, search_options=settings.search_options(),
+            )
+        return self._modules[key]
+
+    def translate(self, texts, return_scores=False, n_best=None, batch_size=64, **overrides):
+        """Translates a list of sentences.
+
+        Args:
+            texts: list of str or bytes.
+            return_scores: bool. Pair each translation with its score (the
+                length-normalised log-probability). Defaults to `False`.
+            n_best: int or None. Return up to `n_best` (at most the beam
+                width) hypotheses per sentence, best first; fewer when fewer
+                finished. Defaults to `None`: one.
+            batch_size: int. Sentences per call of the graph (the export
+                answers a request as one batch). Defaults to `64`.
+            **overrides: `SearchSettings` fields for this call only, e.g.
+                `beam_width=1` (greedy) or `alpha=1.0`.
+
+        Returns:
+            A list with one entry per sentence: a str, `(str, float)` with
+            `return_scores`, or a list of those with `n_best`.
+        """
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+        sentences = _sentences(texts)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+        if n_best is not None and not (isinstance(n_best, int) and 1 <= n_best <= settings.beam_width):
+            raise ValueError(
+                f"n_best must be an int from 1 to the beam width {settings.beam_width}. Received: n_best={n_best!r}"
+            )
+        module = self._module(settings)
+        results = []
+        for start in range(0, len(sentences), batch_size):
+            batch = tf.constant(sentences[start : start + batch_size], tf.string)
+            if n_best is None:
+                out = module.serving_default(batch)
+                for text, score in zip(out["translations"].numpy(), out["scores"].numpy()):
+                    results.append((_text(text), float(score)) if return_scores else _text(text))
+                continue
+            out = module.translate_all_beams(batch)
+            for texts_row, scores_row in zip(out["translations"].numpy(), out["scores"].numpy()):
+                # Slots no hypothesis reached keep the search's NEG_INF score.
+                kept = [(_text(t), float(s)) for t, s in zip(texts_row, scores_row) if s > NEG_INF / 2][:n_best]
+                results.append(kept if return_scores else [t for t, _ in kept])
+        return results
+
+    def export(self, base, name="translator", version=None):
+        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`)."""
+        s = self.settings
+        return export_translator(
+            self.model, self.source_tokenizer, self.target_tokenizer, base, name=name, version=version,
+            beam_width=s.beam_width, max_length=s.max_length, alpha=s.alpha, search_options=s.search_options(),
+        )
+
+    @classmethod
+    def from_marian(cls, path, dtype=None, **overrides):
+        """A HF MarianMT (OPUS-MT) checkpoint folder as a `Translator`, decoding as
+        transformers' `generate` does with the checkpoint's settings
+        (`zoo.convert.marian`); `overrides` change `SearchSettings` fields."""
+        parts = load_marian(path, dtype=dtype)
+        return cls(parts.model, parts.source_tokenizer, parts.target_tokenizer, parts.settings.replace(**overrides))
+
+    # -- the saved folder ------------------------------------------------------
+    def get_settings(self):
+        return {"search": self.settings.get_config()}
+
+    def _write_files(self, directory):
+        self.source_tokenizer.save(os.path.join(directory, SIDES[0]))
+        self.target_tokenizer.save(os.path.join(directory, SIDES[1]))
+
+    @classmethod
+    def _from_folder(cls, directory, model, settings):
+        tokenizers = [load_tokenizer(os.path.join(directory, side)) for side in SIDES]
+        return cls(model, *tokenizers, SearchSettings.from_config(settings.get("search", {})))
+
+    @classmethod
+    def _load_earlier(cls, directory):
+        """A translation recipe's run folder (`config.json`: beam width, length
+        penalty, max length) or `tools/convert_marian.py`'s output before
+        `task.json` (`search_options.json`)."""
+        search_options, config = (os.path.join(directory, name) for name in ("search_options.json", "config.json"))
+        if os.path.exists(search_options):
+            settings = SearchSettings.from_config(read_json_file(search_options))
+        elif os.path.exists(config) and os.path.isdir(os.path.join(directory, SIDES[0])):
+            config = {**_RECIPE_DEFAULTS, **read_json_file(config)}
+            settings = SearchSettings(
+                beam_width=config["beam_width"], alpha=config["length_penalty"], max_length=config["max_length"]
+            )
+        else:
+            return None
+        check_files(directory, ("model.keras", *cls.files), "translation run")
+        tokenizers = [load_tokenizer(os.path.join(directory, side)) for side in SIDES]
+        return cls(load_keras_model(directory), *tokenizers, settings)
+
+    def __repr__(self):
+        return (
+            f"<Translator {type(self.model).__name__} ({self.model.count_params():,} parameters), "
+            f"{type(self.source_tokenizer).__name__} -> {type(self.target_tokenizer).__name__}, {self.settings}>"
+        )
