@@ -283,8 +283,9 @@ def translate_command(model_dir, sentences, scores=False, batch_size=64):
             if was_cut:
                 truncated += 1
                 shown = source.decode("utf-8", "replace")
-                print(f"warning: sentence {number} ({shown[:40]!r}...) is longer than the model reads; "
-                      "only its beginning was translated", file=sys.stderr)
+                shown = shown if len(shown) <= 40 else shown[:40] + "..."
+                print(f"warning: sentence {number} is longer than the model reads; only its beginning was "
+                      f"translated: {shown!r}", file=sys.stderr)
             text = translation.decode("utf-8", "replace")
             print(f"{score:.3f}\t{text}" if scores else text)
 
