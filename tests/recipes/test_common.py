@@ -286,3 +286,21 @@ def test_training_on_cpu_is_deterministic(tmp_path):
     digests = json.loads(result.stdout.strip().splitlines()[-1])
     assert digests["image"][0] == digests["image"][1]
     assert digests["translation"][0] == digests["translation"][1]
+
+
+@pytest.mark.parametrize("tool, argv, message", [
+    ("convert_vit.py", ["hf", "/nonexistent"], "Expected an HF checkpoint folder"),
+    ("convert_marian.py", ["/nonexistent"], "MarianMT checkpoint folder not found: /nonexistent"),
+])
+def test_conversion_tools_report_errors_in_one_line(tool, argv, message, tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+
+    from tests.recipes.parity import ROOT
+
+    monkeypatch.setattr(sys, "argv", [tool, *argv, "--output", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(os.path.join(ROOT, "tools", tool), run_name="__main__")
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1

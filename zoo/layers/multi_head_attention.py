@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from zoo.layers.attention_input_checks import check_attention_call, check_attention_inputs
 from zoo.layers.rotary_embedding import RotaryEmbedding
 
 
@@ -89,47 +90,6 @@ def _check_mask_static(mask, batch, q_len, k_len, num_heads):
             f"(batch, heads, query length, key length = {full}). "
             f"Received: attention_mask of shape {tuple(mask.shape)}"
         )
-
-
-_EXPECTED_INPUTS = {"query": "(B, T, D)", "value": "(B, S, D)", "key": "(B, S, D)"}
-
-
-def _check_input_shapes(shapes, widths=None, cache_batch=None):
-    """Raises a ValueError naming the received and expected shapes of query/value/key.
-
-    `shapes` maps "query", "value", "key" to a static shape or None (not
-    given); unknown dimensions (None) pass. `widths` maps the names to the
-    last dimension the built projections take; `cache_batch` is a cache's B.
-    Runs before any projection, so a bad call never reaches a kernel.
-    """
-    shapes = {name: tuple(shape) for name, shape in shapes.items() if shape is not None}
-    for name, shape in shapes.items():
-        if len(shape) != 3:
-            raise ValueError(
-                f"MultiHeadAttention expects {name} of shape {_EXPECTED_INPUTS[name]} (rank 3). "
-                f"Received: {name} of shape {shape}"
-            )
-    received = ", ".join(f"{name} of shape {shape}" for name, shape in shapes.items())
-    batches = {shape[0] for shape in shapes.values() if shape[0] is not None}
-    if cache_batch is not None:
-        batches.add(cache_batch)
-        received += f", a cache of batch size {cache_batch}"
-    if len(batches) > 1:
-        raise ValueError(
-            "MultiHeadAttention expects the same batch size B in query (B, T, D), value (B, S, D) and key "
-            f"(B, S, D). Received: {received}"
-        )
-    lengths = {shapes[n][1] for n in ("value", "key") if n in shapes and shapes[n][1] is not None}
-    if len(lengths) > 1:
-        raise ValueError(
-            f"MultiHeadAttention expects key and value of the same length S. Received: {received}"
-        )
-    for name, width in (widths or {}).items():
-        if name in shapes and shapes[name][-1] is not None and shapes[name][-1] != width:
-            raise ValueError(
-                f"MultiHeadAttention was built for {name} of width {width}, expected {name} of shape "
-                f"(B, {'T' if name == 'query' else 'S'}, {width}). Received: {name} of shape {shapes[name]}"
-            )
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -248,7 +208,7 @@ class MultiHeadAttention(keras.layers.Layer):
         )
 
     def build(self, query_shape, value_shape=None, key_shape=None):
-        _check_input_shapes({"query": query_shape, "value": value_shape, "key": key_shape})
+        check_attention_inputs({"query": query_shape, "value": value_shape, "key": key_shape})
         value_shape = query_shape if value_shape is None else value_shape
         key_shape = value_shape if key_shape is None else key_shape
         h, k = self.num_heads, self.key_dim
@@ -325,21 +285,6 @@ class MultiHeadAttention(keras.layers.Layer):
             mask = ops.logical_and(mask, m)
         return mask
 
-    def _check_call_shapes(self, query, value, key, cache, cache_index):
-        """`_check_input_shapes` for a call: the tensors a call projects, against the built widths."""
-        static_cache = cache is not None and cache_index is None  # value and key are not used
-        shapes = {"query": query.shape}
-        if not static_cache:
-            shapes["value"] = None if value is None else value.shape
-            shapes["key"] = None if key is None else key.shape
-        widths = {
-            "query": self.query_dense.kernel.shape[0],
-            "value": self.value_dense.kernel.shape[0],
-            "key": self.key_dense.kernel.shape[0],
-        }
-        cache_batch = None if cache is None else cache[0].shape[0]
-        _check_input_shapes(shapes, widths, cache_batch)
-
     # -- attention -------------------------------------------------------
     def _attend(self, q, k, v, mask, return_scores, training):
         """softmax(q k^T / sqrt(K)) v; q (B,T,H,K), k (B,S,H,K), v (B,S,H,V)."""
@@ -395,7 +340,7 @@ class MultiHeadAttention(keras.layers.Layer):
     ):
         # query_mask / value_mask / key_mask are filled in by Keras from the
         # inputs' implicit masks (e.g. an Embedding with mask_zero=True).
-        self._check_call_shapes(query, value, key, cache, cache_index)
+        check_attention_call(self, query, value, key, cache, cache_index)
         key = value if key is None else key
         start = 0 if cache_index is None else cache_index
         q = self.query_dense(query)  # (B, T, H, K)
