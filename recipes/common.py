@@ -16,7 +16,7 @@ line that says why training stopped and which epoch's weights were kept.
 Hidden start-up notices and the summary line are written here because
 neither TensorFlow nor Keras offers them: TF 2.21 prints its notices
 before any log level applies, and Keras' `EarlyStopping(verbose=1)` says
-only "Epoch N: early stopping".
+when training stopped, not why nor where the kept weights are.
 """
 
 import argparse
@@ -154,10 +154,13 @@ def config_from_args(args, config_class, config_file):
     saved = {}
     if os.path.exists(saved_path):
         with open(saved_path) as f:
-            saved = {k: v for k, v in json.load(f).items() if k in known}
+            try:
+                saved = {k: v for k, v in json.load(f).items() if k in known}
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{saved_path} is not a saved config: {e}") from None
     config = config_class(**{**saved, **given, "output": output})
     check_config(config)
-    return config, saved_path if saved else None
+    return config, saved_path if os.path.exists(saved_path) else None
 
 
 def save_config(config, path):
@@ -208,8 +211,8 @@ def add_command(subparsers, name, description):
 def run_config_command(args, config_class, config_file, commands):
     """Builds the run's config (saved one + flags) and calls `commands[args.command](config)`."""
     config, saved_path = config_from_args(args, config_class, config_file)
-    origin = f"config from {saved_path} and flags" if saved_path else "new run" if args.command == "train" else "no saved config"
-    print(f"{args.command}: {config.output} ({origin})")
+    origin = f"config from {saved_path} and flags" if saved_path else "no saved config"
+    print(f"{args.command}: {config.output} ({'new run' if args.command == 'train' and not saved_path else origin})")
     import_tensorflow(getattr(args, "verbose", False))
     return commands[args.command](config)
 

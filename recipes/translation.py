@@ -187,7 +187,11 @@ def export(config, model=None, tokenizers=None):
 
 
 def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, batch_size=64):
-    """Beam-search translations of `texts` (in-process, through zoo.decoding)."""
+    """Beam-search translations of `texts` (in-process, through zoo.decoding), and how many were cut.
+
+    Sources longer than `config.max_length` tokens are truncated, as the
+    export does; the count says how many.
+    """
     import tensorflow as tf
 
     from zoo.decoding import beam_search
@@ -196,13 +200,14 @@ def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, ba
     def run(ids):
         return beam_search(model, ids, config.max_length, config.beam_width, config.length_penalty)
 
-    outputs = []
+    outputs, truncated = [], 0
     for i in range(0, len(texts), batch_size):
         ids = source_tokenizer.tokenize(tf.constant(texts[i : i + batch_size]))
+        truncated += int(tf.reduce_sum(tf.cast(ids.row_lengths() > config.max_length, tf.int32)))
         ids = ids[:, : config.max_length].to_tensor(default_value=source_tokenizer.pad_id)
         tokens, _ = run(ids)
         outputs.extend(t.decode("utf-8") for t in target_tokenizer.detokenize(tokens).numpy())
-    return outputs
+    return outputs, truncated
 
 
 def evaluate(config, model=None, splits=None, tokenizers=None):
@@ -218,7 +223,10 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
     test = splits["test"][: config.eval_sentences or None]
     sources, references = [s for s, _ in test], [t for _, t in test]
     started = time.time()
-    hypotheses = translate_texts(model, *tokenizers, sources, config)
+    hypotheses, truncated = translate_texts(model, *tokenizers, sources, config)
+    if truncated:
+        print(f"warning: {truncated} of {len(sources)} test sentences are longer than --max-length "
+              f"{config.max_length} tokens and were cut; their translations are scored as they are")
     seconds = time.time() - started
     bleu_metric, chrf_metric = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     bleu = bleu_metric.corpus_score(hypotheses, [references])
@@ -229,6 +237,7 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
         "bleu": round(bleu.score, 2),
         "chrf": round(chrf.score, 2),
         "sentences": len(test),
+        "truncated_sources": truncated,
         "seconds": round(seconds, 1),
         "bleu_signature": str(bleu_metric.get_signature()),
     }

@@ -24,11 +24,16 @@ def _recipe(*args, **kwargs):
 
 
 @pytest.mark.slow
-def test_train_evaluate_export_and_translate(tmp_path):
+def test_train_evaluate_export_and_translate(tmp_path, capsys):
     out = str(tmp_path / "run")
-    translation.main(["train", "--output", out, "--num-layers", "1", *SMOKE])
+    translation.main(["train", "--output", out, "--num-layers", "1", "--max-length", "14", *SMOKE])
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["sentences"] == 8 and 0.0 <= metrics["bleu"] <= 100.0 and "tok:13a" in metrics["bleu_signature"]
+    log = capsys.readouterr().out
+    assert "Training ran 1 of 1 epochs; kept the weights of epoch 1" in log
+    # Test sentences longer than the model reads are counted, not cut silently.
+    assert metrics["truncated_sources"] > 0
+    assert f"warning: {metrics['truncated_sources']} of 8 test sentences are longer than --max-length 14" in log
     assert os.path.getsize(os.path.join(out, "cross_attention.png")) > 10_000
     assert os.listdir(os.path.join(out, "checkpoints")) == ["best.weights.h5"]  # nothing piles up per epoch
     assert os.listdir(os.path.join(out, "logs"))  # TensorBoard
@@ -186,6 +191,7 @@ def _translate(argv, capsys, stdin=None, monkeypatch=None):
     return captured.out.splitlines(), captured.err
 
 
+@pytest.mark.slow
 def test_translate_keeps_every_line_of_invalid_utf8_arguments_and_stdin(tiny_export, capsys, monkeypatch):
     # Python hands undecodable argument bytes over as surrogate escapes: this is what main() receives.
     broken = b"K\xe4se \xff and apples".decode("utf-8", "surrogateescape")
@@ -198,6 +204,7 @@ def test_translate_keeps_every_line_of_invalid_utf8_arguments_and_stdin(tiny_exp
     assert len(by_stdin) == 4 and by_stdin[2] == "" and [by_stdin[0], by_stdin[3]] == alone
 
 
+@pytest.mark.slow
 def test_translate_names_truncated_sentences_and_shows_scores(tiny_export, capsys):
     long = " ".join(["apples"] * 30)  # 30 tokens; the model reads 12
     lines, err = _translate(["--model", tiny_export, "--scores", EN[0], long, ""], capsys)
