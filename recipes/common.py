@@ -141,16 +141,19 @@ def check_config(config):
             raise ValueError(f"{flag} must be at least {meta['minimum']}. Received: {value!r}")
 
 
-def config_from_args(args, config_class, config_file):
-    """The run's config: `<output>/<config_file>` of an existing run, updated with the flags given.
+def output_directory(args, config_class):
+    """The run's directory: `--output` when given, else the config class's default."""
+    return getattr(args, "output", config_class.output)
 
-    The output directory is the `--output` given, else the config class's
-    default; the saved file's own `output` never moves a run elsewhere.
+
+def config_from_args(args, config_class, saved_path):
+    """The saved config of an existing run (if any), updated with the flags given.
+
+    The output is always the run's directory (`output_directory`): a saved
+    file's own `output` never moves a run elsewhere.
     """
     known = {f.name for f in dataclasses.fields(config_class)}
     given = {name: getattr(args, name) for name in known if hasattr(args, name)}
-    output = given.get("output", config_class.output)
-    saved_path = os.path.join(output, config_file)
     saved = {}
     if os.path.exists(saved_path):
         with open(saved_path) as f:
@@ -158,9 +161,9 @@ def config_from_args(args, config_class, config_file):
                 saved = {k: v for k, v in json.load(f).items() if k in known}
             except json.JSONDecodeError as e:
                 raise ValueError(f"{saved_path} is not a saved config: {e}") from None
-    config = config_class(**{**saved, **given, "output": output})
+    config = config_class(**{**saved, **given, "output": output_directory(args, config_class)})
     check_config(config)
-    return config, saved_path if os.path.exists(saved_path) else None
+    return config
 
 
 def save_config(config, path):
@@ -180,13 +183,21 @@ def _add_verbose(parser):
                         help="on errors, show the traceback; show TensorFlow's start-up logs")
 
 
-def recipe_parser(prog, doc, config_class, descriptions):
+DESCRIPTIONS = {
+    "train": "Train, then evaluate and export (resumes an interrupted run).",
+    "evaluate": "Score a trained run on the test split and draw its plots.",
+    "export": "Write the next TF Serving version of a trained run under <output>/export/.",
+}
+
+
+def recipe_parser(prog, doc, config_class, descriptions=None):
     """An argparse parser with `train`, `evaluate` and `export` subcommands taking config flags.
 
-    `descriptions` maps each of them to its description. Returns
-    `(parser, subparsers)`; a recipe adds its serving command with
-    `add_command`.
+    `descriptions` maps each of them to its description (`DESCRIPTIONS`
+    by default). Returns `(parser, subparsers)`; a recipe adds its serving
+    command with `add_command`.
     """
+    descriptions = {**DESCRIPTIONS, **(descriptions or {})}
     parser = _Parser(
         prog=prog, description=doc.split("\n\n")[0], epilog=f"`{prog} COMMAND --help` describes each command."
     )
@@ -210,9 +221,11 @@ def add_command(subparsers, name, description):
 
 def run_config_command(args, config_class, config_file, commands):
     """Builds the run's config (saved one + flags) and calls `commands[args.command](config)`."""
-    config, saved_path = config_from_args(args, config_class, config_file)
-    origin = f"config from {saved_path} and flags" if saved_path else "no saved config"
-    print(f"{args.command}: {config.output} ({'new run' if args.command == 'train' and not saved_path else origin})")
+    saved_path = os.path.join(output_directory(args, config_class), config_file)
+    config = config_from_args(args, config_class, saved_path)
+    origin = f"config from {saved_path} and flags" if os.path.exists(saved_path) else (
+        "new run" if args.command == "train" else "no saved config")
+    print(f"{args.command}: {config.output} ({origin})")
     import_tensorflow(getattr(args, "verbose", False))
     return commands[args.command](config)
 

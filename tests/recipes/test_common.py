@@ -44,11 +44,14 @@ def test_the_directory_used_is_the_output_even_when_the_saved_config_names_anoth
     config = translation.TranslationConfig(output="runs/elsewhere", epochs=5)
     common.save_config(config, run / "config.json")
     args = translation.parse_args(["evaluate", "--output", str(run)])
-    loaded, saved_path = common.config_from_args(args, translation.TranslationConfig, "config.json")
-    assert loaded.output == str(run) and loaded.epochs == 5 and saved_path == str(run / "config.json")
+    loaded = common.config_from_args(args, translation.TranslationConfig, str(run / "config.json"))
+    assert loaded.output == str(run) and loaded.epochs == 5
     (run / "config.json").write_text('{"epochs": 0}')
     with pytest.raises(ValueError, match=r"--epochs must be at least 1. Received: 0"):
-        common.config_from_args(args, translation.TranslationConfig, "config.json")
+        common.config_from_args(args, translation.TranslationConfig, str(run / "config.json"))
+    (run / "config.json").write_text('{"epochs": ')
+    with pytest.raises(ValueError, match=r"config.json is not a saved config"):
+        common.config_from_args(args, translation.TranslationConfig, str(run / "config.json"))
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
