@@ -31,6 +31,7 @@ import sys
 import tempfile
 import types
 import typing
+import warnings
 
 # -- flags <-> config -----------------------------------------------------
 
@@ -420,15 +421,21 @@ def fit(model, train, validation, config):
     callbacks = training_callbacks(config.output, config.patience)
     (early_stopping,) = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
     started = time.time()
-    history = model.fit(
-        train.repeat() if config.steps_per_epoch else train,
-        validation_data=validation,
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        callbacks=callbacks,
-        shuffle=False,  # the datasets shuffle themselves (seeded)
-        verbose=progress_verbosity(),
-    )
+    with warnings.catch_warnings():
+        # Keras warns at the end of every pass over a dataset of unknown
+        # length (bucketed batches) that the input "ran out of data" and
+        # suggests .repeat(); for these finite datasets that is the end of
+        # an epoch, not a problem.
+        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        history = model.fit(
+            train.repeat() if config.steps_per_epoch else train,
+            validation_data=validation,
+            epochs=config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+            callbacks=callbacks,
+            shuffle=False,  # the datasets shuffle themselves (seeded)
+            verbose=progress_verbosity(),
+        )
     print(f"training took {time.time() - started:.0f} s")
     print(training_summary(early_stopping, history.epoch, config.epochs, config.output))
     return history
