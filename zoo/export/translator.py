@@ -1,8 +1,10 @@
 """The TF Serving export of a `TransformerTranslator`: strings in, strings out.
 
 `serving_default` takes `sentences: tf.string [batch]` and returns
-`translations: tf.string [batch]` and `scores: float32 [batch]` (the beam's
-length-normalised log-probability). Tokenization (tensorflow-text ops), beam
+`translations: tf.string [batch]`, `scores: float32 [batch]` (the beam's
+length-normalised log-probability) and `truncated: bool [batch]` (the
+sentence had more tokens than the model reads; only its beginning was
+translated). Tokenization (tensorflow-text ops), beam
 search (`zoo.decoding.beam_search`, a `tf.while_loop` in the graph) and
 detokenization all run inside the SavedModel, so the server needs nothing
 of ours. `translate_ids` takes and returns token ids.
@@ -105,9 +107,12 @@ class TranslatorModule(tf.Module):
             empty = empty[:, None]
         else:
             translations = self.target_tokenizer.detokenize(tokens)
+        # Content tokens the model reads: all of max_length, less the end id when one is appended.
+        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
         return {
             "translations": tf.where(empty, tf.constant(""), translations),
             "scores": tf.where(empty, tf.zeros_like(scores), scores),
+            "truncated": lengths > room,
         }
 
     def _translate(self, sentences):
