@@ -1,13 +1,16 @@
 """Converts a Hugging Face MarianMT (OPUS-MT) checkpoint folder into a `zoo.Translator` folder.
 
-    python tools/convert_marian.py CHECKPOINT_DIR --output OUT_DIR [--export-base BASE]
+    python tools/convert_marian.py CHECKPOINT_DIR --output OUT_DIR [--export-base BASE [--quantize int8]]
 
 Writes `OUT_DIR` as `zoo.Translator.save` does (`task.json` with the
 checkpoint's decoding settings, `model.keras`, `source_tokenizer/`,
 `target_tokenizer/`), which `zoo.Translator.load(OUT_DIR)` reads. With
 `--export-base`, also writes a TF Serving export `BASE/<name>/<version>/`
 (strings in, strings out) that decodes as transformers' `generate` does with
-the checkpoint's settings. Needs neither PyTorch nor transformers.
+the checkpoint's settings. With `--quantize int8`, that export holds an
+int8 copy of the model (`BASE/translator_int8/<version>/` unless `--name`
+is given; the folder stays float), and what stayed float is printed.
+Needs neither PyTorch nor transformers.
 """
 
 import argparse
@@ -25,25 +28,38 @@ def parse_args(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--verbose", action="store_true", help="on errors, show the traceback")
     parser.add_argument("--export-base", default=None, help="also write a TF Serving export under this folder")
-    parser.add_argument("--name", default="translator", help="model name of the export. Default: translator")
+    parser.add_argument(
+        "--name", default=None, help="model name of the export. Default: translator (translator_int8 with --quantize)"
+    )
+    parser.add_argument(
+        "--quantize", choices=("int8",), default=None,
+        help="export int8 weights (zoo.export.quantization); needs --export-base",
+    )
     parser.add_argument(
         "--max-length", type=int, default=None,
         help="most generated tokens, end included (transformers' max_new_tokens). "
         "Default: the generation config's max_length - 1, at most the model's positions.",
     )
     parser.add_argument("--beam-width", type=int, default=None, help="Default: the checkpoint's num_beams")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quantize and not args.export_base:
+        parser.error("--quantize applies to the export: give --export-base too")
+    return args
 
 
 def convert(args):
-    """Writes the folder (and the export); returns `{"output": ..., "export": ...}`."""
+    """Writes the folder (and the export); returns `{"output": ..., "export": ...}`
+    (and `"quantization"`, one line, with `--quantize`)."""
+    from zoo.export.quantization import describe, read_quantization
     from zoo.tasks import Translator
 
     overrides = {k: v for k, v in (("max_length", args.max_length), ("beam_width", args.beam_width)) if v is not None}
     translator = Translator.from_marian(args.checkpoint, **overrides)
     outputs = {"output": translator.save(args.output, overwrite=args.overwrite)}
     if args.export_base:
-        outputs["export"] = translator.export(args.export_base, name=args.name)
+        outputs["export"] = translator.export(args.export_base, name=args.name, quantize=args.quantize)
+        if args.quantize:
+            outputs["quantization"] = describe(read_quantization(outputs["export"]))
     return outputs
 
 

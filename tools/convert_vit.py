@@ -2,14 +2,17 @@
 
     python tools/convert_vit.py hf path/to/vit-base-patch16-224 --output runs/vit-hf
     python tools/convert_vit.py timm path/to/timm-folder --output runs/vit-timm --export runs/serving
+    python tools/convert_vit.py hf path/to/vit --output runs/vit-hf --export runs/serving --quantize int8
     python tools/convert_vit.py timm vit.pth --architecture vit_base_patch16_224 \\
         --pretrained-cfg cfg.json --output runs/vit-timm
 
 Writes `<output>` as `zoo.ImageClassifier.save` does (`model.keras` and
 `task.json` with the image size, resize, crop, mean, std and class names),
 which `zoo.ImageClassifier.load(<output>)` reads. With `--export BASE`, also
-writes the next version of `BASE/<name>/`. Needs neither torch nor
-transformers nor timm.
+writes the next version of `BASE/<name>/`; with `--quantize int8` that
+export holds an int8 copy of the model (`BASE/image_classifier_int8/`
+unless `--name` is given; the folder stays float) and what stayed float is
+printed. Needs neither torch nor transformers nor timm.
 """
 
 import argparse
@@ -31,9 +34,17 @@ def parse_args(argv):
     parser.add_argument("--model-args", default="{}", help="timm create_model overrides, as JSON")
     parser.add_argument("--pretrained-cfg", help="JSON file with timm's pretrained_cfg (mean, std, ...)")
     parser.add_argument("--export", metavar="BASE", help="also export for TF Serving under BASE/<name>/<version>/")
-    parser.add_argument("--name", default="image_classifier", help="export model name")
+    parser.add_argument(
+        "--name", default=None, help="export model name. Default: image_classifier (image_classifier_int8 with --quantize)"
+    )
+    parser.add_argument(
+        "--quantize", choices=("int8",), default=None, help="export int8 weights (zoo.export.quantization); needs --export"
+    )
     parser.add_argument("--top-k", type=int, default=5, help="labels per image")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.quantize and not args.export:
+        parser.error("--quantize applies to the export: give --export too")
+    return args
 
 
 def convert(args):
@@ -60,8 +71,12 @@ def main(argv=None):
     print(f"wrote {folder}")
     export_path = None
     if args.export:
-        export_path = classifier.export(args.export, name=args.name)
+        from zoo.export.quantization import describe, read_quantization
+
+        export_path = classifier.export(args.export, name=args.name, quantize=args.quantize)
         print(f"exported {export_path}")
+        if args.quantize:
+            print(f"  {describe(read_quantization(export_path))}")
     return folder, export_path
 
 

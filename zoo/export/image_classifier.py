@@ -18,16 +18,21 @@ that are empty, not an image, truncated beyond repair, larger than
 the other images of the request are classified as if sent alone.
 Truncated JPEGs that still hold most rows are recovered
 (`try_recover_truncated`).
+
+`quantize="int8"` exports an int8 copy of the model instead
+(`zoo.export.quantization`: the attention, feed-forward and head weights;
+the patch convolution stays float), as `<name>_int8` by default.
 """
 
 import os
 import tempfile
 
-import keras
 import tensorflow as tf
 
 from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.export.archive import write_saved_model
 from zoo.export.op_audit import audit_saved_model
+from zoo.export.quantization import check_mode, quantize_model, quantized_name, write_quantization
 from zoo.export.versions import write_version
 from zoo.export.warmup import write_warmup_requests
 
@@ -157,7 +162,8 @@ def _tiny_png(color):
 
 
 def export_image_classifier(
-    model, preprocessing, base, name="image_classifier", version=None, top_k=5, image_size=None, mean=None, std=None
+    model, preprocessing, base, name=None, version=None, top_k=5, image_size=None, mean=None, std=None,
+    quantize=None,
 ):
     """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
 
@@ -168,10 +174,15 @@ def export_image_classifier(
             `zoo.ImageClassifier`: the class names, with `mean` and `std`
             given and `image_size` defaulting to the model's.)
         base: str. The model base directory.
-        name: str. Model name. Defaults to `"image_classifier"`.
+        name: str. Model name. Defaults to `"image_classifier"`, or
+            `"image_classifier_int8"` with `quantize="int8"`.
         version: int. Defaults to the next free version.
         top_k: int. Labels per image. Defaults to `5`.
+        quantize: None or `"int8"`. Export an int8 copy of the model
+            (`zoo.export.quantization.quantize_model`); `model` itself is
+            not changed. Defaults to `None` (float).
     """
+    name = quantized_name("image_classifier", check_mode(quantize)) if name is None else name
     if not isinstance(preprocessing, ImagePreprocessing):
         if mean is None or std is None:
             raise ValueError(
@@ -179,18 +190,22 @@ def export_image_classifier(
                 f"Received: {type(preprocessing).__name__}, mean={mean!r}, std={std!r}"
             )
         preprocessing = ImagePreprocessing(image_size or model.image_size, mean, std, preprocessing)
+    summary = None
+    if quantize is not None:
+        model, summary = quantize_model(model, quantize)
     module = ImageClassifierModule(model, preprocessing, top_k)
 
     def write(directory):
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.track(module.class_names)
-        archive.add_endpoint("serving_default", module.serving_default)
-        archive.add_endpoint("classify_pixels", module.classify_pixels)
-        archive.write_out(directory, verbose=False)
+        write_saved_model(
+            directory,
+            {"serving_default": module.serving_default, "classify_pixels": module.classify_pixels},
+            resources=(module.class_names,),
+        )
         audit_saved_model(directory)
         warmup = [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]
         write_warmup_requests(directory, [{"image_bytes": warmup}], model_name=name)
+        if summary is not None:
+            write_quantization(directory, summary)
 
     return write_version(base, name, write, version=version)
 

@@ -13,6 +13,11 @@ Bad requests never fail the batch: invalid UTF-8 is repaired by the
 tokenizer, empty or whitespace-only sentences translate to `""` with score
 0, and sentences longer than the model's maximum are truncated.
 
+`quantize="int8"` exports an int8 copy of the model instead
+(`zoo.export.quantization`), as the model `<name>_int8` by default, with
+the same signatures and a record of what stayed float in
+`assets.extra/zoo_quantization.json`.
+
 Tokenizers plug in with `tokenize(strings) -> ragged ids` and
 `detokenize(ids) -> strings`. The source tokenizer's `end_id`, when it has
 one, does not count as content: a tokenizer that appends it to every
@@ -22,11 +27,12 @@ sentence (`zoo.text.MarianTokenizer`) still lets `""` translate to `""`.
 runs this module's functions in process, so it answers as the export does.
 """
 
-import keras
 import tensorflow as tf
 
 from zoo.decoding import beam_search
+from zoo.export.archive import write_saved_model
 from zoo.export.op_audit import audit_saved_model
+from zoo.export.quantization import check_mode, quantize_model, quantized_name, write_quantization
 from zoo.export.versions import write_version
 from zoo.export.warmup import write_warmup_requests
 
@@ -124,34 +130,44 @@ def export_translator(
     source_tokenizer,
     target_tokenizer,
     base,
-    name="translator",
+    name=None,
     version=None,
     beam_width=4,
     max_length=None,
     alpha=0.6,
     search_options=None,
+    quantize=None,
 ):
     """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
 
     The SavedModel carries warm-up requests and passes the TF Serving op
     audit; a failed audit leaves no version behind.
+
+    Args:
+        name: str. Model name. Defaults to `"translator"`, or
+            `"translator_int8"` with `quantize="int8"`.
+        quantize: None or `"int8"`. Export an int8 copy of the model
+            (`zoo.export.quantization.quantize_model`); `model` itself is
+            not changed. Defaults to `None` (float).
     """
+    name = quantized_name("translator", check_mode(quantize)) if name is None else name
+    summary = None
+    if quantize is not None:
+        model, summary = quantize_model(model, quantize)
     module = TranslatorModule(model, source_tokenizer, target_tokenizer, beam_width, max_length, alpha, search_options)
 
     def write(directory):
-        # Keras' ExportArchive writes variables so that TF Serving's (TF1
-        # session) loader restores them; a bare tf.saved_model.save of a
-        # Keras 3 model does not.
-        archive = keras.export.ExportArchive()
-        for resource in (model, source_tokenizer, target_tokenizer):
-            archive.track(resource)
-        archive.add_endpoint("serving_default", module.serving_default)
-        archive.add_endpoint("translate_ids", module.translate_ids)
-        archive.write_out(directory, verbose=False)
+        write_saved_model(
+            directory,
+            {"serving_default": module.serving_default, "translate_ids": module.translate_ids},
+            resources=(source_tokenizer, target_tokenizer),
+        )
         audit_saved_model(directory)
         write_warmup_requests(
             directory, [{"sentences": [s.encode("utf-8") for s in WARMUP_SENTENCES]}], model_name=name
         )
+        if summary is not None:
+            write_quantization(directory, summary)
 
     return write_version(base, name, write, version=version)
 

@@ -211,8 +211,24 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         """
         return self(hidden, reverse=True, few_rows=few_rows)
 
+    def _table(self, dtype):
+        """The `(V, D)` token matrix in `dtype`; an int8-quantized table
+        (`model.quantize("int8")`: int8 rows, one scale per row) is
+        dequantized, as Keras' `embeddings` property does not."""
+        embedding = self.token_embedding
+        mode = getattr(embedding, "quantization_mode", None)
+        if mode is None:
+            return ops.cast(embedding.embeddings, dtype)
+        if mode != "int8":
+            raise ValueError(
+                "TokenAndPositionEmbedding projects with a float or int8-quantized token table. "
+                f"Received: a table quantized as {mode!r}"
+            )
+        scale = ops.cast(embedding.embeddings_scale, dtype)  # (V,)
+        return ops.cast(embedding.embeddings, dtype) / scale[:, None]  # (V, D)
+
     def _project_few_rows(self, hidden):
-        table = ops.cast(self.token_embedding.embeddings, hidden.dtype)  # (V, D)
+        table = self._table(hidden.dtype)  # (V, D)
         flat = ops.reshape(hidden, (-1, self.d_model))  # (B*T, D)
         logits = ops.transpose(ops.matmul(table, ops.transpose(flat)))  # (B*T, V)
         return ops.reshape(logits, (ops.shape(hidden)[0], ops.shape(hidden)[1], self.vocab_size))
@@ -220,7 +236,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def _project(self, hidden):
         if isinstance(self.token_embedding, keras.layers.ReversibleEmbedding):
             return self.token_embedding(hidden, reverse=True)  # (B, T, V)
-        table = ops.cast(self.token_embedding.embeddings, hidden.dtype)  # (V, D)
+        table = self._table(hidden.dtype)  # (V, D)
         return ops.matmul(hidden, ops.transpose(table))  # (B, T, V)
 
     def compute_mask(self, inputs, mask=None):

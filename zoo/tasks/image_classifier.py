@@ -155,9 +155,16 @@ class ImageClassifier(Task):
         outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
         return outputs
 
-    def export(self, base, name="image_classifier", version=None):
-        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_image_classifier`)."""
-        return export_image_classifier(self.model, self.preprocessing, base, name=name, version=version, top_k=self.top_k)
+    def export(self, base, name=None, version=None, quantize=None):
+        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_image_classifier`).
+
+        `quantize="int8"` exports an int8 copy of the model (this
+        classifier is not changed) as `image_classifier_int8` unless `name`
+        is given; `name` defaults to `image_classifier`.
+        """
+        return export_image_classifier(
+            self.model, self.preprocessing, base, name=name, version=version, top_k=self.top_k, quantize=quantize
+        )
 
     @classmethod
     def from_hf(cls, path, top_k=5):

@@ -134,12 +134,18 @@ class Translator(Task):
                 results.append(kept if return_scores else [t for t, _ in kept])
         return results
 
-    def export(self, base, name="translator", version=None):
-        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`)."""
+    def export(self, base, name=None, version=None, quantize=None):
+        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`).
+
+        `quantize="int8"` exports an int8 copy of the model (this
+        translator is not changed) as `translator_int8` unless `name` is
+        given; `name` defaults to `translator`.
+        """
         s = self.settings
         return export_translator(
             self.model, self.source_tokenizer, self.target_tokenizer, base, name=name, version=version,
             beam_width=s.beam_width, max_length=s.max_length, alpha=s.alpha, search_options=s.search_options(),
+            quantize=quantize,
         )
 
     @classmethod
