@@ -187,6 +187,29 @@ def test_translation_recipe_run_folder_loads_with_its_settings(saved, tmp_path):
         Translator.load(folder)
 
 
+def test_compiled_recipe_model_loads_in_a_process_that_never_imported_the_recipe(saved, tmp_path):
+    """The recipe saves its model compiled with zoo's schedule and loss; `load` finds them itself."""
+    import keras
+
+    from zoo.models.losses import SparseCrossentropyWithSmoothing
+    from zoo.schedules import InverseSqrtSchedule
+
+    folder = _broken(saved, tmp_path, lambda f: (f / "task.json").unlink())
+    (folder / "config.json").write_text(json.dumps(dict(beam_width=2, max_length=10)))
+    model = Translator.load(folder).model
+    model.compile(optimizer=keras.optimizers.Adam(InverseSqrtSchedule(model.d_model, 100)),
+                  loss=SparseCrossentropyWithSmoothing(0.1))
+    model.save(folder / "model.keras")
+    code = (
+        "import json, sys, zoo\n"
+        "t = zoo.Translator.load(sys.argv[1])\n"
+        "print(json.dumps([t.model.optimizer.get_config()[\"learning_rate\"][\"class_name\"], t.translate(json.loads(sys.argv[2]))]))\n"
+    )
+    schedule, translations = json.loads(run_fresh(code, folder, json.dumps(EN)))
+    assert schedule == "InverseSqrtSchedule"
+    assert translations == Translator.load(saved[0]).translate(EN)
+
+
 def test_convert_marian_output_folder_loads_with_its_search_options(saved, tmp_path):
     """What tools/convert_marian.py wrote before task.json: search_options.json beside the model."""
     folder = _broken(saved, tmp_path, lambda f: (f / "task.json").unlink())

@@ -177,10 +177,10 @@ def quantize_model(model, mode="int8"):
         raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
     if not model.built:
         raise ValueError(f"Quantize a built model. Received: an unbuilt {type(model).__name__}")
-    copy = copy_model(model)
-    already = [layer.path for layer in _leaf_layers(copy) if getattr(layer, "quantization_mode", None)]
+    already = [layer.path for layer in _leaf_layers(model) if getattr(layer, "quantization_mode", None)]
     if already:
         raise ValueError(f"The model is already quantized ({already[0]}, ...). Quantize its float original.")
+    copy = copy_model(model)
     # Weight-only: no activation quantizer (see the module docstring).
     config = keras.quantizers.Int8QuantizationConfig(activation_quantizer=None)
     with warnings.catch_warnings():
