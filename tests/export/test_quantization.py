@@ -152,12 +152,26 @@ def test_int8_export_is_a_sibling_model_with_the_same_signatures(exports):
 
 
 @pytest.mark.slow
-def test_exports_save_each_weight_once_and_int8_shrinks_them(tiny_translator, quantized, exports):
+def _function_names(saved_model_dir):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model_dir, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    return [f.signature.name for f in proto.meta_graphs[0].graph_def.library.function]
+
+
+def test_exports_save_each_weight_and_graph_once_and_int8_shrinks_weights(tiny_translator, quantized, exports):
     model, _, _ = tiny_translator
     float_path, int8_path = exports
     params = model.count_params()
     float_bytes, int8_bytes = _variables_bytes(float_path), _variables_bytes(int8_path)
     assert 4 * params <= float_bytes < 4 * params * 1.1  # once, not twice
+    for path in exports:
+        names = _function_names(path)
+        assert len([n for n in names if n.startswith("__inference__translate_ids_")]) == 1  # traced once
+        assert len([n for n in names if n.startswith("__inference__translate_")]) == 2  # and _translate
+        assert not [n for n in names if "grad_fn" in n]  # no gradient functions
     summary = quantized[2]
     # One byte per quantized weight, plus the float norms, biases and scales
     # (a larger share in this tiny model than in real ones: BENCHMARKS.md).

@@ -136,7 +136,8 @@ def _count(variables):
     return int(sum(math.prod(v.shape) for v in variables))
 
 
-def _is_quantizable(layer):
+def is_quantizable(layer):
+    """Whether Keras quantizes `layer` to int8 (a plain Dense, EinsumDense, Embedding or ReversibleEmbedding)."""
     return type(layer) in _QUANTIZABLE
 
 
@@ -186,10 +187,10 @@ def quantize_model(model, mode="int8"):
     with warnings.catch_warnings():
         # Keras' numpy conversions while quantizing; nothing the caller can act on.
         warnings.filterwarnings("ignore", message=".*__array__ implementation doesn't accept a copy keyword.*")
-        copy.quantize(config=config, filters=_is_quantizable)
+        copy.quantize(config=config, filters=is_quantizable)
     quantized, kept_float = [], []
     for layer in _leaf_layers(copy):
-        if _is_quantizable(layer):
+        if is_quantizable(layer):
             if getattr(layer, "quantization_mode", None) != mode:
                 raise RuntimeError(f"Keras did not quantize {layer.path} ({type(layer).__name__}).")
             # The int8 matrix itself, not its scales or bias.
