@@ -218,7 +218,7 @@ def image_quality(signatures, pngs, labels, class_names, batch_size=64):
 
 
 # -- the run -----------------------------------------------------------------------
-def _load_task(kind, path, args):
+def load_task(kind, path, args):
     if kind == "translator":
         if path:
             from zoo.tasks import Translator
@@ -296,7 +296,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as base:
         for kind in args.models.split(","):
             path = args.translator if kind == "translator" else args.classifier
-            task = _load_task(kind, path, args)
+            task = load_task(kind, path, args)
             report[kind] = {"task": path or f"random {args.translator_preset if kind == 'translator' else args.classifier_preset}"}
             report[kind].update(run_model(kind, task, base, args, parts, trained=path is not None))
     if "marian" in parts:

@@ -36,7 +36,7 @@ LAYOUT = {"Transpose", "_MklTranspose", "GatherV2", "ResourceGather", "TensorSca
           "_MklConcatV2", "Tile", "Pack", "Reshape", "_MklReshape"}
 SOFTMAX = {"Softmax", "_MklSoftmax", "LogSoftmax", "TopKV2"}
 # Dequantizing weights (cast, scale), and for Keras' default int8 mode quantizing activations too.
-DEQUANTIZE = {"Cast", "RealDiv", "Abs", "Max", "Round", "ClipByValue", "Maximum", "Minimum", "Mul"}
+DEQUANTIZE = {"Cast", "RealDiv", "Abs", "Max", "Round", "ClipByValue"}
 # Name scopes of the layers `zoo.export.quantization` quantizes.
 WEIGHT_LAYERS = re.compile(r"/(query|key|value|attention_output|intermediate|output|token_embedding|output_projection)/"
                            r"|target_embedding/")
