@@ -151,7 +151,6 @@ def test_int8_export_is_a_sibling_model_with_the_same_signatures(exports):
     assert read_quantization(float_path) is None
 
 
-@pytest.mark.slow
 def _function_names(saved_model_dir):
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -161,6 +160,7 @@ def _function_names(saved_model_dir):
     return [f.signature.name for f in proto.meta_graphs[0].graph_def.library.function]
 
 
+@pytest.mark.slow
 def test_exports_save_each_weight_and_graph_once_and_int8_shrinks_weights(tiny_translator, quantized, exports):
     model, _, _ = tiny_translator
     float_path, int8_path = exports
@@ -233,3 +233,33 @@ def test_task_export_takes_one_argument_and_keeps_the_task_float(tiny_translator
     assert translator.model is model and model.target_embedding.token_embedding.quantization_mode is None
     with pytest.raises(ValueError, match="Received: quantize='float16'"):
         translator.export(str(tmp_path), quantize="float16")
+
+
+# -- the tools' flag ------------------------------------------------------------------
+def _tool(name):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    "tool, argv, flag",
+    [
+        ("convert_marian", ["ckpt", "--output", "out"], "--export-base"),
+        ("convert_vit", ["hf", "ckpt", "--output", "out"], "--export"),
+    ],
+)
+def test_tools_take_quantize_for_their_export_only(tool, argv, flag, capsys):
+    module = _tool(tool)
+    assert module.parse_args(argv + [flag, "base", "--quantize", "int8"]).quantize == "int8"
+    assert module.parse_args(argv + [flag, "base"]).quantize is None
+    with pytest.raises(SystemExit):
+        module.parse_args(argv + ["--quantize", "int8"])
+    assert f"--quantize applies to the export: give {flag} too" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        module.parse_args(argv + [flag, "base", "--quantize", "int4"])
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
