@@ -34,9 +34,10 @@ Parts (`--parts`):
   `bench/quantization_profile.py`.
 
 pip's TensorFlow runs oneDNN kernels on x86 unless `TF_ENABLE_ONEDNN_OPTS=0`;
-TF Serving's release build does not enable oneDNN (`--config=mkl`), so the
-second command above is the closer stand-in for a stock server. The report
-records which was used.
+TF Serving's oneDNN build is a separate recipe (`--config=mkl`), so the
+second command above is likely the closer stand-in for a stock server (not
+checked against the `tensorflow/serving` image). The report records which
+was used. Results: BENCHMARKS.md, "int8 exports".
 """
 
 import os
