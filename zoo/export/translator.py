@@ -107,13 +107,17 @@ class TranslatorModule(tf.Module):
             empty = empty[:, None]
         else:
             translations = self.target_tokenizer.detokenize(tokens)
-        # Content tokens the model reads: all of max_length, less the end id when one is appended.
-        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
         return {
             "translations": tf.where(empty, tf.constant(""), translations),
             "scores": tf.where(empty, tf.zeros_like(scores), scores),
-            "truncated": lengths > room,
+            "truncated": self.too_long(lengths),
         }
+
+    def too_long(self, lengths):
+        """`(B,)` bool: content lengths (from `source_ids`) over what the model reads, so cut."""
+        # Content tokens the model reads: all of max_length, less the end id when one is appended.
+        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
+        return lengths > room
 
     def _translate(self, sentences):
         return self.translate_strings(sentences)

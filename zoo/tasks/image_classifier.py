@@ -7,13 +7,13 @@ import tensorflow as tf
 
 from zoo.convert.hf_vit import load_hf_vit
 from zoo.convert.timm_vit import load_timm_vit
-from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
 from zoo.export.image_classifier import ImageClassifierModule, export_image_classifier
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 
-# What recipes/image_classification.py normalised with (its MEAN and STD) and
-# its config's defaults, for run folders written before `task.json`.
-_RECIPE_DEFAULTS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=32, top_k=5)
+# What recipes/image_classification.py normalises with and its config's
+# defaults, for run folders written before `task.json`.
+_RECIPE_DEFAULTS = dict(mean=DEFAULT_MEAN, std=DEFAULT_STD, image_size=32, top_k=5)
 OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid")
 
 
@@ -120,7 +120,9 @@ class ImageClassifier(Task):
                 `(H, W, 3)` float in `[0, 1]`), mixed freely; or a
                 `(B, H, W, C)` array; or one image.
             top_k: int. Overrides the classifier's `top_k` for this call.
-            batch_size: int. Images per call of the graph. Defaults to `32`.
+            batch_size: int. Images per call of the graph (encoded images
+                together; float pixels together when of one size).
+                Defaults to `32`.
 
         Returns:
             A dict of NumPy arrays, the export's outputs: `probabilities`
@@ -136,16 +138,20 @@ class ImageClassifier(Task):
         module = self._module(self.top_k if top_k is None else top_k)
         inputs = [_as_input(image, i) for i, image in enumerate(images)]  # every path checked before running
         rows = [None] * len(inputs)
-        encoded = [i for i, (kind, _) in enumerate(inputs) if kind == "bytes"]
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            out = module.serving_default(tf.constant([inputs[i][1] for i in chunk], tf.string))
-            for j, i in enumerate(chunk):
-                rows[i] = {key: out[key][j].numpy() for key in OUTPUTS}
-        for i, (kind, pixels) in enumerate(inputs):
-            if kind == "pixels":  # one by one: sizes may differ
-                out = module.classify_pixels(tf.constant(pixels[None]))
-                rows[i] = {key: out[key][0].numpy() for key in OUTPUTS}
+        # Encoded images in one group; float pixels grouped by size (a batch is one array).
+        groups = {}
+        for i, (kind, value) in enumerate(inputs):
+            groups.setdefault("bytes" if kind == "bytes" else value.shape, []).append(i)
+        for group, members in groups.items():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                if group == "bytes":
+                    out = module.serving_default(tf.constant([inputs[i][1] for i in chunk], tf.string))
+                else:
+                    out = module.classify_pixels(tf.constant(np.stack([inputs[i][1] for i in chunk])))
+                out = {key: out[key].numpy() for key in OUTPUTS}
+                for j, i in enumerate(chunk):
+                    rows[i] = {key: out[key][j] for key in OUTPUTS}
         k, num_classes = module.top_k, module.num_classes
         empty = dict(
             probabilities=np.zeros((0, num_classes), np.float32), top_k_labels=np.zeros((0, k), bytes),
