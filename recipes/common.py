@@ -9,6 +9,11 @@ C++ start-up notices are hidden (`import_tensorflow`), and an error is one
 line on stderr with exit status 1; `--verbose` shows the traceback and
 TensorFlow's own logs.
 
+The trained model: `train` saves the run's task object (`zoo.Translator`,
+`zoo.ImageClassifier`) as `<output>/model` (`save_task`); `evaluate` and
+`export` read it (`load_task`), and the serving commands take it or an
+export (`task_or_export`).
+
 Training: `seed_everything` (Keras seeds plus TensorFlow op determinism),
 `training_callbacks` (Keras' `BackupAndRestore` for resuming, the best
 epoch's weights, early stopping, TensorBoard) and `training_summary`, the

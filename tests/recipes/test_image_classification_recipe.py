@@ -103,6 +103,19 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device():
     )
 
 
+def test_training_batches_are_normalised_as_the_saved_classifier_normalises(tmp_path):
+    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD
+
+    config = image_classification.ImageClassificationConfig(output=str(tmp_path), batch_size=8)
+    data, batches = image_classification.load_run(config)
+    images, _ = next(iter(batches["validation"]))  # in order, not augmented
+    preprocessing = image_classification.image_preprocessing(config, data.class_names)
+    assert (preprocessing.mean, preprocessing.std, preprocessing.image_size) == (DEFAULT_MEAN, DEFAULT_STD, (32, 32))
+    assert preprocessing.class_names == tuple(data.class_names)
+    expected = preprocessing.prepare(tf.image.convert_image_dtype(data.validation[0][:8], tf.float32))  # as served
+    np.testing.assert_allclose(images, expected, atol=1e-6)
+
+
 CLASSES = ["zero", "one", "two"]
 
 
@@ -147,6 +160,20 @@ def test_classify_prints_the_same_lines_for_the_task_folder_and_the_export(tiny_
     assert image_classification.classify(tiny_run["task"], paths) == by_export
     labels = [part.rsplit(" ", 1)[0] for line in by_export[0] for part in line.split("\t")[1].split(", ")]
     assert set(labels) <= set(CLASSES)
+
+
+def test_export_reads_the_task_folder_and_top_k_flag_overrides_it(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run["task"], run / "model")
+    image = str(tmp_path / "a.png")
+    tf.io.write_file(image, tf.io.encode_png(np.zeros((20, 20, 3), np.uint8)))
+    image_classification.main(["export", "--output", str(run), "--top-k", "1"])
+    assert capsys.readouterr().out.endswith(f"exported {run}/export/image_classifier/1\n")
+    (line,), _ = image_classification.classify(str(run / "export" / "image_classifier" / "1"), [image])
+    (saved,), _ = image_classification.classify(tiny_run["task"], [image])  # the task folder's top 2
+    assert len(saved.split(", ")) == 2 and line == saved.split(", ")[0]
 
 
 def test_classify_without_a_model_is_one_line(tmp_path, capsys):

@@ -318,28 +318,20 @@ def test_a_run_folder_from_before_task_folders_still_evaluates_exports_and_trans
     translation.main(["evaluate", "--output", str(run)])
     metrics = json.load(open(run / "metrics.json"))
     assert metrics["sentences"] == 3 and os.path.getsize(run / "cross_attention.png") > 5_000
-    translation.main(["export", "--output", str(run)])
+    saved = zoo.Translator(model, source, target, SearchSettings(beam_width=2, max_length=12))
+    assert translation.load_translator(translation.TranslationConfig(**{**config, "output": str(run)})).settings == (
+        saved.settings
+    )
+    capsys.readouterr()
+    assert _translate(["--model", str(run), *EN], capsys)[0] == saved.translate(EN)  # the old folder, directly
+    # Decoding flags override the saved settings, in the export too.
+    translation.main(["export", "--output", str(run), "--beam-width", "1", "--length-penalty", "1.0"])
+    flags = translation.load_translator(translation.TranslationConfig(
+        **{**config, "output": str(run), "beam_width": 1, "length_penalty": 1.0}))
+    assert (flags.settings.beam_width, flags.settings.alpha, flags.settings.max_length) == (1, 1.0, 12)
+    greedy = saved.translate(EN, beam_width=1, alpha=1.0)
+    assert greedy != saved.translate(EN)  # this model translates differently with them
     version = str(run / "export" / "translator" / "1")
     capsys.readouterr()
-    expected = zoo.Translator(model, source, target, SearchSettings(beam_width=2, max_length=12))
-    assert _translate(["--model", version, *EN], capsys)[0] == expected.translate(EN)
-    assert _translate(["--model", str(run), *EN], capsys)[0] == expected.translate(EN)  # the old folder, directly
+    assert _translate(["--model", version, *EN], capsys)[0] == greedy
 
-
-@pytest.mark.slow
-def test_decoding_flags_override_the_saved_settings_in_evaluate_and_export(tiny_run, tmp_path):
-    import shutil
-
-    import zoo
-    from zoo.export import translate_with_saved_model
-
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run["task"], run / "model")
-    same = translation.TranslationConfig(output=str(run), max_length=12, beam_width=2)
-    assert translation.load_translator(same).settings == zoo.Translator.load(run / "model").settings
-    config = translation.TranslationConfig(output=str(run), max_length=12, beam_width=1, length_penalty=1.0)
-    translator = translation.load_translator(config)
-    assert (translator.settings.beam_width, translator.settings.alpha, translator.settings.max_length) == (1, 1.0, 12)
-    path = translation.export(config)
-    expected = zoo.Translator.load(run / "model").translate(EN, beam_width=1, alpha=1.0)
-    assert translate_with_saved_model(path, EN) == expected

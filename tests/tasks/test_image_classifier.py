@@ -144,7 +144,7 @@ def test_corrupt_or_incomplete_folders_name_the_file(saved, tmp_path, edit, erro
 
 
 def test_image_recipe_run_folder_loads_with_its_settings(tmp_path):
-    """What recipes/image_classification.py writes today (model.keras, class_names.json,
+    """What recipes/image_classification.py wrote before task folders (model.keras, class_names.json,
     config.json; mean and std 0.5 in the recipe), with a model.keras saved by main."""
     folder = tmp_path / "run"
     folder.mkdir()

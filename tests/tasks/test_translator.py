@@ -174,7 +174,7 @@ def test_not_a_folder():
 
 
 def test_translation_recipe_run_folder_loads_with_its_settings(saved, tmp_path):
-    """What recipes/translation.py writes today: model.keras, the tokenizer folders, config.json."""
+    """What recipes/translation.py wrote before task folders: model.keras, the tokenizer folders, config.json."""
     folder = _broken(saved, tmp_path, lambda f: (f / "task.json").unlink())
     config = dict(preset="transformer_tiny", max_length=9, beam_width=3, length_penalty=0.8, vocabulary_size=80)
     (folder / "config.json").write_text(json.dumps(config))
