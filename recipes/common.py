@@ -467,8 +467,9 @@ def task_folder(output):
 
 def save_task(task, output):
     """Saves `task` as `<output>/model/` (replacing an earlier one) and says where and how to load it."""
-    path = task.save(task_folder(output), overwrite=True)
-    print(f"saved {type(task).__name__}: {task_folder(output)} (zoo.{type(task).__name__}.load({task_folder(output)!r}))")
+    folder, name = task_folder(output), type(task).__name__
+    path = task.save(folder, overwrite=True)
+    print(f"saved {name}: {folder} (zoo.{name}.load({folder!r}))")
     return path
 
 
