@@ -261,3 +261,24 @@ def test_sequence_length_path_in_bfloat16():
         with attention_kernel(kernel):
             outs[kernel] = np.asarray(ops.cast(mha(q, q, use_causal_mask=True, key_lengths=lengths), "float32"))
     np.testing.assert_allclose(outs["xla"], outs["matmul"], atol=3e-2)
+
+
+def test_blocks_take_lengths_as_padding():
+    from zoo.layers import DecoderBlock, EncoderBlock
+
+    x, context = _x((3, 5, 8)), _x((3, 6, 8), 1)
+    lengths = np.array([5, 2, 0], "int32")
+    mask = np.arange(5)[None, :] < lengths[:, None]
+    encoder = EncoderBlock(d_model=8, num_heads=2, d_ff=16)
+    for num_queries in (None, 1):
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(encoder(x, lengths=lengths, num_queries=num_queries)),
+            ops.convert_to_numpy(encoder(x, attention_mask=mask, num_queries=num_queries)), atol=1e-6,
+        )
+    decoder = DecoderBlock(d_model=8, num_heads=2, d_ff=16)
+    context_lengths = np.array([6, 1, 3], "int32")
+    context_mask = np.arange(6)[None, :] < context_lengths[:, None]
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(decoder(x, context, context_lengths=context_lengths)),
+        ops.convert_to_numpy(decoder(x, context, context_mask=context_mask)), atol=1e-6,
+    )
