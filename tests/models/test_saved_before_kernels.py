@@ -35,7 +35,7 @@ def _run(model, x):
         return keras.ops.convert_to_numpy(model(x))
     import jax
 
-    weights = [w.value for w in model.trainable_weights], [w.value for w in model.non_trainable_weights]
+    weights = [w.value for w in model.trainable_variables], [w.value for w in model.non_trainable_variables]
     out, _ = jax.jit(lambda w, x: model.stateless_call(*w, x))(weights, x)
     return np.asarray(out)
 
