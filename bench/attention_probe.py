@@ -33,8 +33,11 @@ import numpy as np
 
 from bench import common
 
-FULL = dict(vit_batch=256, t_batch=256, vit_heads=12, t_heads=8, head_dim=64, vit_tokens=197, t_len=128, iters=20)
-SMOKE = dict(vit_batch=2, t_batch=2, vit_heads=2, t_heads=2, head_dim=8, vit_tokens=17, t_len=8, iters=2)
+# vit_extra: lengths tried beyond the ViT's own (197 + 1, 3, 11 = 198, 200, 208 at full size).
+FULL = dict(vit_batch=256, t_batch=256, vit_heads=12, t_heads=8, head_dim=64, vit_tokens=197, t_len=128, iters=20,
+            vit_extra=(1, 3, 11))
+SMOKE = dict(vit_batch=2, t_batch=2, vit_heads=2, t_heads=2, head_dim=8, vit_tokens=17, t_len=8, iters=1,
+             vit_extra=(15,))
 
 
 def _median_ms(fn, iters):
@@ -94,9 +97,10 @@ def raw_cases(sizes):
                                                       "vit_tokens", "t_len", "iters"))
     cases = []
     for impl in ("xla", "cudnn"):
-        for length in sorted({n, n + 1, n + 3, n + 11}):  # 197, 198, 200, 208 at full size
+        for length in [n] + [n + extra for extra in sizes["vit_extra"]]:
             cases.append(raw_case("vit", vb, length, vh, d, impl, it))
-        cases.append(raw_case("vit_padded_keys_masked", vb, n + 11, vh, d, impl, it, mask="lengths", kv_length=n))
+        padded = n + sizes["vit_extra"][-1]  # 208 at full size
+        cases.append(raw_case("vit_padded_keys_masked", vb, padded, vh, d, impl, it, mask="lengths", kv_length=n))
         for mask in (None, "bias", "bool", "lengths"):
             cases.append(raw_case("t_base_encoder", tb, t, th, d, impl, it, mask=mask))
         cases.append(raw_case("t_base_decoder_causal", tb, t, th, d, impl, it, causal=True))
@@ -230,7 +234,7 @@ def main(argv=None):
         report["model_calls"] = model_calls(args.smoke)
     report["summary"] = [
         f"{e['call']}: {e.get('kernel', e['forced'])}{' (fused qkv)' if e['fused_qkv'] else ''} "
-        + (f"{e['ms']:.3f} ms" if "ms" in e else e.get("error", ""))
+        + (f"{e['ms']:.3f} ms" if "ms" in e else e.get("error", "")[:160])
         for e in report.get("zoo_layer", []) + report.get("fused_qkv", [])
     ]
     return common.emit(report, args.json)

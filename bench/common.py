@@ -159,11 +159,16 @@ def block(x):
 
 # -- system information --------------------------------------------------------
 def _versions():
+    """Installed versions, read from package metadata: nothing is imported (a JAX
+    run never loads TensorFlow or PyTorch just to name their versions)."""
+    from importlib import metadata
+
     versions = {"keras": keras.__version__}
-    for module in ("tensorflow", "keras_hub", "jax", "jaxlib", "torch", "numpy"):
+    for module, dist in (("tensorflow", "tensorflow"), ("keras_hub", "keras-hub"), ("jax", "jax"),
+                         ("jaxlib", "jaxlib"), ("torch", "torch"), ("numpy", "numpy")):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # not installed or broken: not needed by this backend
+            versions[module] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # not installed: not needed by this backend
             pass
     return versions
 
