@@ -282,3 +282,20 @@ def test_blocks_take_lengths_as_padding():
         ops.convert_to_numpy(decoder(x, context, context_lengths=context_lengths)),
         ops.convert_to_numpy(decoder(x, context, context_mask=context_mask)), atol=1e-6,
     )
+
+
+def test_a_compile_time_refusal_falls_back_or_is_an_error():
+    refused = VIT_GPU.replace(cudnn_error="RuntimeError: no engine")
+    choice = select_kernel(refused)
+    assert choice.kernel == "keras" and "when compiling it: RuntimeError: no engine" in choice.rejected["cudnn"]
+    with pytest.raises(ValueError, match="no engine"):
+        select_kernel(refused, forced="cudnn")
+
+
+@needs_jax
+def test_cudnn_compile_check_reports_a_refusal():
+    """The check itself: on this CPU cuDNN cannot compile, and the error comes back as text."""
+    from zoo.layers.attention_kernels import _cudnn_compile_error
+
+    error = _cudnn_compile_error(16, 16, 2, 8, "bfloat16", False, True)
+    assert error and "cuDNN" in error

@@ -1,9 +1,10 @@
 """Attention kernels: which code computes `softmax(q k^T / sqrt(K)) v`, and why.
 
 `MultiHeadAttention` projects, masks and caches; this module decides which
-kernel computes the attention product and runs it. It is the one place in
-`zoo/layers` that calls a backend's own attention (DESIGN.md), behind a
-backend check. Written here because neither library does the whole job:
+kernel computes the attention product, and `attention_compute` runs it
+(the one place in `zoo/layers` that calls a backend's own attention,
+behind this module's backend check: DESIGN.md). Written here because
+neither library does the whole job:
 `keras.ops.dot_product_attention` takes no sequence lengths, turns every
 mask into a bias that cuDNN refuses, and does not say which kernel it used;
 `jax.nn.dot_product_attention` takes lengths and `is_causal` but is JAX
@@ -11,29 +12,24 @@ only and refuses odd lengths in training.
 
 Kernels (`KERNELS`):
 
-- `"cudnn"`: `jax.nn.dot_product_attention(implementation="cudnn")`, the
-  fused flash-attention kernel, on the JAX backend with an NVIDIA GPU and
-  float16 / bfloat16 inputs. It is fed structure, never a mask tensor:
-  right padding as `key_value_seq_lengths`, a causal mask as `is_causal`.
-  Lengths that are not a multiple of `PAD_MULTIPLE` (ViT's 197 tokens)
-  are padded with zeros; padded keys are masked by the lengths (or, under
-  a causal mask, are later than every real query) and padded query rows
-  are dropped.
-- `"xla"`: the same code with `implementation="xla"`. It runs wherever JAX
-  does, so the tests check the cuDNN feeding (padding, lengths, empty rows)
-  on a CPU against the masked path.
-- `"keras"`: `keras.ops.dot_product_attention` with the mask as an additive
-  bias; the default on JAX and PyTorch whenever cuDNN cannot run.
-- `"matmul"`: two batched matmuls with the queries scaled first and a
-  float32 softmax; the default on TensorFlow, and the only kernel that
-  returns attention weights or applies attention dropout.
+- `"cudnn"`: `jax.nn.dot_product_attention(implementation="cudnn")` (fused
+  flash attention), JAX on an NVIDIA GPU, float16 / bfloat16. It is fed
+  structure, never a mask tensor: right padding as `key_value_seq_lengths`,
+  a causal mask as `is_causal`; lengths that are not a multiple of
+  `PAD_MULTIPLE` (ViT's 197 tokens) are zero-padded, padded keys masked
+  and padded query rows dropped (`attention_compute.sequence_length_attention`).
+- `"xla"`: the same code with `implementation="xla"`: runs wherever JAX
+  does, so the tests check the cuDNN feeding on a CPU.
+- `"keras"`: `keras.ops.dot_product_attention`, the mask as a bias; the
+  default on JAX and PyTorch when cuDNN cannot run.
+- `"matmul"`: two batched matmuls, float32 softmax; the default on
+  TensorFlow, and the only kernel that returns or drops out weights.
 
-`select_kernel` chooses from the static facts of a call (`AttentionCall`)
-and says why each other kernel was not taken; `attention_kernel(name)`
-forces a choice for the calls traced inside it (a forced kernel that
-cannot run the call is a ValueError, never a silent fallback). Each
-`MultiHeadAttention` keeps its latest choice in `last_kernel`;
-`kernels_used(model)` collects them.
+`select_kernel` chooses from a call's static facts (`AttentionCall`) and
+says why each other kernel could not run it; `attention_kernel(name)`
+forces a choice (one that cannot run a call is a ValueError, never a
+silent fallback); `MultiHeadAttention.last_kernel` and
+`kernels_used(model)` say what ran.
 
 Example:
 >>> call = AttentionCall(backend="jax", platform="gpu", dtype="bfloat16",
@@ -107,7 +103,8 @@ class AttentionCall:
     key lengths; `"other"` is any boolean mask (user masks, Keras implicit
     masks, a decoding cache's positions). `platform` is JAX's
     (`"cpu"`, `"gpu"`, ...); `gpu_capability` and `cudnn_version` are None
-    when unknown.
+    when unknown; `cudnn_error` is set when cuDNN passed the checks above
+    but refused the shape when it was compiled (`choose_kernel`).
     """
 
     backend: str
@@ -123,6 +120,7 @@ class AttentionCall:
     dropout: bool = False
     gpu_capability: tuple | None = None
     cudnn_version: int | None = None
+    cudnn_error: str | None = None  # cuDNN refused this shape when compiling it
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -201,6 +199,8 @@ def _why_not(kernel, call):
     widest = 256 if call.gpu_capability is None or call.gpu_capability >= (9, 0) else 128
     if call.key_dim % 8 or call.key_dim > widest:
         return f"head width must be a multiple of 8 up to {widest}; got {call.key_dim}"
+    if call.cudnn_error:
+        return f"cuDNN refused this shape when compiling it: {call.cudnn_error}"
     return None
 
 
@@ -234,6 +234,50 @@ def select_kernel(call, forced=None):
         q_len, k_len = padded_length(q_len), padded_length(k_len)
     rejected.pop(kernel, None)
     return KernelChoice(kernel, reason, rejected, q_len, k_len, forced=forced is not None)
+
+
+def choose_kernel(call, heads):
+    """`select_kernel` with the kernel forced by `attention_kernel`, after making
+    sure cuDNN compiles (forward and backward) a call it would get.
+
+    jax checks only part of what cuDNN accepts before compiling, and a
+    refusal at compile time would fail the whole training step. So the
+    first call of each shape compiles a one-example cuDNN attention of that
+    shape (about a second on a GPU, cached); on a refusal `"auto"` falls
+    back with the reason, and a forced `"cudnn"` is a ValueError.
+    """
+    forced = forced_kernel()
+    choice = select_kernel(call, forced)
+    if choice.kernel != "cudnn":
+        return choice
+    lengths = "lengths" in call.mask or (choice.key_length != call.key_length and "causal" not in call.mask)
+    error = _cudnn_compile_error(
+        choice.query_length, choice.key_length, heads, call.key_dim, call.dtype, "causal" in call.mask, lengths
+    )
+    return choice if error is None else select_kernel(call.replace(cudnn_error=error), forced)
+
+
+@functools.lru_cache(maxsize=None)
+def _cudnn_compile_error(q_len, k_len, heads, key_dim, dtype, causal, lengths):
+    """None when cuDNN compiles forward + backward attention of this shape, else the error."""
+    import jax
+    import jax.numpy as jnp
+
+    q = jax.ShapeDtypeStruct((1, q_len, heads, key_dim), dtype)
+    kv = jax.ShapeDtypeStruct((1, k_len, heads, key_dim), dtype)
+    seq = jax.ShapeDtypeStruct((1,), jnp.int32) if lengths else None
+
+    def loss(q, k, v, seq):
+        out = jax.nn.dot_product_attention(
+            q, k, v, is_causal=causal, key_value_seq_lengths=seq, implementation="cudnn"
+        )
+        return out.astype(jnp.float32).sum()
+
+    try:
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2))).lower(q, kv, kv, seq).compile()
+    except Exception as error:  # any refusal: the caller falls back or reports it
+        return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+    return None
 
 
 class MaskParts(NamedTuple):
@@ -311,89 +355,3 @@ def kernels_used(layer):
         for sub in layer._flatten_layers(include_self=True)
         if getattr(sub, "last_kernel", None) is not None
     }
-
-
-# -- the kernels -------------------------------------------------------------
-def sequence_length_attention(q, k, v, scale, choice, causal=False, key_lengths=None):
-    """`jax.nn.dot_product_attention` fed lengths and `is_causal`, on padded lengths.
-
-    `q (B, T, H, K)`, `k (B, S, H, K)`, `v (B, S, H, K)`; `key_lengths (B,)`:
-    key positions from `key_lengths[b]` on are not attended. A row with no
-    key (length 0) returns zeros: the kernel sees length 1 and the row is
-    zeroed after, so no empty softmax ever runs and no NaN can reach the
-    gradients. Returns `(B, T, H, K)`.
-    """
-    import jax.numpy as jnp
-    from jax.nn import dot_product_attention
-
-    batch, q_len, k_len = q.shape[0], q.shape[1], k.shape[1]
-    k, v = k.astype(q.dtype), v.astype(q.dtype)
-    if choice.query_length != q_len:
-        q = jnp.pad(q, ((0, 0), (0, choice.query_length - q_len), (0, 0), (0, 0)))  # (B, Tp, H, K)
-    if choice.key_length != k_len:
-        pad = ((0, 0), (0, choice.key_length - k_len), (0, 0), (0, 0))
-        k, v = jnp.pad(k, pad), jnp.pad(v, pad)  # (B, Sp, H, K)
-    lengths = row_ok = None
-    if key_lengths is not None:
-        lengths = jnp.clip(jnp.asarray(key_lengths).astype("int32"), 0, k_len)  # (B,)
-        row_ok = lengths > 0
-        lengths = jnp.maximum(lengths, 1)
-    elif choice.key_length != k_len and not causal:  # causal: padded keys follow every real query
-        lengths = jnp.full((batch,), k_len, "int32")
-    out = dot_product_attention(
-        q, k, v, scale=scale, is_causal=causal, key_value_seq_lengths=lengths,
-        implementation=choice.kernel,
-    )  # (B, Tp, H, K)
-    out = out[:, :q_len]
-    if row_ok is not None:
-        out = jnp.where(row_ok[:, None, None, None], out, jnp.zeros((), out.dtype))
-    return out
-
-
-def _large_negative(dtype):
-    """A finite stand-in for -inf in `dtype`: float16's max is 65504, not 1e9."""
-    return -45000.0 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
-
-
-def keras_attention(q, k, v, mask, scale):
-    """`keras.ops.dot_product_attention` with `mask (B|1, H|1, T, S)` as a bias.
-
-    The bias keeps the mask's own (smaller) shape; a fully masked row,
-    which the kernel would average over all values, is zeroed.
-    """
-    bias = None
-    if mask is not None:
-        row_ok = ops.any(mask, axis=-1)[..., None]  # (B|1, H|1, T, 1): False = nothing to attend
-        bias = ops.cast(ops.where(mask, 0.0, _large_negative(q.dtype)), q.dtype)  # (B|1, H|1, T, S)
-    out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)  # (B, T, H, V)
-    if mask is not None:
-        out = out * ops.cast(ops.transpose(row_ok, (0, 2, 1, 3)), out.dtype)
-    return out
-
-
-def matmul_attention(q, k, v, mask, scale, return_scores=False, dropout=None):
-    """Two batched matmuls in `(B, H, T, .)` layout; returns `(out (B, T, H, V), scores or None)`.
-
-    TensorFlow has no fused kernel: its `dot_product_attention` is einsums
-    plus a pass over the `(B, H, T, S)` logits for the scale and three for a
-    boolean mask; this form scales the queries instead and adds the mask as
-    a bias (1.2x faster forward + backward for the whole layer on CPU,
-    BENCHMARKS.md). Scaling first also keeps float16 logits from
-    overflowing. Softmax is float32; `dropout` (a callable) drops weights.
-    """
-    if mask is not None:
-        row_ok = ops.any(mask, axis=-1)[..., None]  # (B|1, H|1, T, 1)
-    q = ops.transpose(q * ops.cast(scale, q.dtype), (0, 2, 1, 3))  # (B, H, T, K)
-    k = ops.transpose(k, (0, 2, 3, 1))  # (B, H, K, S)
-    v = ops.transpose(v, (0, 2, 1, 3))  # (B, H, S, V)
-    logits = ops.cast(ops.matmul(q, k), "float32")  # (B, H, T, S)
-    if mask is not None:
-        logits = logits + ops.where(mask, 0.0, -1e9)
-    scores = ops.softmax(logits, axis=-1)  # float32 under any policy
-    if mask is not None and return_scores:  # rows with nothing to attend: zeros
-        scores = scores * ops.cast(row_ok, scores.dtype)
-    dropped = dropout(scores) if dropout is not None else scores
-    out = ops.matmul(ops.cast(dropped, v.dtype), v)  # (B, H, T, V)
-    if mask is not None and not return_scores:
-        out = out * ops.cast(row_ok, out.dtype)
-    return ops.transpose(out, (0, 2, 1, 3)), (scores if return_scores else None)  # (B, T, H, V)

@@ -22,7 +22,7 @@ import math
 import keras
 from keras import ops
 
-from zoo.layers import attention_kernels
+from zoo.layers import attention_compute, attention_kernels
 from zoo.layers.rotary_embedding import RotaryEmbedding
 
 
@@ -309,18 +309,18 @@ class MultiHeadAttention(keras.layers.Layer):
         scale = 1.0 / math.sqrt(self.key_dim)
         use_dropout = bool(training) and self.dropout > 0.0
         call = attention_kernels.describe_call(q, k, v, masks.kind(), cached, return_scores, use_dropout)
-        choice = attention_kernels.select_kernel(call, attention_kernels.forced_kernel())
+        choice = attention_kernels.choose_kernel(call, heads=q.shape[2])
         self._last_kernel = choice
         if choice.kernel in ("cudnn", "xla"):
-            out = attention_kernels.sequence_length_attention(
+            out = attention_compute.sequence_length_attention(
                 q, k, v, scale, choice, causal=masks.use_causal_mask, key_lengths=masks.key_lengths
             )
             return out, None
         mask = self._combined_mask(ops.shape(q)[1], ops.shape(k)[1], masks)
         if choice.kernel == "keras":
-            return attention_kernels.keras_attention(q, k, v, mask, scale), None
+            return attention_compute.keras_attention(q, k, v, mask, scale), None
         dropout = (lambda scores: self.dropout_layer(scores, training=training)) if use_dropout else None
-        return attention_kernels.matmul_attention(q, k, v, mask, scale, return_scores, dropout)
+        return attention_compute.matmul_attention(q, k, v, mask, scale, return_scores, dropout)
 
     def call(
         self,
