@@ -25,7 +25,6 @@ Four parts, forward + backward, bfloat16 (`mixed_bfloat16` for zoo's layers):
   (traced with `jax.eval_shape`, nothing computed).
 """
 
-import math
 import time
 
 import keras
