@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from tests.layers.numpy_attention import attention as numpy_attention
 from zoo.layers import MultiHeadAttention
 
 B, T, S, D, H, K = 2, 4, 6, 12, 3, 4
@@ -17,37 +18,6 @@ def _np(x):
 
 def _normal(*shape, seed=0):
     return np.random.default_rng(seed).normal(size=shape).astype("float32")
-
-
-def _rope(x, start, max_wavelength):
-    """Rotary positions, GPT-NeoX layout (feature j pairs with j + K/2), from the formula."""
-    half = x.shape[-1] // 2
-    positions = np.arange(x.shape[1]) + start  # (T,)
-    angles = positions[:, None] * max_wavelength ** (-2.0 * np.arange(half) / x.shape[-1])  # (T, K/2)
-    cos, sin = np.cos(angles)[None, :, None, :], np.sin(angles)[None, :, None, :]
-    first, second = x[..., :half], x[..., half:]
-    return np.concatenate([first * cos - second * sin, second * cos + first * sin], axis=-1)
-
-
-def numpy_attention(mha, query, value, key=None, mask=None, rotary_start=(0, 0)):
-    """softmax(Q K^T / sqrt(K) + mask) V W_O + b, with the layer's own weights; `mask` (B|1, T, S)."""
-    key = value if key is None else key
-
-    def project(dense, x):
-        out = np.einsum("bsd,dhk->bshk", x, _np(dense.kernel))
-        return out + _np(dense.bias) if dense.bias is not None else out
-
-    q, k, v = project(mha.query_dense, query), project(mha.key_dense, key), project(mha.value_dense, value)
-    if mha.use_rotary:
-        q = _rope(q, rotary_start[0], mha.rotary_max_wavelength)
-        k = _rope(k, rotary_start[1], mha.rotary_max_wavelength)
-    logits = np.einsum("bthk,bshk->bhts", q, k) / np.sqrt(mha.key_dim)
-    if mask is not None:
-        logits = np.where(mask[:, None], logits, -np.inf)
-    weights = np.exp(logits - logits.max(-1, keepdims=True))
-    weights /= weights.sum(-1, keepdims=True)
-    out = np.einsum("bhts,bshv->bthv", weights, v)
-    return np.einsum("bthv,hvd->btd", out, _np(mha.output_dense.kernel)) + _np(mha.output_dense.bias), weights
 
 
 def test_value_dim_and_a_separate_key():
