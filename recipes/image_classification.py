@@ -83,7 +83,10 @@ def augmenter(config):
     f32 = dict(dtype="float32")
     layers = []
     if config.random_crop:
-        layers += [keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", **f32), keras.layers.RandomZoom(0.1, **f32)]
+        layers += [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", **f32),
+            keras.layers.RandomZoom(0.1, **f32),
+        ]
     if config.random_flip:
         layers.append(keras.layers.RandomFlip("horizontal", **f32))
     if config.rand_augment:
