@@ -145,7 +145,7 @@ def test_matches_hf_within_the_documented_bicubic_difference(table, new):
 def test_timm_vit_with_four_channels_imports_with_the_same_logits(tmp_path):
     from timm.models._hub import save_for_hf
 
-    from zoo.models import VisionTransformer
+    from zoo import ImageClassifier
 
     torch.manual_seed(0)
     reference = timm.create_model(
@@ -156,7 +156,7 @@ def test_timm_vit_with_four_channels_imports_with_the_same_logits(tmp_path):
         for parameter in reference.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
     save_for_hf(reference, str(tmp_path), safe_serialization=True)
-    model = VisionTransformer.from_timm(tmp_path)
+    model = ImageClassifier.from_timm(tmp_path).model
     assert model.num_channels == 4
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 4)).astype("float32")
     with torch.no_grad():

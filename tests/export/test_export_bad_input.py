@@ -15,6 +15,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests.export.conftest import EN
+from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.export import TranslatorModule
 from zoo.export.image_classifier import ImageClassifierModule
 from zoo.models import VisionTransformer
@@ -70,11 +71,10 @@ FORMATS = ("PNG", "JPEG", "GIF", "BMP")
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    path = tmp_path_factory.mktemp("classes") / "class_names.txt"
-    path.write_text("\n".join(CLASSES) + "\n")
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=1, num_classes=3)
-    return lambda **limits: ImageClassifierModule(model, str(path), (32, 32), top_k=2, **limits)
+def classifier():
+    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
+    preprocessing = ImagePreprocessing(32, (0.5,) * 3, (0.5,) * 3, tuple(CLASSES))
+    return lambda **limits: ImageClassifierModule(model, preprocessing, top_k=2, **limits)
 
 
 @pytest.fixture(scope="module")

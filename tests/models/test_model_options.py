@@ -101,7 +101,8 @@ def test_decoder_attention_scores_equal_a_numpy_decoder():
 @pytest.mark.parametrize("channels", [1, 4])
 def test_vision_transformer_with_other_channel_counts(channels):
     model = VisionTransformer(
-        image_size=8, patch_size=4, num_classes=3, d_model=D, depth=1, num_heads=2, num_channels=channels
+        image_size=8, patch_size=4, num_classes=3, d_model=D, num_encoder_layers=1, num_heads=2, d_ff=32,
+        num_channels=channels,
     )
     assert tuple(model.patch_embedding.projection.kernel.shape) == (4, 4, channels, D)
     images = np.random.default_rng(0).normal(size=(B, 8, 8, channels)).astype("float32")
