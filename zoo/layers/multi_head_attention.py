@@ -290,7 +290,9 @@ class MultiHeadAttention(keras.layers.Layer):
         use_dropout = bool(training) and self.dropout > 0.0
         if mask is not None:
             row_ok = ops.any(mask, axis=-1)[..., None]  # (B|1, H|1, T, 1): False = nothing to attend
-        if not return_scores and not use_dropout and keras.backend.backend() != "tensorflow":
+        # JAX's dot_product_attention needs values as wide as the queries.
+        same_width = (self.value_dim or self.key_dim) == self.key_dim
+        if not return_scores and not use_dropout and same_width and keras.backend.backend() != "tensorflow":
             # Fused kernels (cuDNN / flash on GPU). The mask goes in as an
             # additive bias on its own, smaller shape.
             bias = None
