@@ -96,17 +96,23 @@ def augmenter(config):
     """Keras preprocessing layers applied to training batches (images in [0, 1])."""
     import keras
 
+    # float32 under any --mixed-precision: Keras' MixUp and CutMix fail under
+    # a mixed policy (float32 mixing weights times bfloat16 images).
+    f32 = dict(dtype="float32")
     layers = []
     if config.random_crop:
-        layers += [keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant"), keras.layers.RandomZoom(0.1)]
+        layers += [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", **f32),
+            keras.layers.RandomZoom(0.1, **f32),
+        ]
     if config.random_flip:
-        layers.append(keras.layers.RandomFlip("horizontal"))
+        layers.append(keras.layers.RandomFlip("horizontal", **f32))
     if config.rand_augment:
-        layers.append(keras.layers.RandAugment(value_range=(0, 1)))
+        layers.append(keras.layers.RandAugment(value_range=(0, 1), **f32))
     if config.mixup_alpha > 0:
-        layers.append(keras.layers.MixUp(alpha=config.mixup_alpha))
+        layers.append(keras.layers.MixUp(alpha=config.mixup_alpha, **f32))
     if config.cutmix_alpha > 0:
-        layers.append(keras.layers.CutMix(factor=config.cutmix_alpha))
+        layers.append(keras.layers.CutMix(factor=config.cutmix_alpha, **f32))
     if not layers:
         return None
     pipeline = keras.layers.Pipeline(layers)

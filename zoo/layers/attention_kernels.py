@@ -184,6 +184,8 @@ def _why_not(kernel, call):
             return "returns no attention weights"
         if call.dropout:
             return "has no attention dropout"
+        if call.key_dim != call.value_dim:
+            return f"needs values as wide as the keys; got value_dim {call.value_dim} and key_dim {call.key_dim}"
         return None
     reason = _why_not_sequence_lengths(call)
     if reason or kernel == "xla":
@@ -227,8 +229,10 @@ def select_kernel(call, forced=None):
         kernel, reason = "matmul", "attention weights are returned or dropped out"
     elif "cudnn" not in rejected:
         kernel, reason = "cudnn", "cuDNN fused attention"
-    else:
+    elif "keras" not in rejected:
         kernel, reason = "keras", f"keras.ops.dot_product_attention; not cudnn: {rejected['cudnn']}"
+    else:
+        kernel, reason = "matmul", f"not cudnn: {rejected['cudnn']}; not keras: {rejected['keras']}"
     q_len, k_len = call.query_length, call.key_length
     if kernel in ("cudnn", "xla"):
         q_len, k_len = padded_length(q_len), padded_length(k_len)
