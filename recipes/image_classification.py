@@ -11,17 +11,19 @@ interruption resumes from the last epoch. Other subcommands:
 
     python -m recipes.image_classification evaluate --output runs/vit
     python -m recipes.image_classification export --output runs/vit
-    python -m recipes.image_classification classify --model runs/vit/export/image_classifier/1 cat.jpg
+    python -m recipes.image_classification classify --model runs/vit/export/image_classifier/1 digit.png
 
 Data: `--data builtin` (default), `--data folder:PATH` (one sub-folder per
-class), `--data tfds:cifar10`.
+class), `--data tfds:cifar10`. The built-in digits are white strokes on
+black, thick and filling the frame; `classify --help` says what that means
+for your own images.
 """
 
 import dataclasses
+import functools
 import json
 import os
 import sys
-import time
 
 from recipes import common
 
@@ -30,37 +32,53 @@ MEAN = (0.5, 0.5, 0.5)  # images in [0, 1] are mapped to [-1, 1], as in big_visi
 STD = (0.5, 0.5, 0.5)
 
 
+PRESETS = functools.partial(common.preset_names, "vision_transformer_presets")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
 @dataclasses.dataclass
 class ImageClassificationConfig:
     """Everything a run depends on; saved as `<output>/config.json`."""
 
-    preset: str = "vit_tiny_patch4_32"
-    data: str = "builtin"
-    output: str = "runs/image_classification"
-    image_size: int = 32
-    epochs: int = 30  # ~18 s each on 2 CPU cores; ViTs need many epochs on small data
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05  # AdamW, as DeiT
-    warmup_epochs: int = 3
-    label_smoothing: float = 0.1
+    preset: str = common.option("vit_tiny_patch4_32", "model size", choices=PRESETS)
+    data: str = common.option(
+        "builtin", "builtin (scikit-learn's 8x8 digit scans), folder:PATH (one sub-folder per class) or "
+        "tfds:NAME (e.g. tfds:cifar10)",
+        parse=common.data_spec("builtin", "folder:PATH", "tfds:NAME"))
+    output: str = common.option("runs/image_classification", "run directory: config, model, metrics, plots, exports")
+    image_size: int = common.option(32, "side of the square images the model takes, in pixels", minimum=1)
+    # ~18 s each on 2 CPU cores; ViTs need many epochs on small data.
+    epochs: int = common.option(30, "training epochs at most (early stopping may end sooner)", minimum=1)
+    batch_size: int = common.option(64, "images per batch", minimum=1)
+    learning_rate: float = common.option(1e-3, "peak learning rate (warm-up, then cosine decay)", minimum=0.0)
+    weight_decay: float = common.option(0.05, "AdamW weight decay, as DeiT", minimum=0.0)
+    warmup_epochs: int = common.option(3, "epochs of linear learning-rate warm-up", minimum=0)
+    label_smoothing: float = common.option(0.1, "label smoothing of the loss", minimum=0.0)
     # Off by default: under tf.distribute, Keras clips each replica's
     # gradients before they are summed, so clipping changes results with the
     # number of replicas (measured in tests/recipes).
-    gradient_clip_norm: float = 0.0
-    random_crop: bool = True  # pad-and-crop style shifts and zooms
-    random_flip: bool = False  # off: digits are not mirror-symmetric; turn on for photos
-    rand_augment: bool = False
-    mixup_alpha: float = 0.0  # > 0 enables MixUp
-    cutmix_alpha: float = 0.0  # > 0 enables CutMix
-    dropout: float | None = None  # None: the preset's
-    drop_path_rate: float | None = None
-    patience: int = 10  # early stopping on validation loss
-    mixed_precision: str = "auto"  # auto: mixed_bfloat16 on GPU, float32 on CPU
-    distribute: str = "none"
-    top_k: int = 5
-    steps_per_epoch: int | None = None  # for smoke tests
-    seed: int = 0
+    gradient_clip_norm: float = common.option(0.0, "global gradient norm clip; 0: off", minimum=0.0)
+    random_crop: bool = common.option(True, "augment with random shifts and zooms")
+    # Off: digits are not mirror-symmetric; turn on for photos.
+    random_flip: bool = common.option(False, "augment with horizontal flips")
+    rand_augment: bool = common.option(False, "augment with Keras' RandAugment")
+    mixup_alpha: float = common.option(0.0, "MixUp alpha; 0: off", minimum=0.0)
+    cutmix_alpha: float = common.option(0.0, "CutMix alpha; 0: off", minimum=0.0)
+    dropout: float | None = common.option(None, "dropout rate; none: the preset's", minimum=0.0)
+    drop_path_rate: float | None = common.option(None, "stochastic depth rate; none: the preset's", minimum=0.0)
+    patience: int = common.option(10, "epochs without a lower validation loss before stopping", minimum=1)
+    mixed_precision: str = common.option(
+        "auto", "Keras dtype policy; auto: mixed_bfloat16 on GPU, float32 on CPU", choices=PRECISIONS)
+    strict: bool = common.option(False, "stop at the first image file that does not decode instead of skipping it")
+    distribute: str = common.option(
+        "none", "none, all local devices (mirrored) or the TF_CONFIG cluster (multi-worker)",
+        choices=common.STRATEGIES)
+    top_k: int = common.option(5, "labels returned per image by the export", minimum=1)
+    steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
+    seed: int = common.option(0, "random seed (initialisation, shuffling, augmentation)")
+    determinism: str = common.option(
+        "auto", "TensorFlow op determinism, for the same weights from the same command on the same "
+        "machine; auto: on when no GPU is visible", choices=common.DETERMINISM)
 
 
 def set_precision(config):
@@ -105,7 +123,7 @@ def normalize(images):
 def load_run(config):
     from zoo.data.image_data import load_image_data, make_image_batches
 
-    data = load_image_data(config.data, config.image_size)
+    data = load_image_data(config.data, config.image_size, strict=config.strict)
     num_classes = len(data.class_names)
     batches = {}
     for split in ("train", "validation"):
@@ -151,11 +169,9 @@ def compile_model(model, config, steps_per_epoch):
 
 
 def train(config):
-    import keras
-
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
-    keras.utils.set_random_seed(config.seed)
+    print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {set_precision(config)}")
     data, batches = load_run(config)
     with open(os.path.join(config.output, "class_names.json"), "w") as f:
@@ -164,16 +180,7 @@ def train(config):
     with common.strategy_scope(config.distribute):
         model = build_model(config, len(data.class_names))
         compile_model(model, config, steps)
-    started = time.time()
-    model.fit(
-        batches["train"].repeat() if config.steps_per_epoch else batches["train"],
-        validation_data=batches["validation"],
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        callbacks=common.training_callbacks(config.output, config.patience),
-        verbose=common.progress_verbosity(),
-    )
-    print(f"training took {time.time() - started:.0f} s")
+    common.fit(model, batches["train"], batches["validation"], config)
     model.save(os.path.join(config.output, "model.keras"))
     evaluate(config, model=model, data=data)
     export(config, model=model, class_names=data.class_names)
@@ -197,7 +204,7 @@ def evaluate(config, model=None, data=None):
     from zoo.data.image_data import load_image_data
 
     model = load_model(config) if model is None else model
-    data = load_image_data(config.data, config.image_size) if data is None else data
+    data = load_image_data(config.data, config.image_size, strict=config.strict) if data is None else data
     images, labels = data.test
     inputs = np.asarray(normalize(images.astype("float32") / 255.0))
     logits = np.asarray(model.predict(inputs, batch_size=config.batch_size, verbose=0), dtype="float32")
@@ -212,7 +219,8 @@ def evaluate(config, model=None, data=None):
     with open(os.path.join(config.output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
     plot_confusion_matrix(labels, top_k[:, 0], data.class_names, os.path.join(config.output, "confusion_matrix.png"))
-    plot_attention_maps(model, images[:6], inputs[:6], os.path.join(config.output, "attention_maps.png"))
+    plot_attention_maps(model, images[:6], inputs[:6], os.path.join(config.output, "attention_maps.png"),
+                        [data.class_names[i] for i in labels[:6]], [data.class_names[i] for i in top_k[:6, 0]])
     return metrics
 
 
@@ -231,40 +239,79 @@ def export(config, model=None, class_names=None):
 
 
 def classify(model_dir, paths):
-    """Classifies image files with an export, as TF Serving would; one line per image."""
+    """Classifies image files with an export, as TF Serving would; one line per path, in order.
+
+    A file that cannot be read gets a `cannot read` line and the others are
+    still classified. Returns `(lines, unreadable count)`.
+    """
     from zoo.export.image_classifier import classify_with_saved_model
 
-    contents = []
+    model_dir = common.saved_model_version(model_dir, "runs/image_classification/export/image_classifier/1")
+    contents = {}
     for path in paths:
-        with open(path, "rb") as f:
-            contents.append(f.read())
-    outputs = classify_with_saved_model(model_dir, contents)
+        try:
+            with open(path, "rb") as f:
+                contents[path] = f.read()
+        except OSError as e:
+            contents[path] = e
+    readable = [path for path in paths if isinstance(contents[path], bytes)]
+    outputs = classify_with_saved_model(model_dir, [contents[p] for p in readable]) if readable else {}
+    results = {path: i for i, path in enumerate(readable)}
     lines = []
-    for path, valid, labels, scores in zip(paths, outputs["valid"], outputs["top_k_labels"], outputs["top_k_scores"]):
-        if not valid:
+    for path in paths:
+        if path not in results:
+            lines.append(f"{path}\tcannot read: {contents[path].strerror or contents[path]}")
+            continue
+        i = results[path]
+        if not outputs["valid"][i]:
             lines.append(f"{path}\tinvalid image")
             continue
-        ranked = ", ".join(f"{label.decode()} {score:.3f}" for label, score in zip(labels, scores))
-        lines.append(f"{path}\t{ranked}")
-    return lines
+        labels, scores = outputs["top_k_labels"][i], outputs["top_k_scores"][i]
+        lines.append(f"{path}\t" + ", ".join(f"{label.decode()} {score:.3f}" for label, score in zip(labels, scores)))
+    return lines, len(paths) - len(readable)
+
+
+CLASSIFY_HELP = (
+    "Classify image files with an exported SavedModel, as TF Serving would: one line per image, "
+    "'path<TAB>label score, ...' with the top labels first. JPEG, PNG, GIF or BMP of any size; the "
+    "export resizes them to the model's size. A model trained on the built-in digits expects what "
+    "scikit-learn's scans look like: a white (bright) digit on a black background, with thick strokes, "
+    "filling the frame. A thin dark digit drawn on white paper is out of that distribution and is "
+    "misread: invert it and crop it to the digit first."
+)
 
 
 def parse_args(argv):
-    parser, sub = common.recipe_parser("python -m recipes.image_classification", __doc__, ImageClassificationConfig)
-    classify_parser = sub.add_parser("classify", help="classify images with an exported SavedModel")
-    classify_parser.add_argument("--model", required=True, help="SavedModel version directory")
+    parser, sub = common.recipe_parser(
+        "python -m recipes.image_classification", __doc__, ImageClassificationConfig,
+        {
+            "train": "Train an image classifier, then evaluate and export it (resumes an interrupted run).",
+            "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix and "
+                        "attention maps (true and predicted labels above each image).",
+            "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/.",
+        },
+    )
+    classify_parser = common.add_command(sub, "classify", CLASSIFY_HELP)
+    classify_parser.add_argument(
+        "--model", required=True,
+        help="export directory: a version (runs/image_classification/export/image_classifier/1) or the "
+             "directory holding versions (its highest version is used)")
     classify_parser.add_argument("images", nargs="+", help="image files")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "classify":
-        for line in classify(args.model, args.images):
-            print(line)
-        return None
-    commands = {"train": train, "evaluate": evaluate, "export": export}
-    return common.run_config_command(args, ImageClassificationConfig, CONFIG_FILE, commands)
+    with common.command_line(args.verbose):
+        if args.command == "classify":
+            common.import_tensorflow(args.verbose)
+            lines, unreadable = classify(args.model, args.images)
+            print("\n".join(lines))
+            if unreadable:
+                raise FileNotFoundError(f"{unreadable} of {len(args.images)} image files could not be read")
+            return None
+        commands = {"train": train, "evaluate": evaluate, "export": export}
+        return common.run_config_command(args, ImageClassificationConfig, CONFIG_FILE, commands)
 
 
 if __name__ == "__main__":

@@ -45,11 +45,16 @@ def class_token_attention(model, inputs):
     return weights.reshape(-1, grid, weights.shape[-1] // grid)
 
 
-def plot_attention_maps(model, images, inputs, path):
-    """Each image next to its class-token attention, upsampled and drawn over it."""
+def plot_attention_maps(model, images, inputs, path, true_labels=None, predicted_labels=None):
+    """Each image next to its class-token attention, upsampled and drawn over it.
+
+    With labels, each column is titled "true X / predicted Y" (red when they
+    differ). Returns the attention `(B, gh, gw)` and the titles.
+    """
     attention = class_token_attention(model, inputs)
     count = len(images)
     fig, axes = plt.subplots(2, count, figsize=(2.2 * count, 4.6), squeeze=False)
+    titles = []
     for i in range(count):
         image = images[i]
         heat = np.kron(attention[i], np.ones((image.shape[0] // attention.shape[1], image.shape[1] // attention.shape[2])))
@@ -59,9 +64,12 @@ def plot_attention_maps(model, images, inputs, path):
                           extent=(0, image.shape[1], image.shape[0], 0))
         for ax in axes[:, i]:
             ax.axis("off")
-    axes[0, 0].set_title("image", fontsize=8, loc="left")
+        if true_labels is not None and predicted_labels is not None:
+            true, predicted = true_labels[i], predicted_labels[i]
+            titles.append(f"true {true} / predicted {predicted}")
+            axes[0, i].set_title(titles[-1], fontsize=8, color="black" if true == predicted else "red")
     axes[1, 0].set_title("class-token attention, last layer", fontsize=8, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    return attention
+    return attention, titles

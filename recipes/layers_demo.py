@@ -85,7 +85,8 @@ class ReverseModel(keras.Model):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=DemoConfig.epochs)
+    parser.add_argument("--epochs", type=int, default=DemoConfig.epochs,
+                        help=f"training epochs (default: {DemoConfig.epochs})")
     config = DemoConfig(epochs=parser.parse_args(argv).epochs)
     keras.utils.set_random_seed(config.seed)
     source, decoder_in, target = make_data(config)

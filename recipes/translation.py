@@ -2,21 +2,25 @@
 
     python -m recipes.translation train --output runs/translation
 
-trains `transformer_tiny` on the built-in English-German corpus (about 10
-minutes on 2 CPU cores; see README for the measured BLEU), evaluates it on
-the test split with sacrebleu, plots a cross-attention map and exports a
-SavedModel for TF Serving. Running the same command again after an
-interruption resumes from the last epoch. Other subcommands:
+trains `transformer_tiny` on the built-in English-German corpus (12-15
+minutes on 2 CPU cores; see README for the measured time and BLEU),
+evaluates it on the test split with sacrebleu, plots a cross-attention map
+and exports a SavedModel for TF Serving. Running the same command again
+after an interruption resumes from the last epoch. Other subcommands:
 
     python -m recipes.translation evaluate --output runs/translation
     python -m recipes.translation export --output runs/translation
     python -m recipes.translation translate --model runs/translation/export/translator/1 "I buy three apples."
 
+`python -m recipes.translation COMMAND --help` lists each command's flags.
 Data: `--data builtin` (default), `--data tsv:PATH` (source<TAB>target
-lines), `--data tfds:ted_hrlr_translate/pt_to_en`.
+lines; bad lines skipped and reported unless `--strict`),
+`--data tfds:ted_hrlr_translate/pt_to_en`.
 """
 
 import dataclasses
+import functools
+import itertools
 import json
 import os
 import sys
@@ -27,34 +31,51 @@ from recipes import common
 CONFIG_FILE = "config.json"
 
 
+PRESETS = functools.partial(common.preset_names, "transformer_translator_presets")
+
+
 @dataclasses.dataclass
 class TranslationConfig:
     """Everything a run depends on; saved as `<output>/config.json`."""
 
-    preset: str = "transformer_tiny"
-    data: str = "builtin"
-    output: str = "runs/translation"
-    epochs: int = 8
-    batch_size: int = 64
-    max_length: int = 40  # tokens; the built-in corpus tops out near 30
-    vocabulary_size: int = 2000  # per language; the built-in corpus has ~1,500 distinct words per side
-    lowercase: bool = False
+    preset: str = common.option("transformer_tiny", "model size", choices=PRESETS)
+    data: str = common.option(
+        "builtin", "builtin (offline English-German), tsv:PATH (source<TAB>target lines; extra columns "
+        "ignored) or tfds:NAME (e.g. tfds:ted_hrlr_translate/pt_to_en)",
+        parse=common.data_spec("builtin", "tsv:PATH", "tfds:NAME"))
+    output: str = common.option("runs/translation", "run directory: config, vocabularies, model, metrics, exports")
+    epochs: int = common.option(8, "training epochs at most (early stopping may end sooner)", minimum=1)
+    batch_size: int = common.option(64, "sentence pairs per batch", minimum=1)
+    # The built-in corpus tops out near 30 tokens.
+    max_length: int = common.option(40, "tokens per sentence the model reads and writes", minimum=2)
+    # ~1,500 distinct words per side in the built-in corpus.
+    vocabulary_size: int = common.option(2000, "WordPiece vocabulary size per language", minimum=8)
+    lowercase: bool = common.option(False, "lowercase text before tokenizing")
     # The paper's schedule with a shorter warm-up: 4000 steps is more than
     # the ~5000 steps of a CPU run, and the peak would come too late.
-    warmup_steps: int = 800
-    learning_rate_scale: float = 1.0
-    label_smoothing: float = 0.1
-    dropout: float | None = None  # None: the preset's
-    d_model: int | None = None
-    num_layers: int | None = None  # encoder and decoder each
-    patience: int = 3  # early stopping on validation loss
-    overlong: str = "truncate"
-    distribute: str = "none"
-    beam_width: int = 4
-    length_penalty: float = 0.6
-    eval_sentences: int = 1000  # test sentences scored by evaluate (0: all)
-    steps_per_epoch: int | None = None  # for smoke tests
-    seed: int = 0
+    warmup_steps: int = common.option(800, "learning-rate warm-up steps (inverse square root schedule)", minimum=1)
+    learning_rate_scale: float = common.option(1.0, "multiplies the schedule's learning rate", minimum=0.0)
+    label_smoothing: float = common.option(0.1, "label smoothing of the loss", minimum=0.0)
+    dropout: float | None = common.option(None, "dropout rate; none: the preset's", minimum=0.0)
+    d_model: int | None = common.option(None, "model width; none: the preset's", minimum=1)
+    num_layers: int | None = common.option(None, "encoder and decoder layers each; none: the preset's", minimum=1)
+    patience: int = common.option(3, "epochs without a lower validation loss before stopping", minimum=1)
+    overlong: str = common.option(
+        "truncate", "training pairs longer than --max-length: cut or left out", choices=("truncate", "drop"))
+    strict: bool = common.option(
+        False, "stop at the first bad TSV line (no tab, not UTF-8, an empty side) instead of skipping "
+        "it; more than 10%% bad lines always stop")
+    distribute: str = common.option(
+        "none", "none, all local devices (mirrored) or the TF_CONFIG cluster (multi-worker)",
+        choices=common.STRATEGIES)
+    beam_width: int = common.option(4, "beam width for evaluate and the export", minimum=1)
+    length_penalty: float = common.option(0.6, "beam search's GNMT length penalty alpha", minimum=0.0)
+    eval_sentences: int = common.option(1000, "test sentences scored by evaluate; 0: all", minimum=0)
+    steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
+    seed: int = common.option(0, "random seed (initialisation, shuffling, dropout)")
+    determinism: str = common.option(
+        "auto", "TensorFlow op determinism, for the same weights from the same command on the same "
+        "machine; auto: on when no GPU is visible", choices=common.DETERMINISM)
 
 
 def build_tokenizers(config, splits):
@@ -111,7 +132,7 @@ def load_run(config):
     """Data splits, tokenizers and the datasets for a run."""
     from zoo.data.translation_data import load_translation_data, make_batches
 
-    splits = load_translation_data(config.data)
+    splits = load_translation_data(config.data, strict=config.strict)
     source_tokenizer, target_tokenizer = build_tokenizers(config, splits)
     batches = {}
     for split in ("train", "validation"):
@@ -124,26 +145,15 @@ def load_run(config):
 
 
 def train(config):
-    import keras
-
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
-    keras.utils.set_random_seed(config.seed)
+    print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
     splits, source_tokenizer, target_tokenizer, batches = load_run(config)
     with common.strategy_scope(config.distribute):
         model = build_model(config, source_tokenizer, target_tokenizer)
         compile_model(model, config)
     model.summary(print_fn=lambda line, **_: print(line))
-    started = time.time()
-    model.fit(
-        batches["train"].repeat() if config.steps_per_epoch else batches["train"],
-        validation_data=batches["validation"],
-        epochs=config.epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        callbacks=common.training_callbacks(config.output, config.patience),
-        verbose=common.progress_verbosity(),
-    )
-    print(f"training took {time.time() - started:.0f} s")
+    common.fit(model, batches["train"], batches["validation"], config)
     model.save(os.path.join(config.output, "model.keras"))
     tokenizers = (source_tokenizer, target_tokenizer)
     evaluate(config, model=model, splits=splits, tokenizers=tokenizers)
@@ -179,7 +189,11 @@ def export(config, model=None, tokenizers=None):
 
 
 def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, batch_size=64):
-    """Beam-search translations of `texts` (in-process, through zoo.decoding)."""
+    """Beam-search translations of `texts` (in-process, through zoo.decoding), and how many were cut.
+
+    Sources longer than `config.max_length` tokens are truncated, as the
+    export does; the count says how many.
+    """
     import tensorflow as tf
 
     from zoo.decoding import beam_search
@@ -188,13 +202,14 @@ def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, ba
     def run(ids):
         return beam_search(model, ids, config.max_length, config.beam_width, config.length_penalty)
 
-    outputs = []
+    outputs, truncated = [], 0
     for i in range(0, len(texts), batch_size):
         ids = source_tokenizer.tokenize(tf.constant(texts[i : i + batch_size]))
+        truncated += int(tf.reduce_sum(tf.cast(ids.row_lengths() > config.max_length, tf.int32)))
         ids = ids[:, : config.max_length].to_tensor(default_value=source_tokenizer.pad_id)
         tokens, _ = run(ids)
         outputs.extend(t.decode("utf-8") for t in target_tokenizer.detokenize(tokens).numpy())
-    return outputs
+    return outputs, truncated
 
 
 def evaluate(config, model=None, splits=None, tokenizers=None):
@@ -204,13 +219,16 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
     from recipes.translation_plot import plot_cross_attention
     from zoo.data.translation_data import load_translation_data
 
-    splits = load_translation_data(config.data) if splits is None else splits
+    model = load_model(config) if model is None else model  # first: the clearest error when there is no run
     tokenizers = load_tokenizers(config) if tokenizers is None else tokenizers
-    model = load_model(config) if model is None else model
+    splits = load_translation_data(config.data, strict=config.strict) if splits is None else splits
     test = splits["test"][: config.eval_sentences or None]
     sources, references = [s for s, _ in test], [t for _, t in test]
     started = time.time()
-    hypotheses = translate_texts(model, *tokenizers, sources, config)
+    hypotheses, truncated = translate_texts(model, *tokenizers, sources, config)
+    if truncated:
+        print(f"warning: {truncated} of {len(sources)} test sentences are longer than --max-length "
+              f"{config.max_length} tokens and were cut; their translations are scored as they are")
     seconds = time.time() - started
     bleu_metric, chrf_metric = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     bleu = bleu_metric.corpus_score(hypotheses, [references])
@@ -221,6 +239,7 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
         "bleu": round(bleu.score, 2),
         "chrf": round(chrf.score, 2),
         "sentences": len(test),
+        "truncated_sources": truncated,
         "seconds": round(seconds, 1),
         "bleu_signature": str(bleu_metric.get_signature()),
     }
@@ -234,25 +253,89 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
     return metrics
 
 
+def read_sentences(arguments, stdin=None):
+    """The sentences as the OS gave them, in bytes: `arguments`, else the lines of `stdin`.
+
+    Bytes, because input need not be UTF-8: Python hands undecodable
+    arguments over as surrogate escapes (undone by `os.fsencode`), and the
+    export repairs invalid UTF-8 itself, as it does for TF Serving.
+    """
+    if arguments:
+        yield from (os.fsencode(sentence) for sentence in arguments)
+        return
+    for line in (sys.stdin.buffer if stdin is None else stdin):
+        yield line.rstrip(b"\r\n")
+
+
+def translate_command(model_dir, sentences, scores=False, batch_size=64):
+    """Translates with an export's `serving_default`, as TF Serving would, one batch at a time.
+
+    Prints one translation per sentence (with `scores`: `score<TAB>translation`)
+    as each batch is done; a sentence longer than the model reads is named on
+    stderr. Returns the number of truncated sentences.
+    """
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  registers the tokenizer ops
+
+    model_dir = common.saved_model_version(model_dir, "runs/translation/export/translator/1")
+    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
+    truncated, number, batch = 0, 0, []
+    sentences = iter(sentences)
+    while True:
+        batch = list(itertools.islice(sentences, batch_size))
+        if not batch:
+            return truncated
+        outputs = signature(sentences=tf.constant(batch, tf.string))
+        cut = outputs["truncated"].numpy() if "truncated" in outputs else [False] * len(batch)  # older exports
+        for source, translation, score, was_cut in zip(
+            batch, outputs["translations"].numpy(), outputs["scores"].numpy(), cut
+        ):
+            number += 1
+            if was_cut:
+                truncated += 1
+                shown = source.decode("utf-8", "replace")
+                shown = shown if len(shown) <= 40 else shown[:40] + "..."
+                print(f"warning: sentence {number} is longer than the model reads; only its beginning was "
+                      f"translated: {shown!r}", file=sys.stderr)
+            text = translation.decode("utf-8", "replace")
+            print(f"{score:.3f}\t{text}" if scores else text)
+
+
 def parse_args(argv):
-    parser, sub = common.recipe_parser("python -m recipes.translation", __doc__, TranslationConfig)
-    translate = sub.add_parser("translate", help="translate with an exported SavedModel, as TF Serving would")
-    translate.add_argument("--model", required=True, help="SavedModel version directory")
-    translate.add_argument("sentences", nargs="*", help="sentences; read from stdin when none")
+    parser, sub = common.recipe_parser(
+        "python -m recipes.translation", __doc__, TranslationConfig,
+        {
+            "train": "Train a translator, then evaluate and export it (resumes an interrupted run).",
+            "evaluate": "BLEU and chrF of a trained run on the test split, and its cross-attention plot.",
+            "export": "Write the next TF Serving version of a trained run to <output>/export/translator/.",
+        },
+    )
+    translate = common.add_command(
+        sub, "translate",
+        "Translate sentences with an exported SavedModel, as TF Serving would. One output line per "
+        "input sentence; sentences longer than the model reads are translated from their beginning "
+        "and named on stderr. Invalid UTF-8 is repaired, as the server does.",
+    )
+    translate.add_argument("--model", required=True,
+                           help="export directory: a version (runs/translation/export/translator/1) or the "
+                                "directory holding versions (its highest version is used)")
+    translate.add_argument("--scores", action="store_true",
+                           help="print 'score<TAB>translation': the beam's length-normalised log-probability "
+                                "(0 is certain; lower is less sure)")
+    translate.add_argument("sentences", nargs="*", help="sentences to translate; read from stdin, one per line, "
+                                                        "when none are given")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "translate":
-        from zoo.export import translate_with_saved_model
-
-        sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
-        for line in translate_with_saved_model(args.model, sentences):
-            print(line)
-        return None
-    commands = {"train": train, "evaluate": evaluate, "export": export}
-    return common.run_config_command(args, TranslationConfig, CONFIG_FILE, commands)
+    with common.command_line(args.verbose):
+        if args.command == "translate":
+            common.import_tensorflow(args.verbose)
+            translate_command(args.model, read_sentences(args.sentences), scores=args.scores)
+            return None
+        commands = {"train": train, "evaluate": evaluate, "export": export}
+        return common.run_config_command(args, TranslationConfig, CONFIG_FILE, commands)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ def parse_args(argv=None):
     parser.add_argument("checkpoint", help="MarianMT folder: config.json, weights, source.spm, target.spm, vocab.json")
     parser.add_argument("--output", required=True, help="the Translator folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument("--verbose", action="store_true", help="on errors, show the traceback")
     parser.add_argument("--export-base", default=None, help="also write a TF Serving export under this folder")
     parser.add_argument("--name", default="translator", help="model name of the export. Default: translator")
     parser.add_argument(
@@ -53,4 +54,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    from recipes.common import command_line, import_tensorflow  # one-line errors, no start-up notices
+
+    with command_line(verbose="--verbose" in sys.argv):
+        import_tensorflow(verbose="--verbose" in sys.argv)
+        ok = main()
+    sys.exit(0 if ok else 1)

@@ -26,6 +26,7 @@ def parse_args(argv):
     parser.add_argument("checkpoint", help="checkpoint folder (or, for timm, a weights file)")
     parser.add_argument("--output", required=True, help="the ImageClassifier folder to write")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument("--verbose", action="store_true", help="on errors, show the traceback")
     parser.add_argument("--architecture", help="timm model name when the checkpoint has no config.json")
     parser.add_argument("--model-args", default="{}", help="timm create_model overrides, as JSON")
     parser.add_argument("--pretrained-cfg", help="JSON file with timm's pretrained_cfg (mean, std, ...)")
@@ -65,4 +66,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.common import command_line, import_tensorflow  # one-line errors, no start-up notices
+
+    with command_line(verbose="--verbose" in sys.argv):
+        import_tensorflow(verbose="--verbose" in sys.argv)
+        main()

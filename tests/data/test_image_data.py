@@ -102,8 +102,11 @@ def test_folder_skips_and_reports_bad_files(tmp_path, capsys):
     data = load_folder(str(tmp_path), image_size=8)
     assert data.class_names == ["cat", "dog", "emu"]
     assert sorted(data.skipped) == bad
-    line = capsys.readouterr().out.strip()
-    assert "skipped 3 unreadable image file(s)" in line and "ignored 1 file(s)" in line and "\n" not in line
+    summary, *named = capsys.readouterr().out.strip().splitlines()
+    assert "skipped 3 unreadable image file(s)" in summary and "ignored 1 file(s)" in summary
+    assert sorted(line.strip() for line in named) == bad  # each skipped file named
+    with pytest.raises(DataError, match=r"Cannot decode image .*truncated.jpg.*without --strict"):
+        load_folder(str(tmp_path), image_size=8, strict=True)
     total = 0
     for name in SPLITS:
         images, labels = getattr(data, name)

@@ -15,24 +15,60 @@ def tokenizers():
     )
 
 
-def test_read_tsv_counts_empty_lines_and_names_bad_lines(tmp_path):
-    good = tmp_path / "good.tsv"
-    good.write_bytes("a b\tc d\n\n  \ne f\tg h\textra column\n".encode())
-    pairs, empty = read_tsv(str(good))
-    assert pairs == [("a b", "c d"), ("e f", "g h")] and empty == 2
-    no_tab = tmp_path / "no_tab.tsv"
-    no_tab.write_text("a\tb\nno tab here\n")
-    with pytest.raises(DataError, match=r"no_tab.tsv:2: expected 'source<TAB>target', found no tab in 'no tab here'"):
-        read_tsv(str(no_tab))
-    latin1 = tmp_path / "latin1.tsv"
-    latin1.write_bytes(b"ok\tok\nK\xe4se\tcheese\n")
-    with pytest.raises(DataError, match=r"latin1.tsv:2: not valid UTF-8"):
-        read_tsv(str(latin1))
+def test_read_tsv_counts_blank_lines_and_skips_bad_ones_by_kind(tmp_path):
+    path = tmp_path / "corpus.tsv"
+    lines = [b"\xef\xbb\xbfa b\tc d", b"", b"  ", b"e f\tg h\textra column", b"no tab here", b"K\xe4se\tcheese",
+             b"x\t ", b"\t y"] + [f"s{i}\tt{i}".encode() for i in range(40)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    pairs, report = read_tsv(str(path))
+    assert pairs[:2] == [("a b", "c d"), ("e f", "g h")] and len(pairs) == 42  # BOM dropped, 3rd column ignored
+    assert (report.lines, report.pairs, report.blank, report.extra_columns) == (48, 42, 2, 1)
+    assert report.bad == {"no tab": 1, "not UTF-8": 1, "empty side": 2} and report.bad_lines == 4
+    assert report.examples == [
+        f"{path}:5: expected 'source<TAB>target', found no tab in 'no tab here'",
+        f"{path}:6: not valid UTF-8 (invalid continuation byte at byte 1: b'K\\xe4se\\tcheese')",
+        f"{path}:7: empty source or target in 'x\\t '",
+        f"{path}:8: empty source or target in '\\t y'",
+    ]
+    text = str(report)
+    assert text.splitlines()[0] == (
+        f"{path}: 42 sentence pairs from 48 lines; 2 blank lines skipped; 4 bad lines skipped "
+        "(1 no tab, 1 not UTF-8, 2 empty side); 1 with more than two columns (extra columns ignored)"
+    )
+    assert text.splitlines()[1:] == ["  " + example for example in report.examples]
+
+
+def test_read_tsv_strict_and_mostly_bad_files_stop(tmp_path):
+    path = tmp_path / "corpus.tsv"
+    path.write_text("a\tb\n" * 20 + "no tab here\n")
+    with pytest.raises(DataError, match=r"corpus.tsv:21: expected 'source<TAB>target', found no tab in 'no tab here' "
+                                         r"\(without --strict, bad lines are skipped\)"):
+        read_tsv(str(path), strict=True)
+    assert len(read_tsv(str(path))[0]) == 20
+    csv = tmp_path / "corpus.csv"  # the wrong delimiter: every line bad
+    csv.write_text("".join(f"source {i},target {i}\n" for i in range(40)) + "a\tb\n")
+    with pytest.raises(DataError, match=r"40 of the 41 non-blank lines of .*corpus.csv are bad, more than 10%: is it "
+                                         r"a UTF-8 file of source<TAB>target lines\? First: .*corpus.csv:1: "):
+        read_tsv(str(csv))
+    _, report = read_tsv(str(csv), max_bad_share=1.0)
+    assert str(report).splitlines()[-1] == "  ... and 35 more"  # the first 5 named
     with pytest.raises(DataError, match="not found"):
         read_tsv(str(tmp_path / "missing.tsv"))
-    with pytest.raises(DataError, match="empty source or target"):
-        (tmp_path / "half.tsv").write_text("a\t \n")
-        read_tsv(str(tmp_path / "half.tsv"))
+    (tmp_path / "blank.tsv").write_text("\n \n")
+    with pytest.raises(DataError, match=r"blank.tsv: no sentence pairs found \(2 lines\)"):
+        read_tsv(str(tmp_path / "blank.tsv"))
+
+
+def test_loading_a_tsv_prints_true_counts(tmp_path, capsys):
+    path = tmp_path / "corpus.tsv"
+    path.write_text("".join(f"sentence {i}\tSatz {i}\n" + "\n" * (i % 2) for i in range(100)) + "oops\n")
+    load_translation_data(f"tsv:{path}")
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}: 100 sentence pairs from 151 lines; 50 blank lines skipped; 1 bad line skipped (1 no tab)",
+        f"  {path}:151: expected 'source<TAB>target', found no tab in 'oops'",
+    ]
+    with pytest.raises(DataError, match="corpus.tsv:151"):
+        load_translation_data(f"tsv:{path}", strict=True)
 
 
 def test_tsv_source_splits_disjointly(tmp_path):

@@ -66,6 +66,11 @@ def test_bad_requests_never_fail_the_batch(exported):
     alone, _ = _in_process(module, [normal])
     assert translations[-1].decode() == alone[0]  # padding next to bad rows changes nothing
     assert np.all(np.isfinite(out["scores"].numpy()))
+    assert out["truncated"].numpy().tolist() == [False, False, True, False, False]  # only the 500 words
+    for words, cut in ((16, False), (17, True)):  # the model reads max_length=16 source tokens
+        sentence = " ".join(["three"] * words)
+        assert module.source_tokenizer.tokenize(tf.constant([sentence])).row_lengths().numpy()[0] == words
+        assert module.serving_default(tf.constant([sentence]))["truncated"].numpy()[0] == cut
     empty = module.serving_default(tf.constant([], tf.string))
     assert empty["translations"].shape == (0,)
     assert translate_with_saved_model(path, ["", normal])[1] == alone[0]

@@ -53,9 +53,10 @@ def test_first_column_is_the_default_signature(exported):
     default = loaded.signatures["serving_default"](sentences=tf.constant(sentences))
     assert {key: (v.shape, v.dtype) for key, v in out.items()} == {
         "translations": ((len(sentences), W), object), "scores": ((len(sentences), W), np.float32),
-        "lengths": ((len(sentences), W), np.int32),
+        "lengths": ((len(sentences), W), np.int32), "truncated": ((len(sentences),), bool),
     }
     assert out["translations"][:, 0].tolist() == default["translations"].numpy().tolist()
+    assert out["truncated"].tolist() == default["truncated"].numpy().tolist() and out["truncated"][-2]  # 500 words
     np.testing.assert_allclose(out["scores"][:, 0], default["scores"].numpy(), atol=1e-5)
     for scores, lengths in zip(out["scores"][: len(EN) + 1], out["lengths"][: len(EN) + 1]):
         reached = scores > NEG_INF / 2
@@ -85,7 +86,9 @@ def test_bad_rows_never_fail_the_batch(exported):
     assert out["translations"][-1].tolist() == alone["translations"][0].tolist()  # bad neighbours change nothing
     np.testing.assert_allclose(out["scores"][-1], alone["scores"][0], atol=1e-5)
     empty = _nbest(loaded, [], 2)
-    assert {key: value.shape for key, value in empty.items()} == {k: (0, 2) for k in ("translations", "scores", "lengths")}
+    assert {key: value.shape for key, value in empty.items()} == {
+        **{k: (0, 2) for k in ("translations", "scores", "lengths")}, "truncated": (0,)
+    }
 
 
 def test_signature_warmup_and_op_audit(exported):

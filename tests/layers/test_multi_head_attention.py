@@ -220,3 +220,31 @@ def test_bad_arguments_are_named():
         mha(query, value, attention_mask=np.ones((B, T, 3), bool))
     with pytest.raises(ValueError, match="rank 5"):
         mha(query, value, attention_mask=np.ones((B, 1, 1, T, S), bool))
+
+
+def test_bad_shapes_are_named_before_any_kernel_runs():
+    query, value = _inputs()
+    rng = np.random.default_rng(1)
+    mha = MultiHeadAttention(num_heads=H, key_dim=K)
+    with pytest.raises(ValueError, match=r"query of shape \(B, T, D\) \(rank 3\)\. Received: query of shape \(2, 16\)"):
+        mha(query[:, 0], value)  # rank 2 (was a bare IndexError in build)
+    with pytest.raises(ValueError, match=r"value of shape \(B, S, D\) \(rank 3\)\. Received: value of shape \(1, 2, 7, 16\)"):
+        mha(query, value[None])
+    other_batch = rng.normal(size=(3, S, D)).astype("float32")
+    with pytest.raises(ValueError, match=r"same batch size B.*Received: query of shape \(2, 5, 16\), value of shape \(3, 7, 16\)"):
+        mha(query, other_batch)  # was TensorFlow's BatchMatMulV2 error
+    with pytest.raises(ValueError, match=r"key and value of the same length S.*key of shape \(2, 6, 16\)"):
+        mha(query, value, key=value[:, :6])
+    mha(query, value)  # built for width D = 16
+    with pytest.raises(ValueError, match=r"built for query of width 16, expected query of shape \(B, T, 16\)\. "
+                                         r"Received: query of shape \(2, 5, 8\)"):
+        mha(query[..., :8], value)
+    with pytest.raises(ValueError, match=r"same batch size B.*a cache of batch size 3"):
+        mha(query[:, :1], query[:, :1], cache=mha.init_cache(3, T), cache_index=0)
+    # Symbolic calls (functional models) are checked as they are built.
+    with pytest.raises(ValueError, match="same batch size B"):
+        MultiHeadAttention(num_heads=H, key_dim=K)(keras.Input((T, D), batch_size=2), keras.Input((S, D), batch_size=3))
+    # Unknown dimensions pass: a functional model with a free batch size builds and runs.
+    q_in, v_in = keras.Input((None, D)), keras.Input((None, D))
+    model = keras.Model([q_in, v_in], MultiHeadAttention(num_heads=H, key_dim=K)(q_in, v_in))
+    assert tuple(model([query, value]).shape) == (B, T, D)

@@ -217,6 +217,12 @@ def test_too_long_sequence_is_a_clear_error(position):
         layer(_ids(), start_index=5)
 
 
+def test_ids_of_another_rank_are_a_clear_error():
+    layer = TokenAndPositionEmbedding(V, D, L)
+    with pytest.raises(ValueError, match=r"token ids of shape \(B, T\)\. Received: inputs of shape \(2, 6, 1\)"):
+        layer(_ids()[..., None])
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match=r"position must be one of .*'rotary'"):
         TokenAndPositionEmbedding(V, D, L, position="rotary")

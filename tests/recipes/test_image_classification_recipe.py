@@ -24,7 +24,7 @@ print(json.dumps({k: v.numpy().tolist() for k, v in out.items() if k != "top_k_l
 def test_train_evaluate_export_and_serve(tmp_path):
     out = str(tmp_path / "run")
     model = image_classification.main(
-        ["train", "--output", out, "--epochs", "2", "--steps-per-epoch", "3", "--rand-augment", "true",
+        ["train", "--output", out, "--epochs", "2", "--steps-per-epoch", "3", "--rand-augment",
          "--mixup-alpha", "0.2"]
     )
     metrics = json.load(open(os.path.join(out, "metrics.json")))
@@ -55,8 +55,8 @@ def test_train_evaluate_export_and_serve(tmp_path):
     expected = tf.nn.softmax(np.asarray(model(inputs), dtype="float32")).numpy()
     np.testing.assert_allclose(np.array(served["probabilities"])[[0, 2]], expected, atol=1e-4)
 
-    lines = image_classification.classify(version, [paths[0], bad])
-    assert lines[1].endswith("invalid image") and "\t" in lines[0]
+    lines, unreadable = image_classification.classify(version, [paths[0], bad])
+    assert lines[1].endswith("invalid image") and "\t" in lines[0] and unreadable == 0
 
 
 @pytest.mark.slow
@@ -77,3 +77,42 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device():
             return model
         """
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    from zoo.export.image_classifier import export_image_classifier
+    from zoo.models import VisionTransformer
+
+    model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, depth=1, num_heads=2)
+    base = str(tmp_path_factory.mktemp("export"))
+    return model, export_image_classifier(model, ["zero", "one", "two"], base, top_k=2)
+
+
+def test_classify_goes_on_past_files_it_cannot_read(tiny_export, tmp_path, capsys):
+    _, version = tiny_export
+    good, text, missing = str(tmp_path / "a.png"), str(tmp_path / "notes.png"), str(tmp_path / "missing.png")
+    tf.io.write_file(good, tf.io.encode_png(np.zeros((20, 20, 3), np.uint8)))
+    open(text, "w").write("not an image")
+    with pytest.raises(SystemExit) as exit_info:
+        image_classification.main(["classify", "--model", version, good, missing, text, str(tmp_path)])
+    assert exit_info.value.code == 1
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [good, missing, text, str(tmp_path)]  # one per path, in order
+    assert len(lines[0].split("\t")[1].split(", ")) == 2  # top-2 labels with scores
+    assert lines[1] == f"{missing}\tcannot read: No such file or directory"
+    assert lines[2] == f"{text}\tinvalid image" and lines[3] == f"{tmp_path}\tcannot read: Is a directory"
+    assert err == "error: 2 of 4 image files could not be read (--verbose shows the traceback)\n"
+
+
+def test_attention_plot_titles_true_and_predicted_labels(tiny_export, tmp_path):
+    from recipes.image_plots import plot_attention_maps
+
+    model, _ = tiny_export
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    inputs = np.zeros((2, 16, 16, 3), np.float32)
+    path = str(tmp_path / "attention.png")
+    attention, titles = plot_attention_maps(model, images, inputs, path, ["3", "8"], ["3", "5"])
+    assert titles == ["true 3 / predicted 3", "true 8 / predicted 5"]
+    assert attention.shape == (2, 4, 4) and os.path.getsize(path) > 1000

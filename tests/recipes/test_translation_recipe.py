@@ -1,5 +1,6 @@
-"""End to end: the translation recipe trains, evaluates, plots, exports, serves, resumes."""
+"""The translation recipe: end to end (train, evaluate, plot, export, serve, resume) and its commands."""
 
+import io
 import json
 import os
 import signal
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import pytest
 
 from recipes import translation
@@ -22,20 +24,25 @@ def _recipe(*args, **kwargs):
 
 
 @pytest.mark.slow
-def test_train_evaluate_export_and_translate(tmp_path):
+def test_train_evaluate_export_and_translate(tmp_path, capsys):
     out = str(tmp_path / "run")
-    translation.main(["train", "--output", out, "--num-layers", "1", *SMOKE])
+    translation.main(["train", "--output", out, "--num-layers", "1", "--max-length", "14", *SMOKE])
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert metrics["sentences"] == 8 and 0.0 <= metrics["bleu"] <= 100.0 and "tok:13a" in metrics["bleu_signature"]
+    log = capsys.readouterr().out
+    assert "Training ran 1 of 1 epochs; kept the weights of epoch 1" in log
+    # Test sentences longer than the model reads are counted, not cut silently.
+    assert metrics["truncated_sources"] > 0
+    assert f"warning: {metrics['truncated_sources']} of 8 test sentences are longer than --max-length 14" in log
     assert os.path.getsize(os.path.join(out, "cross_attention.png")) > 10_000
-    assert os.path.exists(os.path.join(out, "checkpoints", "epoch_001.weights.h5"))
+    assert os.listdir(os.path.join(out, "checkpoints")) == ["best.weights.h5"]  # nothing piles up per epoch
     assert os.listdir(os.path.join(out, "logs"))  # TensorBoard
     version = os.path.join(out, "export", "translator", "1")
     assert os.path.exists(os.path.join(version, "assets.extra", "tf_serving_warmup_requests"))
     # The translate command runs the export as TF Serving would, args or stdin.
-    by_args = _recipe("translate", "--model", version, "I buy three apples.", "", timeout=300)
+    by_args = _recipe("translate", "--model", version, "I buy three apples.", "", b"K\xe4se \xff", timeout=300)
     assert by_args.returncode == 0, by_args.stderr[-2000:]
-    assert len(by_args.stdout.splitlines()) == 2
+    assert len(by_args.stdout.splitlines()) == 3  # invalid UTF-8 bytes in argv are translated too
     by_stdin = _recipe("translate", "--model", version, input="I buy three apples.\n", timeout=300)
     assert by_stdin.stdout.splitlines()[0] == by_args.stdout.splitlines()[0]
     # `export` again writes the next version, never over the first.
@@ -89,14 +96,137 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device():
     )
 
 
-def test_bad_recipe_input_is_named(tmp_path):
+def test_bad_recipe_input_is_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="Unknown TransformerTranslator preset 'transformer_small'"):
         translation.build_model(translation.TranslationConfig(preset="transformer_small"),
                                 *[type("T", (), {"vocabulary_size": 10, "pad_id": 0, "start_id": 2, "end_id": 3})] * 2)
-    from zoo.data.translation_data import DataError
-
-    with pytest.raises(DataError, match="TSV file not found"):
+    with pytest.raises(SystemExit) as exit_info:
         translation.main(["train", "--output", str(tmp_path / "x"), "--data", f"tsv:{tmp_path}/missing.tsv"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"error: TSV file not found: '{tmp_path}/missing.tsv' (--verbose shows the traceback)\n"
+    )
     with pytest.raises(ValueError, match="Unknown --distribute 'tpu-pod'"):
         with __import__("recipes.common").common.strategy_scope("tpu-pod"):
             pass
+
+
+def _without_tf_log_level():
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+@pytest.mark.slow
+def test_command_errors_are_one_line_without_tensorflow_noise(tmp_path):
+    missing = str(tmp_path / "no_run")
+    quiet = _recipe("evaluate", "--output", missing, env=_without_tf_log_level(), timeout=300)
+    assert quiet.returncode == 1
+    assert quiet.stderr == (  # TensorFlow was imported: its start-up notices are not shown
+        f"error: No trained model at {missing}/model.keras; run `python -m recipes.translation train --output "
+        f"{missing}` first. (--verbose shows the traceback)\n"
+    )
+    verbose = _recipe("evaluate", "--output", missing, "--verbose", env=_without_tf_log_level(), timeout=300)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and "FileNotFoundError" in verbose.stderr
+
+
+@pytest.mark.slow
+def test_output_comes_as_it_is_printed_when_piped(tmp_path):
+    """A piped stdout used to be block-buffered: nothing showed until the run ended."""
+    import queue
+    import threading
+
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("".join(f"sentence {i}\tSatz {i}\n" for i in range(200)) + "\n\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "recipes.translation", "train", "--output", str(tmp_path / "run"), "--data",
+         f"tsv:{corpus}", "--num-layers", "1", "--epochs", "50", "--steps-per-epoch", "50"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_without_tf_log_level(),
+    )
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    seen = []
+    try:
+        deadline = time.time() + 300
+        while not any("sentence pairs from" in line for line in seen) and time.time() < deadline:
+            try:
+                seen.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+        running = process.poll() is None
+    finally:
+        process.kill()
+        process.wait()
+    assert running, seen
+    assert seen[0].startswith(f"train: {tmp_path / 'run'} (new run)")
+    assert f"{corpus}: 200 sentence pairs from 202 lines; 2 blank lines skipped\n" in seen
+    stderr = process.stderr.read()
+    for noise in ("oneDNN", "cuInit", "cuda", "absl", "cpu_feature_guard"):
+        assert noise not in stderr, stderr[:2000]
+
+
+EN = ["I buy three apples.", "She speaks French.", "We travel to Spain."]
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """A small random translator (max_length 12) exported as the recipe would."""
+    from zoo.export import export_translator
+    from zoo.models import TransformerTranslator
+    from zoo.text import WordPieceTokenizer
+
+    keras.utils.set_random_seed(3)
+    source = WordPieceTokenizer.from_corpus(EN * 10, 60, lowercase=False)
+    target = WordPieceTokenizer.from_corpus(["Ich kaufe drei Äpfel.", "Sie spricht Französisch."] * 10, 60,
+                                            lowercase=False)
+    model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size, 1, 1, 16, 2, 32, dropout=0.0,
+                                  max_length=12)
+    base = str(tmp_path_factory.mktemp("export"))
+    return export_translator(model, source, target, base, beam_width=2)
+
+
+def _translate(argv, capsys, stdin=None, monkeypatch=None):
+    if stdin is not None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
+    translation.main(["translate", *argv])
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+@pytest.mark.slow
+def test_translate_keeps_every_line_of_invalid_utf8_arguments_and_stdin(tiny_export, capsys, monkeypatch):
+    # Python hands undecodable argument bytes over as surrogate escapes: this is what main() receives.
+    broken = b"K\xe4se \xff and apples".decode("utf-8", "surrogateescape")
+    by_args, _ = _translate(["--model", tiny_export, EN[0], broken, EN[1]], capsys)
+    assert len(by_args) == 3
+    alone, _ = _translate(["--model", tiny_export, EN[0], EN[1]], capsys)
+    assert [by_args[0], by_args[2]] == alone  # the valid lines are translated as if sent alone
+    stdin = b"\n".join([EN[0].encode(), b"\xff\xfe broken", b"", EN[1].encode()]) + b"\n"
+    by_stdin, _ = _translate(["--model", tiny_export], capsys, stdin=stdin, monkeypatch=monkeypatch)
+    assert len(by_stdin) == 4 and by_stdin[2] == "" and [by_stdin[0], by_stdin[3]] == alone
+
+
+@pytest.mark.slow
+def test_translate_names_truncated_sentences_and_shows_scores(tiny_export, capsys):
+    long = " ".join(["apples"] * 30)  # 30 tokens; the model reads 12
+    lines, err = _translate(["--model", tiny_export, "--scores", EN[0], long, ""], capsys)
+    assert err.splitlines() == [
+        "warning: sentence 2 is longer than the model reads; only its beginning was translated: "
+        f"{long[:40] + '...'!r}"
+    ]
+    scores = [float(line.split("\t")[0]) for line in lines]
+    assert len(lines) == 3 and all(line.count("\t") == 1 for line in lines)
+    assert scores[0] < 0 and scores[2] == 0.0  # a log-probability; the empty sentence is certain
+    plain, _ = _translate(["--model", tiny_export, EN[0]], capsys)
+    assert plain == [lines[0].split("\t")[1]]
+    # The directory holding the versions serves its highest version, as TF Serving does.
+    by_base, _ = _translate(["--model", os.path.dirname(tiny_export), EN[0]], capsys)
+    assert by_base == plain
+
+
+def test_translate_without_an_export_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        translation.main(["translate", "--model", str(tmp_path / "none"), "Hello."])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"error: No SavedModel at {str(tmp_path / 'none')!r}. Expected an export directory such as "
+        "runs/translation/export/translator/1. (--verbose shows the traceback)\n"
+    )

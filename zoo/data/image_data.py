@@ -11,8 +11,8 @@ Sources (`load_image_data`), each giving an `ImageSplits` of uint8
   scan, whereas nearest-neighbour would make each ViT patch one flat pixel.
 - `folder:PATH`: one sub-folder per class (class names = sorted folder
   names), files with an image extension at any depth below it. Files that do
-  not decode are skipped and listed in `ImageSplits.skipped`, never fatal
-  and never silent.
+  not decode are skipped and listed in `ImageSplits.skipped`, never silent,
+  and fatal only with `strict` (or when a class has no readable image).
 - `tfds:NAME`: a TFDS image dataset with supervised `(image, label)` keys,
   e.g. `cifar10`; missing validation/test splits are carved out of train.
 
@@ -36,7 +36,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from zoo.data.translation_data import DataError
+from zoo.data.translation_data import SHOWN_BAD_LINES, DataError
 
 SPLITS = ("train", "validation", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
@@ -127,11 +127,12 @@ def _image_files(class_dir):
     return sorted(found), others
 
 
-def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, seed=0):
+def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, seed=0, strict=False):
     """Images from `path/<class name>/...`, split stratified and deterministically.
 
     Corrupt or unreadable files are skipped, listed in `skipped` and
-    summarised in one printed line.
+    summarised in print (the first few named); with `strict` the first one
+    raises `DataError`. A class folder with no readable image always does.
     """
     if not tf.io.gfile.isdir(path):
         raise DataError(f"Image folder not found: {path!r}. Expected a directory with one sub-folder per class.")
@@ -151,7 +152,10 @@ def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, se
         for file in files:
             try:
                 image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
-            except (tf.errors.OpError, OSError):
+            except (tf.errors.OpError, OSError) as e:
+                if strict:
+                    raise DataError(f"Cannot decode image {file!r} ({_first_line(e)}); without --strict, "
+                                    "unreadable images are skipped") from None
                 skipped.append(file)
                 continue
             images.append(_to_uint8_rgb(image, image_size).numpy())
@@ -166,13 +170,17 @@ def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, se
     if skipped or ignored:
         print(
             f"load_folder: {len(labels)} images in {len(class_names)} classes from {path}; "
-            f"skipped {len(skipped)} unreadable image file(s)"
-            + (f" (first: {skipped[0]})" if skipped else "")
-            + f"; ignored {ignored} file(s) without an image extension"
+            f"skipped {len(skipped)} unreadable image file(s); ignored {ignored} file(s) without an image extension"
+            + "".join(f"\n  {file}" for file in skipped[:SHOWN_BAD_LINES])
+            + (f"\n  ... and {len(skipped) - SHOWN_BAD_LINES} more" if len(skipped) > SHOWN_BAD_LINES else "")
         )
     images, labels = np.stack(images), np.asarray(labels, np.int32)
     parts = _take(images, labels, _stratified_split(labels, validation_fraction, test_fraction, seed))
     return ImageSplits(**parts, class_names=class_names, skipped=skipped)
+
+
+def _first_line(error):
+    return (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
 
 
 def _tfds_to_numpy(ds, image_size):
@@ -232,12 +240,12 @@ def load_tfds(name, image_size, data_dir=None, validation_fraction=0.1, test_fra
     return ImageSplits(**splits, class_names=_tfds_class_names(builder, num_labels))
 
 
-def load_image_data(spec, image_size):
-    """`ImageSplits` from a data spec: `builtin`, `folder:PATH` or `tfds:NAME`."""
+def load_image_data(spec, image_size, strict=False):
+    """`ImageSplits` from a data spec: `builtin`, `folder:PATH` or `tfds:NAME`; `strict` as `load_folder`."""
     if spec == "builtin":
         return load_builtin(image_size)
     if spec.startswith("folder:"):
-        return load_folder(spec[len("folder:"):], image_size)
+        return load_folder(spec[len("folder:"):], image_size, strict=strict)
     if spec.startswith("tfds:"):
         return load_tfds(spec[len("tfds:"):], image_size)
     raise DataError(f"Unknown image data source {spec!r}. Expected 'builtin', 'folder:PATH' or 'tfds:NAME'.")

@@ -1,7 +1,8 @@
 """Parallel text in, teacher-forced batches out.
 
 Sources (`load_translation_data`): the built-in English-German corpus,
-any tab-separated file, or a TFDS translation dataset. Batches
+any tab-separated file (bad lines skipped and reported, or fatal with
+`strict`), or a TFDS translation dataset. Batches
 (`make_batches`): tokenized with the tokenizers' in-graph ops, over-long
 pairs truncated or dropped (counted), bucketed by length, with decoder input
 = `[START] + target`, labels = `target + [END]`, and sample weights that
@@ -23,39 +24,106 @@ class DataError(ValueError):
     """Raised for unusable input data; the message names the file and line."""
 
 
-def read_tsv(path):
-    """Reads `source<TAB>target` lines; returns `(pairs, skipped_empty_lines)`.
+MAX_BAD_SHARE = 0.1  # more bad lines than this means a wrong file, delimiter or encoding
+SHOWN_BAD_LINES = 5
 
-    Empty lines are skipped and counted. A line without a tab, with an empty
-    side, or with bytes that are not UTF-8 raises `DataError` naming the
-    line, so nothing is silently lost.
+
+@dataclasses.dataclass
+class TsvReport:
+    """What `read_tsv` read: pairs, blank lines, and bad lines by kind with the first few named."""
+
+    path: str
+    lines: int = 0
+    pairs: int = 0
+    blank: int = 0
+    extra_columns: int = 0
+    bad: dict = dataclasses.field(default_factory=dict)  # kind -> count
+    examples: list = dataclasses.field(default_factory=list)  # "path:line: what is wrong"
+
+    @property
+    def bad_lines(self):
+        return sum(self.bad.values())
+
+    def __str__(self):
+        parts = [f"{self.path}: {self.pairs} sentence pairs from {self.lines} lines"]
+        if self.blank:
+            parts.append(f"{self.blank} blank line{'s' * (self.blank != 1)} skipped")
+        if self.bad:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in self.bad.items())
+            parts.append(f"{self.bad_lines} bad line{'s' * (self.bad_lines != 1)} skipped ({kinds})")
+        if self.extra_columns:
+            parts.append(f"{self.extra_columns} with more than two columns (extra columns ignored)")
+        more = self.bad_lines - len(self.examples)
+        return "; ".join(parts) + "".join(f"\n  {example}" for example in self.examples) + (
+            f"\n  ... and {more} more" if more > 0 else ""
+        )
+
+
+class _BadLine(Exception):
+    def __init__(self, kind, why):
+        super().__init__(kind, why)
+        self.kind, self.why = kind, why
+
+
+def _parse_tsv_line(raw):
+    """`((source, target), has_extra_columns)` of one line, `None` for a blank one; raises `_BadLine`."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as e:
+        raise _BadLine(
+            "not UTF-8", f"not valid UTF-8 ({e.reason} at byte {e.start}: {raw[max(0, e.start - 10):e.start + 10]!r})"
+        ) from None
+    if not line.strip():
+        return None
+    if "\t" not in line:
+        raise _BadLine("no tab", f"expected 'source<TAB>target', found no tab in {line[:80]!r}")
+    columns = line.split("\t")
+    source, target = columns[0].strip(), columns[1].strip()
+    if not source or not target:
+        raise _BadLine("empty side", f"empty source or target in {line[:80]!r}")
+    return (source, target), len(columns) > 2
+
+
+def read_tsv(path, strict=False, max_bad_share=MAX_BAD_SHARE):
+    """Reads `source<TAB>target` lines (further columns ignored); returns `(pairs, TsvReport)`.
+
+    Blank lines are skipped and counted. A bad line (no tab, an empty side,
+    bytes that are not UTF-8) is skipped, counted by kind and, for the first
+    few, named as `path:line` in the report; with `strict` it raises
+    `DataError` instead. More than `max_bad_share` of the non-blank lines
+    bad raises `DataError` too: the file is likely not a UTF-8 TSV.
     """
     if not os.path.exists(path):
         raise DataError(f"TSV file not found: {path!r}")
-    pairs, empty = [], 0
+    pairs, report = [], TsvReport(path)
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
+            report.lines = number
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start}: "
-                    f"{raw[max(0, e.start - 10):e.start + 10]!r}). Re-encode the file as UTF-8."
-                ) from None
-            if not line.strip():
-                empty += 1
+                parsed = _parse_tsv_line(raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw)  # BOM
+            except _BadLine as e:
+                kind, why = e.kind, e.why
+                if strict:
+                    raise DataError(f"{path}:{number}: {why} (without --strict, bad lines are skipped)") from None
+                report.bad[kind] = report.bad.get(kind, 0) + 1
+                if len(report.examples) < SHOWN_BAD_LINES:
+                    report.examples.append(f"{path}:{number}: {why}")
                 continue
-            if "\t" not in line:
-                raise DataError(
-                    f"{path}:{number}: expected 'source<TAB>target', found no tab in {line[:80]!r}"
-                )
-            source, target = line.split("\t", 1)
-            if not source.strip() or not target.strip():
-                raise DataError(f"{path}:{number}: empty source or target in {line[:80]!r}")
-            pairs.append((source.strip(), target.strip().split("\t")[0]))
+            if parsed is None:
+                report.blank += 1
+                continue
+            pairs.append(parsed[0])
+            report.extra_columns += int(parsed[1])
+    report.pairs = len(pairs)
+    content = report.lines - report.blank
+    if content and report.bad_lines > max_bad_share * content:
+        raise DataError(
+            f"{report.bad_lines} of the {content} non-blank lines of {path} are bad, more than "
+            f"{max_bad_share:.0%}: is it a UTF-8 file of source<TAB>target lines? First: {report.examples[0]}"
+        )
     if not pairs:
-        raise DataError(f"{path}: no sentence pairs found")
-    return pairs, empty
+        raise DataError(f"{path}: no sentence pairs found ({report.lines} lines)")
+    return pairs, report
 
 
 def _split_deterministically(pairs, validation_fraction=0.05, test_fraction=0.05, seed=0):
@@ -96,16 +164,18 @@ def load_tfds(name, data_dir=None):
     return splits
 
 
-def load_translation_data(spec, data_dir=None):
+def load_translation_data(spec, data_dir=None, strict=False):
     """`{"train": pairs, "validation": pairs, "test": pairs}` from a data spec.
 
-    `spec` is `builtin`, `tsv:PATH` (split 90/5/5 by source sentence) or
+    `spec` is `builtin`, `tsv:PATH` (split 90/5/5 by source sentence; what
+    was read and skipped is printed, see `read_tsv` for `strict`) or
     `tfds:NAME`.
     """
     if spec == "builtin":
         return builtin_translation.load_splits()
     if spec.startswith("tsv:"):
-        pairs, _ = read_tsv(spec[4:])
+        pairs, report = read_tsv(spec[4:], strict=strict)
+        print(report)
         return _split_deterministically(pairs)
     if spec.startswith("tfds:"):
         return load_tfds(spec[5:], data_dir=data_dir)
@@ -124,7 +194,7 @@ class BatchStats:
     def __str__(self):
         return (
             f"{self.pairs} pairs kept, {self.truncated} truncated, "
-            f"{self.dropped_too_long} dropped as too long, {self.dropped_empty} dropped as empty"
+            f"{self.dropped_too_long} dropped as too long, {self.dropped_empty} dropped as empty once tokenized"
         )
 
 

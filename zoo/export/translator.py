@@ -1,8 +1,10 @@
 """The TF Serving export of a `TransformerTranslator`: strings in, strings out.
 
 `serving_default` takes `sentences: tf.string [batch]` and returns
-`translations: tf.string [batch]` and `scores: float32 [batch]` (the beam's
-length-normalised log-probability). Tokenization (tensorflow-text ops), beam
+`translations: tf.string [batch]`, `scores: float32 [batch]` (the beam's
+length-normalised log-probability) and `truncated: bool [batch]` (the
+sentence had more tokens than the model reads; only its beginning was
+translated). Tokenization (tensorflow-text ops), beam
 search (`zoo.decoding.beam_search`, a `tf.while_loop` in the graph) and
 detokenization all run inside the SavedModel, so the server needs nothing
 of ours. `translate_ids` takes and returns token ids.
@@ -10,8 +12,9 @@ of ours. `translate_ids` takes and returns token ids.
 `translate_nbest` takes `sentences` and `n: int32 []` and returns the `n`
 best hypotheses of the same search, best first: `translations: tf.string
 [batch, n]`, `scores: float32 [batch, n]` (column 0 is `serving_default`'s
-answer) and `lengths: int32 [batch, n]` (generated tokens as the length
-penalty counts them: the end token included). `n` is clamped to
+answer), `lengths: int32 [batch, n]` (generated tokens as the length
+penalty counts them: the end token included) and `truncated: bool [batch]`
+(as `serving_default`'s). `n` is clamped to
 `[1, beam_width]` (the output has that many columns), so no `n` fails a
 request. A slot no hypothesis reached (the sentence finished fewer than `n`
 within `max_length`) is `""` with score `NEG_INF` (-1e9) and length 0.
@@ -103,29 +106,34 @@ class TranslatorModule(tf.Module):
         return ids[:, : self.model.max_length], lengths
 
     def _search_sentences(self, sentences, all_beams=False):
-        """Tokenizes, truncates and searches: `(tokens (B, [W,] L), scores (B, [W]), empty (B,))`."""
+        """Tokenizes, truncates and searches: `(tokens (B, [W,] L), scores (B, [W]), empty (B,),
+        truncated (B,))`."""
         ids, lengths = self.source_ids(sentences)
         dense = ids.to_tensor(default_value=self.model.pad_token_id)
         # At least one column, so a batch of empty sentences still has a shape.
         dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
         tokens, scores = self._search(tf.cast(dense, tf.int32), all_beams)  # (B, [W,] L), (B, [W])
-        return tokens, scores, tf.equal(lengths, 0)
+        # Content tokens the model reads: all of max_length, less the end id when one is appended.
+        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
+        return tokens, scores, tf.equal(lengths, 0), lengths > room
 
     def translate_strings(self, sentences):
-        """`{"translations", "scores"}` of `(B,)` sentences, `(B,)` each. What `serving_default` runs."""
-        tokens, scores, empty = self._search_sentences(sentences)
+        """`{"translations", "scores", "truncated"}` of `(B,)` sentences, `(B,)` each. What
+        `serving_default` runs."""
+        tokens, scores, empty, truncated = self._search_sentences(sentences)
         translations = self.target_tokenizer.detokenize(tokens)
         return {
             "translations": tf.where(empty, tf.constant(""), translations),
             "scores": tf.where(empty, tf.zeros_like(scores), scores),
+            "truncated": truncated,
         }
 
     def translate_nbest_strings(self, sentences, n):
         """`{"translations", "scores", "lengths"}`, each `(B, n)`: the `n` best hypotheses
-        (`n` clamped to `[1, beam_width]`), best first. What `translate_nbest` runs; see the
-        module docstring."""
+        (`n` clamped to `[1, beam_width]`), best first, and `truncated` `(B,)`. What
+        `translate_nbest` runs; see the module docstring."""
         n = tf.clip_by_value(tf.cast(n, tf.int32), 1, self.beam_width)
-        tokens, scores, empty = self._search_sentences(sentences, all_beams=True)  # (B, W, L), (B, W)
+        tokens, scores, empty, truncated = self._search_sentences(sentences, all_beams=True)  # (B, W, L), (B, W)
         tokens, scores = tokens[:, :n], scores[:, :n]  # (B, n, L), (B, n)
         reached = tf.logical_and(scores > NEG_INF / 2, tf.logical_not(empty)[:, None])  # (B, n)
         is_end = tf.equal(tokens, self.model.end_token_id)
@@ -140,6 +148,7 @@ class TranslatorModule(tf.Module):
             "translations": tf.where(reached, translations, ""),
             "scores": tf.where(reached, scores, floor),
             "lengths": tf.where(reached, lengths, 0),
+            "truncated": truncated,
         }
 
     def _translate(self, sentences):

@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from zoo.layers.attention_input_checks import check_attention_call, check_attention_inputs
 from zoo.layers.rotary_embedding import RotaryEmbedding
 
 
@@ -207,6 +208,7 @@ class MultiHeadAttention(keras.layers.Layer):
         )
 
     def build(self, query_shape, value_shape=None, key_shape=None):
+        check_attention_inputs({"query": query_shape, "value": value_shape, "key": key_shape})
         value_shape = query_shape if value_shape is None else value_shape
         key_shape = value_shape if key_shape is None else key_shape
         h, k = self.num_heads, self.key_dim
@@ -338,6 +340,7 @@ class MultiHeadAttention(keras.layers.Layer):
     ):
         # query_mask / value_mask / key_mask are filled in by Keras from the
         # inputs' implicit masks (e.g. an Embedding with mask_zero=True).
+        check_attention_call(self, query, value, key, cache, cache_index)
         key = value if key is None else key
         start = 0 if cache_index is None else cache_index
         q = self.query_dense(query)  # (B, T, H, K)

@@ -187,6 +187,11 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     def call(self, inputs, start_index=0, reverse=False, few_rows=False):
         if reverse:
             return self._project_few_rows(inputs) if few_rows else self._project(inputs)
+        if len(inputs.shape) != 2:
+            raise ValueError(
+                f"TokenAndPositionEmbedding expects token ids of shape (B, T). Received: inputs of shape "
+                f"{tuple(inputs.shape)}"
+            )
         self._check_length(inputs.shape[-1], start_index)
         tokens = ops.cast(self.token_embedding(inputs), self.compute_dtype)  # (B, T, D)
         if self.scale_by_sqrt_dim:
