@@ -192,6 +192,7 @@ def test_with_no_hypothesis_ended_the_alive_ones_are_the_top_unended(tiny_vocabu
 def test_warmup_requests_name_a_malformed_entry(tmp_path):
     from zoo.export import write_warmup_requests
 
-    with pytest.raises(TypeError, match=r"\(signature_name, \{input: array\}\). Received: tuple \('translate_nbest',\)"):
+    expected = r"\(signature_name, \{input: array\}\). Received: tuple \('translate_nbest',\)"
+    with pytest.raises(TypeError, match=expected):
         write_warmup_requests(str(tmp_path), [{"sentences": [b"a"]}, ("translate_nbest",)], model_name="m")
     assert not os.path.exists(tmp_path / "assets.extra")  # checked before anything is written

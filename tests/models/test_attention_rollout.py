@@ -44,7 +44,8 @@ def test_random_attention_gives_distributions_per_image():
     assert maps.shape == (4, 2, 3) and (maps >= 0).all()
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, atol=1e-6)
     for i in range(4):  # each image rolled out alone gives its row of the batch
-        np.testing.assert_allclose(_np(rollout_from_attention([w[i : i + 1] for w in weights], 1, grid))[0], maps[i], atol=1e-6)
+        alone = _np(rollout_from_attention([w[i : i + 1] for w in weights], 1, grid))
+        np.testing.assert_allclose(alone[0], maps[i], atol=1e-6)
 
 
 def test_bad_arguments_name_what_was_received():

@@ -103,7 +103,8 @@ def test_prepare_and_attention_rollout_preprocess_as_predict(saved, images):
     good = batch[:2] + batch[3:]
     maps = classifier.attention_rollout(good, batch_size=2)
     assert maps.shape == (3, 2, 2)  # 16 px, 8 px patches
-    np.testing.assert_allclose(maps, np.asarray(attention_rollout(classifier.model, prepared["inputs"][[0, 1, 3]])), atol=1e-6)
+    direct = np.asarray(attention_rollout(classifier.model, prepared["inputs"][[0, 1, 3]]))
+    np.testing.assert_allclose(maps, direct, atol=1e-6)
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, atol=1e-6)
     assert classifier.attention_rollout([]).shape == (0, 2, 2)
     assert classifier.prepare([])["inputs"].shape == (0, 16, 16, 3)

@@ -154,7 +154,9 @@ def _model_inputs(classifier_or_model, images, inputs, class_names, batch_size):
         images = np.asarray(images)
         inputs = images if inputs is None else np.asarray(inputs)
         if len(inputs) != len(images):
-            raise ValueError(f"inputs must hold one model input per image. Received: {len(inputs)} for {len(images)} images")
+            raise ValueError(
+                f"inputs must hold one model input per image. Received: {len(inputs)} for {len(images)} images"
+            )
         return classifier_or_model, inputs.astype(np.float32), images, class_names
     raise TypeError(
         "plot_rollout_grid takes a zoo.ImageClassifier or a zoo.models.VisionTransformer. "
@@ -201,13 +203,17 @@ def plot_rollout_grid(classifier_or_model, images, true_labels, path, inputs=Non
     class_names=names, predicted_labels=top1, count=8)`.
     """
     if len(true_labels) != len(images):
-        raise ValueError(f"true_labels must hold one label per image. Received: {len(true_labels)} for {len(images)} images")
+        raise ValueError(
+            f"true_labels must hold one label per image. Received: {len(true_labels)} for {len(images)} images"
+        )
     if not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns must be a positive int. Received: columns={columns!r}")
     model, inputs, pixels, class_names = _model_inputs(classifier_or_model, images, inputs, class_names, batch_size)
     predicted = _predict(model, inputs, batch_size) if predicted_labels is None else list(predicted_labels)
     if len(predicted) != len(inputs):
-        raise ValueError(f"predicted_labels must hold one label per image. Received: {len(predicted)} for {len(inputs)} images")
+        raise ValueError(
+            f"predicted_labels must hold one label per image. Received: {len(predicted)} for {len(inputs)} images"
+        )
     true_names = _label_names(true_labels, class_names, "true label")
     predicted_names = _label_names(predicted, class_names, "predicted label")
     chosen = np.arange(len(inputs))
