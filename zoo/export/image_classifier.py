@@ -137,6 +137,13 @@ class ImageClassifierModule(tf.Module):
         self.classify_pixels = tf.function(
             self._classify_pixels, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="pixels")]
         )
+        # Not exported: the model's inputs, for `zoo.ImageClassifier.prepare` (what the signatures feed the model).
+        self.prepare_bytes = tf.function(
+            self._prepare_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+        )
+        self.prepare_pixels = tf.function(
+            self._prepare, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="pixels")]
+        )
 
     def _prepare(self, image):
         return self.preprocessing.prepare(image)
@@ -157,7 +164,9 @@ class ImageClassifierModule(tf.Module):
         images = self._prepare(pixels)
         return self._predict(images, tf.ones(tf.shape(pixels)[:1], tf.bool))
 
-    def _classify_bytes(self, image_bytes):
+    def _prepare_bytes(self, image_bytes):
+        """`(images (B, H, W, 3) normalised at the model's size, valid (B,))`
+        of encoded images; an image that does not decode is zeros, not valid."""
         n = tf.shape(image_bytes, out_type=tf.int64)[0]
         height, width = self.image_size
         decoded = (
@@ -171,7 +180,10 @@ class ImageClassifierModule(tf.Module):
         shape = tf.stack([n, height, width, 3])
         full = tf.scatter_nd(index[:, None], images, shape)
         valid = tf.scatter_nd(index[:, None], tf.ones_like(index, tf.bool), [n])
-        return self._predict(full, valid)
+        return full, valid
+
+    def _classify_bytes(self, image_bytes):
+        return self._predict(*self._prepare_bytes(image_bytes))
 
 
 def _tiny_png(color):
