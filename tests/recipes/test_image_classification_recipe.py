@@ -84,7 +84,7 @@ def tiny_export(tmp_path_factory):
     from zoo.export.image_classifier import export_image_classifier
     from zoo.models import VisionTransformer
 
-    model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, depth=1, num_heads=2)
+    model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, num_encoder_layers=1, num_heads=2)
     base = str(tmp_path_factory.mktemp("export"))
     return model, export_image_classifier(model, ["zero", "one", "two"], base, top_k=2)
 
