@@ -6,10 +6,10 @@ trains `vit_tiny_patch4_32` on the built-in handwritten digits (scikit-learn's
 bundled scans, upscaled to 32x32; about 10 minutes on 2 CPU cores, see
 README for the measured accuracy), saves it as a `zoo.ImageClassifier`
 folder (`runs/vit/model`: model, preprocessing, class names), evaluates
-top-1/top-5 on the test split, draws a confusion matrix and class-token
-attention maps, and exports a SavedModel for TF Serving. Running the same
-command again after an interruption resumes from the last epoch. Other
-subcommands:
+top-1/top-5 on the test split, draws a confusion matrix, class-token
+attention maps and attention rollouts (misclassified images first), and
+exports a SavedModel for TF Serving. Running the same command again after
+an interruption resumes from the last epoch. Other subcommands:
 
     python -m recipes.image_classification evaluate --output runs/vit
     python -m recipes.image_classification export --output runs/vit
@@ -101,17 +101,23 @@ def augmenter(config):
     """Keras preprocessing layers applied to training batches (images in [0, 1])."""
     import keras
 
+    # float32 under any --mixed-precision: Keras' MixUp and CutMix fail under
+    # a mixed policy (float32 mixing weights times bfloat16 images).
+    f32 = dict(dtype="float32")
     layers = []
     if config.random_crop:
-        layers += [keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant"), keras.layers.RandomZoom(0.1)]
+        layers += [
+            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", **f32),
+            keras.layers.RandomZoom(0.1, **f32),
+        ]
     if config.random_flip:
-        layers.append(keras.layers.RandomFlip("horizontal"))
+        layers.append(keras.layers.RandomFlip("horizontal", **f32))
     if config.rand_augment:
-        layers.append(keras.layers.RandAugment(value_range=(0, 1)))
+        layers.append(keras.layers.RandAugment(value_range=(0, 1), **f32))
     if config.mixup_alpha > 0:
-        layers.append(keras.layers.MixUp(alpha=config.mixup_alpha))
+        layers.append(keras.layers.MixUp(alpha=config.mixup_alpha, **f32))
     if config.cutmix_alpha > 0:
-        layers.append(keras.layers.CutMix(factor=config.cutmix_alpha))
+        layers.append(keras.layers.CutMix(factor=config.cutmix_alpha, **f32))
     if not layers:
         return None
     pipeline = keras.layers.Pipeline(layers)
@@ -206,7 +212,7 @@ def load_classifier(config):
 
 
 def evaluate(config, classifier=None, data=None):
-    """Top-1/top-k accuracy on the test split, a confusion matrix and attention maps.
+    """Top-1/top-k accuracy on the test split, a confusion matrix, attention maps and rollouts.
 
     The test images run through the export's graph (`classifier.predict`
     on `[0, 1]` pixels, in batches): the same preprocessing and model as a
@@ -216,7 +222,7 @@ def evaluate(config, classifier=None, data=None):
     import tensorflow as tf
 
     from zoo.data.image_data import load_image_data
-    from zoo.plots import plot_attention_maps, plot_confusion_matrix
+    from zoo.plots import plot_attention_maps, plot_confusion_matrix, plot_rollout_grid
 
     classifier = load_classifier(config) if classifier is None else classifier
     data = load_image_data(config.data, config.image_size, strict=config.strict) if data is None else data
@@ -241,6 +247,9 @@ def evaluate(config, classifier=None, data=None):
     plot_confusion_matrix(labels, top_k[:, 0], names, os.path.join(config.output, "confusion_matrix.png"))
     plot_attention_maps(classifier, images[:6], os.path.join(config.output, "attention_maps.png"),
                         [names[i] for i in labels[:6]], [names[i] for i in top_k[:6, 0]])
+    # Rollout over all layers, misclassified test images first (rollouts only for the 8 drawn).
+    plot_rollout_grid(classifier, list(images), labels, os.path.join(config.output, "attention_rollout.png"),
+                      predicted_labels=top_k[:, 0], count=8, batch_size=config.batch_size)
     return metrics
 
 
@@ -318,8 +327,8 @@ def parse_args(argv):
         "python -m recipes.image_classification", __doc__, ImageClassificationConfig,
         {
             "train": "Train an image classifier, then evaluate and export it (resumes an interrupted run).",
-            "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix and "
-                        "attention maps (true and predicted labels above each image).",
+            "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix, "
+                        "attention maps and attention rollouts (true and predicted labels above each image).",
             "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/.",
         },
     )

@@ -31,7 +31,7 @@ def test_train_evaluate_export_and_serve(tmp_path):
     )
     metrics = json.load(open(os.path.join(out, "metrics.json")))
     assert 0.0 <= metrics["top1"] <= metrics["top5"] <= 1.0 and metrics["test_images"] > 100
-    for picture in ("confusion_matrix.png", "attention_maps.png"):
+    for picture in ("confusion_matrix.png", "attention_maps.png", "attention_rollout.png"):
         assert os.path.getsize(os.path.join(out, picture)) > 5_000
     version = os.path.join(out, "export", "image_classifier", "1")
     assert os.path.exists(os.path.join(version, "assets.extra", "tf_serving_warmup_requests"))

@@ -93,6 +93,39 @@ def test_float_pixels_of_one_size_run_in_batches(saved):
                                atol=1e-6)
 
 
+def test_prepare_and_attention_rollout_preprocess_as_predict(saved, images):
+    """`prepare` gives the very inputs predict feeds the model; the rollout runs on them."""
+    from zoo.models import attention_rollout
+
+    classifier = ImageClassifier.load(saved[0])
+    pixels, paths = images
+    floats = pixels[1].astype("float32") / 255.0
+    batch = [str(paths[0]), paths[1].read_bytes(), b"not an image", floats]
+    prepared = classifier.prepare(batch)
+    assert prepared["inputs"].shape == (4, 16, 16, 3) and prepared["valid"].tolist() == [True, True, False, True]
+    assert not prepared["inputs"][2].any() and not prepared["pixels"][2].any()
+    logits = np.asarray(classifier.model(prepared["inputs"]))
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    expected = classifier.predict(batch)["probabilities"]
+    np.testing.assert_allclose(softmax[[0, 1, 3]], expected[[0, 1, 3]], atol=1e-5)
+    # pixels: the model's view before normalisation (resized, center-cropped), in [0, 1]
+    mean, std = np.array((0.4, 0.5, 0.6)), np.array((0.2, 0.25, 0.3))
+    np.testing.assert_allclose(prepared["pixels"][[0, 1, 3]], prepared["inputs"][[0, 1, 3]] * std + mean, atol=1e-5)
+    assert prepared["pixels"].min() >= 0.0 and prepared["pixels"].max() <= 1.0
+
+    good = batch[:2] + batch[3:]
+    maps = classifier.attention_rollout(good, batch_size=2)
+    assert maps.shape == (3, 2, 2)  # 16 px, 8 px patches
+    direct = np.asarray(attention_rollout(classifier.model, prepared["inputs"][[0, 1, 3]]))
+    np.testing.assert_allclose(maps, direct, atol=1e-6)
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, atol=1e-6)
+    assert classifier.attention_rollout([]).shape == (0, 2, 2)
+    assert classifier.prepare([])["inputs"].shape == (0, 16, 16, 3)
+    with pytest.raises(ValueError, match=r"Images \[2\] could not be decoded"):
+        classifier.attention_rollout(batch)
+
+
 def test_bad_inputs_are_named(saved, tmp_path):
     classifier = ImageClassifier.load(saved[0])
     with pytest.raises(FileNotFoundError, match=r"No image file at .*missing.png \(images\[1\]\)"):

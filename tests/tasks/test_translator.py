@@ -77,7 +77,7 @@ def test_n_best_leaves_out_slots_no_hypothesis_reached(tiny_translator):
     module = translator._module(translator.settings)
     for bias in (0.5, 1.0, 1.5, 2.0, 3.0):
         model.logits_bias.assign(np.eye(target.vocabulary_size, dtype="float32")[model.end_token_id] * bias)
-        scores = module.translate_all_beams(tf.constant(EN))["scores"].numpy()
+        scores = module.translate_nbest(tf.constant(EN), tf.constant(3))["scores"].numpy()
         reached = (scores > NEG_INF / 2).sum(axis=1)
         if 0 < reached.min() < 3:
             break

@@ -111,8 +111,9 @@ class Translator(Task):
             return_scores: bool. Pair each translation with its score (the
                 length-normalised log-probability). Defaults to `False`.
             n_best: int or None. Return up to `n_best` (at most the beam
-                width) hypotheses per sentence, best first; fewer when fewer
-                finished. Defaults to `None`: one.
+                width) hypotheses per sentence, best first, as the export's
+                `translate_nbest` signature does; fewer when fewer finished
+                (an empty sentence has one, `""`). Defaults to `None`: one.
             batch_size: int. Sentences per call of the graph (the export
                 answers a request as one batch). Defaults to `64`.
             **overrides: `SearchSettings` fields for this call only, e.g.
@@ -139,9 +140,9 @@ class Translator(Task):
                 for text, score in zip(out["translations"].numpy(), out["scores"].numpy()):
                     results.append((_text(text), float(score)) if return_scores else _text(text))
                 continue
-            out = module.translate_all_beams(batch)
+            out = module.translate_nbest(batch, tf.constant(n_best, tf.int32))  # what the export's translate_nbest runs
             for texts_row, scores_row in zip(out["translations"].numpy(), out["scores"].numpy()):
-                # Slots no hypothesis reached keep the search's NEG_INF score.
+                # Slots no hypothesis reached have the search's NEG_INF score.
                 kept = [(_text(t), float(s)) for t, s in zip(texts_row, scores_row) if s > NEG_INF / 2][:n_best]
                 results.append(kept if return_scores else [t for t, _ in kept])
         return results
