@@ -113,9 +113,7 @@ class TranslatorModule(tf.Module):
         # At least one column, so a batch of empty sentences still has a shape.
         dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
         tokens, scores = self._search(tf.cast(dense, tf.int32), all_beams)  # (B, [W,] L), (B, [W])
-        # Content tokens the model reads: all of max_length, less the end id when one is appended.
-        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
-        return tokens, scores, tf.equal(lengths, 0), lengths > room
+        return tokens, scores, tf.equal(lengths, 0), self.too_long(lengths)
 
     def translate_strings(self, sentences):
         """`{"translations", "scores", "truncated"}` of `(B,)` sentences, `(B,)` each. What
@@ -150,6 +148,12 @@ class TranslatorModule(tf.Module):
             "lengths": tf.where(reached, lengths, 0),
             "truncated": truncated,
         }
+
+    def too_long(self, lengths):
+        """`(B,)` bool: content lengths (from `source_ids`) over what the model reads, so cut."""
+        # Content tokens the model reads: all of max_length, less the end id when one is appended.
+        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
+        return lengths > room
 
     def _translate(self, sentences):
         return self.translate_strings(sentences)
