@@ -43,6 +43,10 @@ def add_training_flags(parser):
     )
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--mfu", action="store_true", help="also measure the matmul ceiling and report MFU")
+    parser.add_argument(
+        "--ceiling-tflops", type=float, default=None,
+        help="report MFU against this matmul ceiling (TFLOP/s, e.g. from bench.matmul_ceiling) instead of measuring it",
+    )
     return parser
 
 
@@ -155,11 +159,16 @@ def block(x):
 
 # -- system information --------------------------------------------------------
 def _versions():
+    """Installed versions, read from package metadata: nothing is imported (a JAX
+    run never loads TensorFlow or PyTorch just to name their versions)."""
+    from importlib import metadata
+
     versions = {"keras": keras.__version__}
-    for module in ("tensorflow", "keras_hub", "jax", "jaxlib", "torch", "numpy"):
+    for module, dist in (("tensorflow", "tensorflow"), ("keras_hub", "keras-hub"), ("jax", "jax"),
+                         ("jaxlib", "jaxlib"), ("torch", "torch"), ("numpy", "numpy")):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # not installed or broken: not needed by this backend
+            versions[module] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # not installed: not needed by this backend
             pass
     return versions
 
@@ -231,6 +240,17 @@ def emit(report, path=None):
 
 def count_params(model):
     return int(sum(math.prod(w.shape) for w in model.trainable_weights))
+
+
+def attention_kernels_of(model):
+    """`{"kernel (reason)": number of layers}` over the zoo attention layers of `model`
+    that have run (traced): which kernel computed its attention. Empty for other models."""
+    from zoo.layers import kernels_used
+
+    counts = {}
+    for choice in kernels_used(model).values():
+        counts[str(choice)] = counts.get(str(choice), 0) + 1
+    return counts
 
 
 # -- forward + backward of a piece of a model, on any backend --------------------
@@ -368,6 +388,7 @@ def compare_training(builders, compile_fn, data, units, args, flops_per_step=Non
     }
     report = {
         "params": {name: count_params(model) for name, model in models.items()},
+        f"{zoo}_attention_kernels": attention_kernels_of(models[zoo]),
         "per_s": {setting: {name: r[name]["per_s"] for name in names} for setting, r in runs.items()},
         "step_ms_median": {setting: {name: r[name]["step_ms"]["median"] for name in names} for setting, r in runs.items()},
         f"{zoo}_over_{anchor}_same_setting": {setting: ratio(r, zoo, anchor) for setting, r in runs.items()},
@@ -381,10 +402,12 @@ def compare_training(builders, compile_fn, data, units, args, flops_per_step=Non
             name: runs[best[name]][name]["per_s"]["median"] / units * flops_per_step for name in names
         }
         report["model_tflops_per_s_at_best"] = {name: value / 1e12 for name, value in achieved.items()}
-        if getattr(args, "mfu", False):
+        ceiling = getattr(args, "ceiling_tflops", None)
+        if ceiling is None and getattr(args, "mfu", False):
             from bench.matmul_ceiling import measure_ceiling
 
-            ceiling = measure_ceiling(keras.config.dtype_policy().compute_dtype)
-            report["matmul_ceiling_tflops_per_s"] = ceiling["tflops_per_s"]
-            report["mfu"] = {name: value / 1e12 / ceiling["tflops_per_s"] for name, value in achieved.items()}
+            ceiling = measure_ceiling(keras.config.dtype_policy().compute_dtype)["tflops_per_s"]
+        if ceiling:
+            report["matmul_ceiling_tflops_per_s"] = ceiling
+            report["mfu"] = {name: value / 1e12 / ceiling for name, value in achieved.items()}
     return report

@@ -165,23 +165,24 @@ def vit_group(args, jit, results):
 
 # -- candidate attention changes, built here without touching zoo ------------------
 def _variants():
-    from zoo.layers import MultiHeadAttention
+    from zoo.layers import MultiHeadAttention, attention_kernel
 
     class NoRowZeroing(MultiHeadAttention):
         """Skips the multiply that zeroes fully masked rows after the fused kernel."""
 
-        def _attend(self, q, k, v, mask, return_scores, training):
+        def _attend(self, q, k, v, masks, cached, return_scores, training):
             if return_scores or (training and self.dropout > 0):
-                return super()._attend(q, k, v, mask, return_scores, training)
+                return super()._attend(q, k, v, masks, cached, return_scores, training)
             scale = 1.0 / math.sqrt(self.key_dim)
+            mask = self._combined_mask(ops.shape(q)[1], ops.shape(k)[1], masks)
             return ops.dot_product_attention(q, k, v, mask=mask, scale=scale), None
 
     class ExplicitSoftmax(MultiHeadAttention):
         """The einsum + float32 softmax path (as with requested scores) for every call."""
 
-        def _attend(self, q, k, v, mask, return_scores, training):
-            out, _ = super()._attend(q, k, v, mask, True, training)
-            return out, None
+        def _attend(self, q, k, v, masks, cached, return_scores, training):
+            with attention_kernel("matmul"):
+                return super()._attend(q, k, v, masks, cached, return_scores, training)
 
     class FusedQKV(keras.layers.Layer):
         """Self-attention with one (D, 3D) projection for Q, K and V."""

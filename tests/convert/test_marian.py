@@ -150,6 +150,22 @@ def test_beam_search_matches_transformers_generate(
 
 
 
+def test_n_best_matches_transformers_num_return_sequences(checkpoint, converted):
+    # Translator.translate(n_best=...) runs the export's translate_nbest signature; with the
+    # checkpoint's settings its lists are transformers' num_return_sequences, scores included.
+    directory, hf = checkpoint
+    with torch.no_grad():
+        out = hf.generate(**_hf_batch(directory), num_beams=4, num_return_sequences=4, max_new_tokens=12,
+                          do_sample=False, output_scores=True, return_dict_in_generate=True)
+    texts = hf_tokenizer(directory).batch_decode(out.sequences, skip_special_tokens=True)
+    scores = out.sequences_scores.numpy().reshape(len(SOURCES), 4)
+    lists = converted.translate(SOURCES, n_best=4, return_scores=True, max_length=12)
+    for i, hypotheses in enumerate(lists):
+        assert [t for t, _ in hypotheses] == texts[4 * i : 4 * i + 4]
+        np.testing.assert_allclose([s for _, s in hypotheses], scores[i], atol=1e-4)
+    assert len({t for t, _ in lists[0]}) > 1
+
+
 # Runs the export where zoo cannot be imported, with tensorflow and tensorflow_text only.
 FRESH = r"""
 model = tf.saved_model.load(sys.argv[1])

@@ -118,7 +118,7 @@ def test_warmup_requests_are_real_and_answer(exported):
 def test_op_audit(exported):
     _, path, _ = exported
     ops = audit_saved_model(path)
-    assert "FastWordpieceTokenizeWithOffsets" in ops and "While" in ops or "StatelessWhile" in ops
+    assert "FastWordpieceTokenizeWithOffsets" in ops and ("While" in ops or "StatelessWhile" in ops)
     assert unsupported_ops({"MatMul", "MadeUpCustomOp"}) == ["MadeUpCustomOp"]
     with pytest.raises(UnsupportedOpError, match="FastWordpieceTokenizeWithOffsets"):
         audit_saved_model(path, allowed_custom_ops={})

@@ -79,6 +79,53 @@ def test_predict_gives_the_exports_numbers(saved, images):
     assert classifier.predict(batch[:1], top_k=3)["top_k_labels"].shape == (1, 3)
 
 
+def test_float_pixels_of_one_size_run_in_batches(saved):
+    classifier = ImageClassifier.load(saved[0])
+    rng = np.random.default_rng(2)
+    small, large = rng.random((5, 16, 16, 3), np.float32), rng.random((2, 24, 20, 3), np.float32)
+    mixed = [small[0], large[0], small[1], small[2], large[1], small[3], small[4]]
+    one_by_one = np.concatenate([classifier.predict([image])["probabilities"] for image in mixed])
+    for batch_size in (2, 32):
+        out = classifier.predict(mixed, batch_size=batch_size)
+        np.testing.assert_allclose(out["probabilities"], one_by_one, atol=1e-6)  # each row where it was
+        assert out["valid"].all() and out["top_k_labels"].shape == (7, 2)
+    np.testing.assert_allclose(classifier.predict(small, batch_size=2)["probabilities"], one_by_one[[0, 2, 3, 5, 6]],
+                               atol=1e-6)
+
+
+def test_prepare_and_attention_rollout_preprocess_as_predict(saved, images):
+    """`prepare` gives the very inputs predict feeds the model; the rollout runs on them."""
+    from zoo.models import attention_rollout
+
+    classifier = ImageClassifier.load(saved[0])
+    pixels, paths = images
+    floats = pixels[1].astype("float32") / 255.0
+    batch = [str(paths[0]), paths[1].read_bytes(), b"not an image", floats]
+    prepared = classifier.prepare(batch)
+    assert prepared["inputs"].shape == (4, 16, 16, 3) and prepared["valid"].tolist() == [True, True, False, True]
+    assert not prepared["inputs"][2].any() and not prepared["pixels"][2].any()
+    logits = np.asarray(classifier.model(prepared["inputs"]))
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    expected = classifier.predict(batch)["probabilities"]
+    np.testing.assert_allclose(softmax[[0, 1, 3]], expected[[0, 1, 3]], atol=1e-5)
+    # pixels: the model's view before normalisation (resized, center-cropped), in [0, 1]
+    mean, std = np.array((0.4, 0.5, 0.6)), np.array((0.2, 0.25, 0.3))
+    np.testing.assert_allclose(prepared["pixels"][[0, 1, 3]], prepared["inputs"][[0, 1, 3]] * std + mean, atol=1e-5)
+    assert prepared["pixels"].min() >= 0.0 and prepared["pixels"].max() <= 1.0
+
+    good = batch[:2] + batch[3:]
+    maps = classifier.attention_rollout(good, batch_size=2)
+    assert maps.shape == (3, 2, 2)  # 16 px, 8 px patches
+    direct = np.asarray(attention_rollout(classifier.model, prepared["inputs"][[0, 1, 3]]))
+    np.testing.assert_allclose(maps, direct, atol=1e-6)
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, atol=1e-6)
+    assert classifier.attention_rollout([]).shape == (0, 2, 2)
+    assert classifier.prepare([])["inputs"].shape == (0, 16, 16, 3)
+    with pytest.raises(ValueError, match=r"Images \[2\] could not be decoded"):
+        classifier.attention_rollout(batch)
+
+
 def test_bad_inputs_are_named(saved, tmp_path):
     classifier = ImageClassifier.load(saved[0])
     with pytest.raises(FileNotFoundError, match=r"No image file at .*missing.png \(images\[1\]\)"):
@@ -130,7 +177,7 @@ def test_corrupt_or_incomplete_folders_name_the_file(saved, tmp_path, edit, erro
 
 
 def test_image_recipe_run_folder_loads_with_its_settings(tmp_path):
-    """What recipes/image_classification.py writes today (model.keras, class_names.json,
+    """What recipes/image_classification.py wrote before task folders (model.keras, class_names.json,
     config.json; mean and std 0.5 in the recipe), with a model.keras saved by main."""
     folder = tmp_path / "run"
     folder.mkdir()

@@ -273,7 +273,9 @@ def make_image_batches(images, labels, batch_size, num_classes, training, augmen
     if training and augment is not None:
         def apply(x, y):
             out = augment({"images": x, "labels": y})
-            return out["images"], out["labels"]
+            # Keras layers compute in the global policy's dtype (bfloat16
+            # under mixed precision); batches stay float32 as documented.
+            return tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
 
         ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

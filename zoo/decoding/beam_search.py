@@ -214,7 +214,9 @@ def beam_search(
         `(tokens (B, max_length), scores (B,))`: the best hypothesis per
         sentence without the start token, padded after its end token, and its
         score `log P / length_penalty`. With `return_all_beams`, also
-        `(B, W, max_length)` tokens and `(B, W)` scores, best first.
+        `(B, W, max_length)` tokens and `(B, W)` scores, best first; a slot
+        no hypothesis reached (fewer finished, or with none finished fewer
+        alive, than `W`) has score `NEG_INF`.
     """
     check_search_options(beam_width, length_penalty_form, search_rules, early_stopping)
     rules = _RULES[search_rules](beam_width, max_length, alpha, length_penalty_form, early_stopping)
@@ -287,7 +289,9 @@ def beam_search(
     _, s = ops.while_loop(cond, body, (ops.convert_to_tensor(0, "int32"), state), maximum_iterations=L)
     # Sentences that finished no hypothesis fall back to their alive beams.
     none_finished = ops.all(s["finished_score"] <= NEG_INF / 2, axis=1)  # (B,)
-    alive_final = s["alive_lp"] / rules.penalty(L)
+    # Beams no hypothesis reached (fewer continuations than beams) keep NEG_INF:
+    # divided by the penalty they could look like scores.
+    alive_final = ops.where(s["alive_lp"] > NEG_INF / 2, s["alive_lp"] / rules.penalty(L), NEG_INF)
     seqs = ops.where(none_finished[:, None, None], s["alive_seq"], s["finished_seq"])[:, :, 1:]  # (B, W, L)
     scores = ops.where(none_finished[:, None], alive_final, s["finished_score"])
     if return_all_beams:

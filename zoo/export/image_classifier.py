@@ -47,6 +47,24 @@ def _png_pixels(data):
     return sizes[0] * sizes[1]
 
 
+def _little_endian(data, offset, size):
+    """The unsigned little-endian integer of `size` bytes at `offset` (int64)."""
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8), tf.int64)
+    return tf.reduce_sum(raw * 256 ** tf.range(tf.size(raw, out_type=tf.int64)))
+
+
+def _gif_or_bmp_pixels(data):
+    # GIF: logical screen width and height, uint16 at bytes 6 and 8. BMP
+    # (BITMAPINFOHEADER): width and height, int32 at bytes 18 and 22; a
+    # negative height means rows stored top-down.
+    is_gif = tf.equal(tf.strings.substr(data, 0, 3), b"GIF")
+    is_bmp = tf.equal(tf.strings.substr(data, 0, 2), b"BM")
+    gif = _little_endian(data, 6, 2) * _little_endian(data, 8, 2)
+    height = _little_endian(data, 22, 4)
+    bmp = _little_endian(data, 18, 4) * tf.where(height >= 2**31, 2**32 - height, height)
+    return tf.where(is_gif, gif, tf.where(is_bmp, bmp, tf.constant(0, tf.int64)))
+
+
 def _decode(data, max_bytes, max_pixels):
     """One image's bytes to float32 RGB in [0, 1]; raises on anything unusable."""
     tf.debugging.assert_less_equal(tf.strings.length(data), tf.constant(max_bytes, tf.int32), message="too many bytes")
@@ -65,7 +83,11 @@ def _decode(data, max_bytes, max_pixels):
         return tf.io.decode_png(data, channels=3)
 
     def other():  # GIF (first frame) or BMP, or an error for anything else
+        pixels = _gif_or_bmp_pixels(data)
+        tf.debugging.assert_less_equal(pixels, tf.constant(max_pixels, tf.int64), message="too many pixels")
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        size = tf.cast(tf.shape(image)[0], tf.int64) * tf.cast(tf.shape(image)[1], tf.int64)
+        tf.debugging.assert_less_equal(size, tf.constant(max_pixels, tf.int64), message="too many pixels")
         return tf.ensure_shape(image, [None, None, 3])
 
     image = tf.cond(is_jpeg, jpeg, lambda: tf.cond(is_png, png, other))
@@ -120,6 +142,13 @@ class ImageClassifierModule(tf.Module):
         self.classify_pixels = tf.function(
             self._classify_pixels, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="pixels")]
         )
+        # Not exported: the model's inputs, for `zoo.ImageClassifier.prepare` (what the signatures feed the model).
+        self.prepare_bytes = tf.function(
+            self._prepare_bytes, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+        )
+        self.prepare_pixels = tf.function(
+            self._prepare, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="pixels")]
+        )
 
     def _prepare(self, image):
         return self.preprocessing.prepare(image)
@@ -140,7 +169,9 @@ class ImageClassifierModule(tf.Module):
         images = self._prepare(pixels)
         return self._predict(images, tf.ones(tf.shape(pixels)[:1], tf.bool))
 
-    def _classify_bytes(self, image_bytes):
+    def _prepare_bytes(self, image_bytes):
+        """`(images (B, H, W, 3) normalised at the model's size, valid (B,))`
+        of encoded images; an image that does not decode is zeros, not valid."""
         n = tf.shape(image_bytes, out_type=tf.int64)[0]
         height, width = self.image_size
         decoded = (
@@ -154,25 +185,23 @@ class ImageClassifierModule(tf.Module):
         shape = tf.stack([n, height, width, 3])
         full = tf.scatter_nd(index[:, None], images, shape)
         valid = tf.scatter_nd(index[:, None], tf.ones_like(index, tf.bool), [n])
-        return self._predict(full, valid)
+        return full, valid
+
+    def _classify_bytes(self, image_bytes):
+        return self._predict(*self._prepare_bytes(image_bytes))
 
 
 def _tiny_png(color):
     return tf.io.encode_png(tf.tile(tf.constant([[color]], tf.uint8), [8, 8, 1])).numpy()
 
 
-def export_image_classifier(
-    model, preprocessing, base, name=None, version=None, top_k=5, image_size=None, mean=None, std=None,
-    quantize=None,
-):
+def export_image_classifier(model, preprocessing, base, name=None, version=None, top_k=5, quantize=None):
     """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
 
     Args:
         model: the classifier (see `ImageClassifierModule`).
-        preprocessing: `zoo.data.ImagePreprocessing`. (Also accepted, for
-            `recipes/image_classification.py` until it saves a
-            `zoo.ImageClassifier`: the class names, with `mean` and `std`
-            given and `image_size` defaulting to the model's.)
+        preprocessing: `zoo.data.ImagePreprocessing`. Resize, crop,
+            normalisation and class names.
         base: str. The model base directory.
         name: str. Model name. Defaults to `"image_classifier"`, or
             `"image_classifier_int8"` with `quantize="int8"`.
@@ -184,12 +213,10 @@ def export_image_classifier(
     """
     name = quantized_name("image_classifier", check_mode(quantize)) if name is None else name
     if not isinstance(preprocessing, ImagePreprocessing):
-        if mean is None or std is None:
-            raise ValueError(
-                "Pass an ImagePreprocessing (or class names with mean= and std=). "
-                f"Received: {type(preprocessing).__name__}, mean={mean!r}, std={std!r}"
-            )
-        preprocessing = ImagePreprocessing(image_size or model.image_size, mean, std, preprocessing)
+        raise TypeError(
+            "preprocessing must be a zoo.data.ImagePreprocessing (image size, mean, std, class names). "
+            f"Received: {type(preprocessing).__name__}"
+        )
     summary = None
     if quantize is not None:
         model, summary = quantize_model(model, quantize)

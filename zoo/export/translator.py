@@ -9,9 +9,21 @@ search (`zoo.decoding.beam_search`, a `tf.while_loop` in the graph) and
 detokenization all run inside the SavedModel, so the server needs nothing
 of ours. `translate_ids` takes and returns token ids.
 
+`translate_nbest` takes `sentences` and `n: int32 []` and returns the `n`
+best hypotheses of the same search, best first: `translations: tf.string
+[batch, n]`, `scores: float32 [batch, n]` (column 0 is `serving_default`'s
+answer), `lengths: int32 [batch, n]` (generated tokens as the length
+penalty counts them: the end token included) and `truncated: bool [batch]`
+(as `serving_default`'s). `n` is clamped to
+`[1, beam_width]` (the output has that many columns), so no `n` fails a
+request. A slot no hypothesis reached (the sentence finished fewer than `n`
+within `max_length`) is `""` with score `NEG_INF` (-1e9) and length 0.
+`zoo.Translator.translate(n_best=...)` runs this same function.
+
 Bad requests never fail the batch: invalid UTF-8 is repaired by the
 tokenizer, empty or whitespace-only sentences translate to `""` with score
-0, and sentences longer than the model's maximum are truncated.
+0 (in `translate_nbest`: one such hypothesis, then unreached slots), and
+sentences longer than the model's maximum are truncated.
 
 `quantize="int8"` exports an int8 copy of the model instead
 (`zoo.export.quantization`), as the model `<name>_int8` by default, with
@@ -27,9 +39,11 @@ sentence (`zoo.text.MarianTokenizer`) still lets `""` translate to `""`.
 runs this module's functions in process, so it answers as the export does.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from zoo.decoding import beam_search
+from zoo.decoding.beam_search import NEG_INF
 from zoo.export.archive import write_saved_model
 from zoo.export.op_audit import audit_saved_model
 from zoo.export.quantization import check_mode, quantize_model, quantized_name, write_quantization
@@ -37,10 +51,11 @@ from zoo.export.versions import write_version
 from zoo.export.warmup import write_warmup_requests
 
 WARMUP_SENTENCES = ("Hello.", "", "This sentence is a warm-up request for the server.")
+WARMUP_N = 2
 
 
 class TranslatorModule(tf.Module):
-    """A `tf.Module` holding the model, both tokenizers and the two signatures."""
+    """A `tf.Module` holding the model, both tokenizers and the three signatures."""
 
     def __init__(
         self, model, source_tokenizer, target_tokenizer, beam_width=4, max_length=None, alpha=0.6, search_options=None
@@ -59,10 +74,9 @@ class TranslatorModule(tf.Module):
         self.translate_ids = tf.function(
             self._translate_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
         )
-        # Not exported: every beam, for n-best lists in process (`zoo.Translator`).
-        self.translate_all_beams = tf.function(
-            lambda sentences: self.translate_strings(sentences, all_beams=True),
-            input_signature=[tf.TensorSpec([None], tf.string, name="sentences")],
+        self.translate_nbest = tf.function(
+            self.translate_nbest_strings,
+            input_signature=[tf.TensorSpec([None], tf.string, name="sentences"), tf.TensorSpec([], tf.int32, name="n")],
         )
 
     def _search(self, source_ids, all_beams=False):
@@ -97,29 +111,55 @@ class TranslatorModule(tf.Module):
             ids = tf.concat([content, end], axis=1)
         return ids[:, : self.model.max_length], lengths
 
-    def translate_strings(self, sentences, all_beams=False):
-        """`{"translations", "scores"}` of `(B,)` sentences: `(B,)` each, or `(B, W)`
-        (every beam, best first) with `all_beams`. What `serving_default` runs."""
+    def _search_sentences(self, sentences, all_beams=False):
+        """Tokenizes, truncates and searches: `(tokens (B, [W,] L), scores (B, [W]), empty (B,),
+        truncated (B,))`."""
         ids, lengths = self.source_ids(sentences)
         dense = ids.to_tensor(default_value=self.model.pad_token_id)
         # At least one column, so a batch of empty sentences still has a shape.
         dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
         tokens, scores = self._search(tf.cast(dense, tf.int32), all_beams)  # (B, [W,] L), (B, [W])
-        empty = tf.equal(lengths, 0)  # (B,)
-        if all_beams:
-            translations = tf.reshape(
-                self.target_tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[-1]])), tf.shape(scores)
-            )
-            empty = empty[:, None]
-        else:
-            translations = self.target_tokenizer.detokenize(tokens)
-        # Content tokens the model reads: all of max_length, less the end id when one is appended.
-        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
+        return tokens, scores, tf.equal(lengths, 0), self.too_long(lengths)
+
+    def translate_strings(self, sentences):
+        """`{"translations", "scores", "truncated"}` of `(B,)` sentences, `(B,)` each. What
+        `serving_default` runs."""
+        tokens, scores, empty, truncated = self._search_sentences(sentences)
+        translations = self.target_tokenizer.detokenize(tokens)
         return {
             "translations": tf.where(empty, tf.constant(""), translations),
             "scores": tf.where(empty, tf.zeros_like(scores), scores),
-            "truncated": lengths > room,
+            "truncated": truncated,
         }
+
+    def translate_nbest_strings(self, sentences, n):
+        """`{"translations", "scores", "lengths"}`, each `(B, n)`: the `n` best hypotheses
+        (`n` clamped to `[1, beam_width]`), best first, and `truncated` `(B,)`. What
+        `translate_nbest` runs; see the module docstring."""
+        n = tf.clip_by_value(tf.cast(n, tf.int32), 1, self.beam_width)
+        tokens, scores, empty, truncated = self._search_sentences(sentences, all_beams=True)  # (B, W, L), (B, W)
+        tokens, scores = tokens[:, :n], scores[:, :n]  # (B, n, L), (B, n)
+        reached = tf.logical_and(scores > NEG_INF / 2, tf.logical_not(empty)[:, None])  # (B, n)
+        is_end = tf.equal(tokens, self.model.end_token_id)
+        ended_at = tf.argmax(tf.cast(is_end, tf.int32), axis=-1, output_type=tf.int32) + 1  # (B, n)
+        lengths = tf.where(tf.reduce_any(is_end, axis=-1), ended_at, tf.shape(tokens)[-1])
+        flat = self.target_tokenizer.detokenize(tf.reshape(tokens, [-1, tf.shape(tokens)[-1]]))  # (B * n,)
+        translations = tf.reshape(flat, tf.shape(scores))
+        # An empty sentence has one hypothesis, the empty translation (score 0, as serving_default).
+        empty_first = tf.logical_and(empty[:, None], tf.equal(tf.range(n), 0)[None, :])  # (B, n)
+        floor = tf.where(empty_first, 0.0, NEG_INF)
+        return {
+            "translations": tf.where(reached, translations, ""),
+            "scores": tf.where(reached, scores, floor),
+            "lengths": tf.where(reached, lengths, 0),
+            "truncated": truncated,
+        }
+
+    def too_long(self, lengths):
+        """`(B,)` bool: content lengths (from `source_ids`) over what the model reads, so cut."""
+        # Content tokens the model reads: all of max_length, less the end id when one is appended.
+        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
+        return lengths > room
 
     def _translate(self, sentences):
         return self.translate_strings(sentences)
@@ -159,12 +199,19 @@ def export_translator(
     def write(directory):
         write_saved_model(
             directory,
-            {"serving_default": module.serving_default, "translate_ids": module.translate_ids},
+            {
+                "serving_default": module.serving_default,
+                "translate_ids": module.translate_ids,
+                "translate_nbest": module.translate_nbest,
+            },
             resources=(source_tokenizer, target_tokenizer),
         )
         audit_saved_model(directory)
+        sentences = [s.encode("utf-8") for s in WARMUP_SENTENCES]
         write_warmup_requests(
-            directory, [{"sentences": [s.encode("utf-8") for s in WARMUP_SENTENCES]}], model_name=name
+            directory,
+            [{"sentences": sentences}, ("translate_nbest", {"sentences": sentences, "n": np.int32(WARMUP_N)})],
+            model_name=name,
         )
         if summary is not None:
             write_quantization(directory, summary)

@@ -2,6 +2,7 @@
 
 from zoo.layers.size_pair import size_pair
 from zoo.layers.multi_head_attention import MultiHeadAttention
+from zoo.layers.attention_kernels import attention_kernel, kernels_used
 from zoo.layers.rotary_embedding import RotaryEmbedding
 from zoo.layers.residual_sublayer import ResidualSublayer
 from zoo.layers.attention_sublayer import AttentionSublayer
@@ -20,6 +21,8 @@ from zoo.layers.token_and_position_embedding import TokenAndPositionEmbedding
 
 __all__ = [
     "MultiHeadAttention",
+    "attention_kernel",
+    "kernels_used",
     "RotaryEmbedding",
     "ResidualSublayer",
     "AttentionSublayer",

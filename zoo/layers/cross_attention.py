@@ -21,6 +21,9 @@ class CrossAttention(AttentionSublayer):
         context: `(B, S, D)` encoder outputs. Optional when `cache` is given.
         context_mask: boolean `(B, S)` source padding mask, True = real token.
             Keras' implicit mask of `context` is used when not given.
+        context_lengths: int `(B,)`. The source padding as lengths (right
+            padding): positions from `context_lengths[b]` on are not
+            attended; fused GPU kernels take it without a mask tensor.
         cache: `(key, value)` from `compute_cache`, each `(B, S, H, K)`.
         return_attention_scores: bool. Also return `(B, H, T, S)` weights.
         training: bool.
@@ -54,6 +57,7 @@ class CrossAttention(AttentionSublayer):
         cache=None,
         return_attention_scores=False,
         training=None,
+        context_lengths=None,
     ):
         if context is None and cache is None:
             raise ValueError("CrossAttention needs `context` (encoder outputs) or a `cache` from compute_cache().")
@@ -61,6 +65,7 @@ class CrossAttention(AttentionSublayer):
         results = self.attention(
             h, context, attention_mask=context_mask,
             return_attention_scores=return_attention_scores, cache=cache, training=training,
+            key_lengths=context_lengths,
         )
         out, scores, cache = unpack_results(results, return_attention_scores, cache is not None)
         return pack_results(self._add_and_norm(x, out, training), scores, cache, return_attention_scores)

@@ -21,6 +21,8 @@ class DecoderBlock(EncoderBlock):
         context: `(B, S, D)` encoder outputs. Optional when `cache` is given.
         attention_mask: boolean `(B, T)` target padding mask.
         context_mask: boolean `(B, S)` source padding mask, True = real token.
+        context_lengths: int `(B,)`. The source padding as lengths (right
+            padding), which fused GPU kernels take without a mask tensor.
         cache: `(self_cache, cross_cache)` from `init_cache`.
         cache_index: int or scalar tensor, position of `x`'s first token.
         return_attention_scores: bool. Also return a dict with `"self"`
@@ -70,6 +72,7 @@ class DecoderBlock(EncoderBlock):
         cache_index=None,
         return_attention_scores=False,
         training=None,
+        context_lengths=None,
     ):
         self_cache, cross_cache = (None, None) if cache is None else cache
         if cache is not None and cache_index is None:
@@ -84,6 +87,7 @@ class DecoderBlock(EncoderBlock):
         results = self.cross_attention(
             x, context, context_mask=context_mask, cache=cross_cache,
             return_attention_scores=return_attention_scores, training=training,
+            context_lengths=context_lengths,
         )
         x, cross_scores, cross_cache = unpack_results(results, return_attention_scores, cross_cache is not None)
         x = self.feed_forward(x, training=training)

@@ -33,6 +33,8 @@ class EncoderBlock(keras.layers.Layer):
     Call arguments:
         x: `(B, S, D)`.
         attention_mask: boolean `(B, S)` padding mask or `(B, S, S)`.
+        lengths: int `(B,)`. Right padding as lengths (see
+            `GlobalSelfAttention`); fused GPU kernels take it as such.
         return_attention_scores: bool. Also return `(B, H, S, S)` weights
             (`(B, H, num_queries, S)` with `num_queries`).
         training: bool.
@@ -127,11 +129,11 @@ class EncoderBlock(keras.layers.Layer):
 
     def call(
         self, x, attention_mask=None, return_attention_scores=False, training=None, mask=None,
-        num_queries=None,
+        num_queries=None, lengths=None,
     ):
         results = self.self_attention(
             x, attention_mask=attention_mask, return_attention_scores=return_attention_scores,
-            training=training, mask=mask, num_queries=num_queries,
+            training=training, mask=mask, num_queries=num_queries, lengths=lengths,
         )
         x, scores = results if return_attention_scores else (results, None)
         x = self.feed_forward(x, training=training)

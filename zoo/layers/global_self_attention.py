@@ -37,6 +37,9 @@ class GlobalSelfAttention(AttentionSublayer):
         x: `(B, S, D)` sequence.
         attention_mask: boolean `(B, S)` padding mask or `(B, S, S)` mask,
             True = attend. Keras' implicit mask of `x` is used too.
+        lengths: int `(B,)`. Right padding given as lengths: positions from
+            `lengths[b]` on are not attended. Fused GPU kernels take it
+            without a mask tensor (`MultiHeadAttention`'s `key_lengths`).
         return_attention_scores: bool. Also return `(B, H, S, S)` weights
             (`(B, H, num_queries, S)` with `num_queries`).
         training: bool.
@@ -59,7 +62,7 @@ class GlobalSelfAttention(AttentionSublayer):
 
     def call(
         self, x, attention_mask=None, return_attention_scores=False, training=None, mask=None,
-        num_queries=None,
+        num_queries=None, lengths=None,
     ):
         # Keras' implicit mask of x marks padded keys.
         attention_mask = merge_attention_masks(attention_mask, mask)
@@ -71,7 +74,7 @@ class GlobalSelfAttention(AttentionSublayer):
                 attention_mask = attention_mask[:, :, :num_queries]
         results = self.attention(
             queries, h, attention_mask=attention_mask,
-            return_attention_scores=return_attention_scores, training=training,
+            return_attention_scores=return_attention_scores, training=training, key_lengths=lengths,
         )
         out, scores, _ = unpack_results(results, return_attention_scores, False)
         return pack_results(self._add_and_norm(x, out, training), scores, None, return_attention_scores)

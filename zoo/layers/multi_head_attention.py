@@ -8,12 +8,13 @@ and caching, and the contract that a fully masked query row yields zeros.
 Weight layout is Keras core's (`(D, H, K)` projection kernels, `(H, V, D)`
 output kernel), so weights copy across one to one.
 
-The attention product runs through `keras.ops.dot_product_attention` on
-the backends that have fused kernels behind it (JAX, PyTorch: cuDNN / flash
-on GPU). On TensorFlow, which has none, it is two batched matmuls with
-pre-scaled queries and the mask as an additive bias: the same arithmetic in
-fewer passes over the `(B, H, T, S)` logits (BENCHMARKS.md has the
-measurements).
+The attention product itself is computed by the kernel that
+`zoo.layers.attention_kernels` picks for each call (cuDNN fused attention
+on a GPU with JAX, fed padding as lengths and causality as a flag;
+`keras.ops.dot_product_attention` elsewhere on JAX / PyTorch; two batched
+matmuls on TensorFlow and whenever weights are returned or dropped out).
+This layer describes the call (shapes, dtype, which masks) and builds a
+mask tensor only for the kernels that take one.
 """
 
 import math
@@ -21,6 +22,7 @@ import math
 import keras
 from keras import ops
 
+from zoo.layers import attention_compute, attention_kernels
 from zoo.layers.attention_input_checks import check_attention_call, check_attention_inputs
 from zoo.layers.rotary_embedding import RotaryEmbedding
 
@@ -33,11 +35,6 @@ def expand_attention_mask(mask):
     if rank == 3:
         return mask[:, None, :, :]
     return mask
-
-
-def _large_negative(dtype):
-    """A finite stand-in for -inf in `dtype`: float16's max is 65504, not 1e9."""
-    return -45000.0 if keras.backend.standardize_dtype(dtype) == "float16" else -1e9
 
 
 def _write_cache(cache, update, index):
@@ -102,9 +99,11 @@ class MultiHeadAttention(keras.layers.Layer):
     "may attend"; a padding mask, a causal mask, Keras' implicit masks and the
     cache's "not yet written" positions are all combined with a logical AND.
     A query row with no key to attend to returns zeros, never NaN. Softmax
-    runs in float32 whatever the compute dtype. Without requested scores and
-    without attention dropout, attention goes through
-    `keras.ops.dot_product_attention` (fused kernels on GPU).
+    runs in float32 whatever the compute dtype. The kernel is chosen per
+    call (`zoo.layers.attention_kernels`): cuDNN fused attention on a GPU
+    with JAX when the masks are causal and/or right padding given as
+    `key_lengths`; `last_kernel` says which ran, and
+    `attention_kernel(name)` forces one.
 
     Args:
         num_heads: int. Number of heads `H`.
@@ -142,6 +141,10 @@ class MultiHeadAttention(keras.layers.Layer):
             projections are skipped).
         cache_index: int or scalar tensor, position of the first query token.
         training: bool. Enables attention dropout.
+        key_lengths: int `(B,)`. Right padding of the keys: positions from
+            `key_lengths[b]` on are not attended (ANDed with other masks).
+            The same as the mask `arange(S) < key_lengths`, but fused
+            kernels take it without a mask tensor.
 
     Returns:
         `output (B, T, D)`; then `scores (B, H, T, S)` if requested; then the
@@ -255,73 +258,71 @@ class MultiHeadAttention(keras.layers.Layer):
         )
 
     # -- masks -----------------------------------------------------------
-    def _combined_mask(self, q_len, k_len, attention_mask, implicit, use_causal_mask, cache_index):
-        """Boolean (B|1, H|1, T, S) mask, or None when everything attends."""
-        query_mask, value_mask, key_mask = implicit
-        masks = []
+    def _combined_mask(self, q_len, k_len, masks):
+        """Boolean (B|1, H|1, T, S) mask from `MaskParts`, or None when everything attends."""
+        query_mask, value_mask, key_mask = masks.implicit
+        cache_index = masks.cache_index
+        parts = []
         if query_mask is not None:
-            masks.append(ops.cast(query_mask, "bool")[:, None, :, None])
+            parts.append(ops.cast(query_mask, "bool")[:, None, :, None])
         # Implicit key/value masks describe this call's inputs, so they do not
         # apply to a cache (static or growing).
         if cache_index is None:
             for m in (value_mask, key_mask):
                 if m is not None:
-                    masks.append(ops.cast(m, "bool")[:, None, None, :])
-        if attention_mask is not None:
-            masks.append(expand_attention_mask(ops.cast(attention_mask, "bool")))
-        if use_causal_mask or cache_index is not None:
+                    parts.append(ops.cast(m, "bool")[:, None, None, :])
+        if masks.attention_mask is not None:
+            parts.append(expand_attention_mask(ops.cast(masks.attention_mask, "bool")))
+        if masks.key_lengths is not None:
+            inside = ops.arange(k_len)[None, :] < ops.cast(masks.key_lengths, "int32")[:, None]  # (B, S)
+            parts.append(inside[:, None, None, :])
+        if masks.use_causal_mask or cache_index is not None:
             offset = 0 if cache_index is None else cache_index
             q_pos = ops.expand_dims(ops.arange(q_len) + offset, 1)  # (T, 1)
             k_pos = ops.expand_dims(ops.arange(k_len), 0)  # (1, S)
-            if use_causal_mask:
+            if masks.use_causal_mask:
                 allowed = k_pos <= q_pos
             else:  # cache positions not yet written are never attended
                 allowed = ops.logical_and(k_pos < offset + q_len, q_pos >= 0)
-            masks.append(allowed[None, None, :, :])
-        if not masks:
+            parts.append(allowed[None, None, :, :])
+        if not parts:
             return None
-        mask = masks[0]
-        for m in masks[1:]:
+        mask = parts[0]
+        for m in parts[1:]:
             mask = ops.logical_and(mask, m)
         return mask
 
     # -- attention -------------------------------------------------------
-    def _attend(self, q, k, v, mask, return_scores, training):
-        """softmax(q k^T / sqrt(K)) v; q (B,T,H,K), k (B,S,H,K), v (B,S,H,V)."""
+    @property
+    def last_kernel(self):
+        """The `attention_kernels.KernelChoice` of the latest call, or None.
+
+        Set when a call runs or is traced (under `jit`, once per
+        compilation): which kernel computed the attention, why, and why each
+        other kernel could not.
+        """
+        return getattr(self, "_last_kernel", None)
+
+    def _attend(self, q, k, v, masks, cached, return_scores, training):
+        """softmax(q k^T / sqrt(K)) v; q (B,T,H,K), k (B,S,H,K), v (B,S,H,V).
+
+        Returns `(out (B, T, H, V), scores (B, H, T, S) or None)`.
+        """
         scale = 1.0 / math.sqrt(self.key_dim)
         use_dropout = bool(training) and self.dropout > 0.0
-        if mask is not None:
-            row_ok = ops.any(mask, axis=-1)[..., None]  # (B|1, H|1, T, 1): False = nothing to attend
-        if not return_scores and not use_dropout and keras.backend.backend() != "tensorflow":
-            # Fused kernels (cuDNN / flash on GPU). The mask goes in as an
-            # additive bias on its own, smaller shape.
-            bias = None
-            if mask is not None:
-                bias = ops.cast(ops.where(mask, 0.0, _large_negative(q.dtype)), q.dtype)  # (B|1, H|1, T, S)
-            out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)  # (B, T, H, V)
-            if mask is not None:  # the kernel averages the values on a fully masked row
-                out = out * ops.cast(ops.transpose(row_ok, (0, 2, 1, 3)), out.dtype)
+        call = attention_kernels.describe_call(q, k, v, masks.kind(), cached, return_scores, use_dropout)
+        choice = attention_kernels.choose_kernel(call, heads=q.shape[2])
+        self._last_kernel = choice
+        if choice.kernel in ("cudnn", "xla"):
+            out = attention_compute.sequence_length_attention(
+                q, k, v, scale, choice, causal=masks.use_causal_mask, key_lengths=masks.key_lengths
+            )
             return out, None
-        # Two batched matmuls in (B, H, T, .) layout. TensorFlow has no fused
-        # kernel: its `dot_product_attention` is einsums plus a pass over the
-        # (B, H, T, S) logits for the scale and three for a boolean mask;
-        # this form scales the queries instead and adds the mask as a bias
-        # (1.2x faster forward + backward for the whole layer on CPU).
-        # Scaling before the product also keeps float16 logits from overflowing.
-        q = ops.transpose(q * ops.cast(scale, q.dtype), (0, 2, 1, 3))  # (B, H, T, K)
-        k = ops.transpose(k, (0, 2, 3, 1))  # (B, H, K, S)
-        v = ops.transpose(v, (0, 2, 1, 3))  # (B, H, S, V)
-        logits = ops.cast(ops.matmul(q, k), "float32")  # (B, H, T, S)
-        if mask is not None:
-            logits = logits + ops.where(mask, 0.0, -1e9)
-        scores = ops.softmax(logits, axis=-1)  # float32 under any policy
-        if mask is not None and return_scores:  # rows with nothing to attend: zeros
-            scores = scores * ops.cast(row_ok, scores.dtype)
-        dropped = self.dropout_layer(scores, training=training) if use_dropout else scores
-        out = ops.matmul(ops.cast(dropped, v.dtype), v)  # (B, H, T, V)
-        if mask is not None and not return_scores:
-            out = out * ops.cast(row_ok, out.dtype)
-        return ops.transpose(out, (0, 2, 1, 3)), (scores if return_scores else None)  # (B, T, H, V)
+        mask = self._combined_mask(ops.shape(q)[1], ops.shape(k)[1], masks)
+        if choice.kernel == "keras":
+            return attention_compute.keras_attention(q, k, v, mask, scale), None
+        dropout = (lambda scores: self.dropout_layer(scores, training=training)) if use_dropout else None
+        return attention_compute.matmul_attention(q, k, v, mask, scale, return_scores, dropout)
 
     def call(
         self,
@@ -337,6 +338,7 @@ class MultiHeadAttention(keras.layers.Layer):
         query_mask=None,
         value_mask=None,
         key_mask=None,
+        key_lengths=None,
     ):
         # query_mask / value_mask / key_mask are filled in by Keras from the
         # inputs' implicit masks (e.g. an Embedding with mask_zero=True).
@@ -360,15 +362,12 @@ class MultiHeadAttention(keras.layers.Layer):
                 new_cache = (k, v)
         if attention_mask is not None:
             _check_mask_static(attention_mask, query.shape[0], q.shape[1], k.shape[1], self.num_heads)
-        mask = self._combined_mask(
-            ops.shape(q)[1],
-            ops.shape(k)[1],
-            attention_mask,
-            (query_mask, value_mask, key_mask),
-            use_causal_mask,
-            cache_index,
+        if key_lengths is not None:
+            key_lengths = attention_kernels.check_key_lengths(key_lengths, query.shape[0])
+        masks = attention_kernels.MaskParts(
+            attention_mask, (query_mask, value_mask, key_mask), use_causal_mask, cache_index, key_lengths
         )
-        out, scores = self._attend(q, k, v, mask, return_attention_scores, training)
+        out, scores = self._attend(q, k, v, masks, cache is not None, return_attention_scores, training)
         output = self.output_dense(out)  # (B, T, D)
         results = (output,)
         if return_attention_scores:

@@ -47,7 +47,9 @@ class TransformerTranslator(keras.Model):
             matrix transposed. Defaults to `True`.
         output_bias: bool. Add a learned bias to the logits (Marian's
             `final_logits_bias`). Defaults to `False`.
-        pad_token_id: int. Padding id; source positions holding it are masked.
+        pad_token_id: int. Padding id. Sources are right-padded with it (as
+            the tokenizers pad): a source's length is its number of
+            non-padding tokens, and later positions are not attended.
             Defaults to `0`.
         start_token_id: int. First decoder input token. Defaults to `2`.
         end_token_id: int. Ends a translation. Defaults to `3`.
@@ -202,13 +204,21 @@ class TransformerTranslator(keras.Model):
         """`(B, S)` boolean, True at real (non-padding) source tokens."""
         return ops.not_equal(source_ids, self.pad_token_id)
 
-    def encode(self, source_ids, source_mask=None, training=None):
-        """Source ids `(B, S)` to encoder outputs `(B, S, D)`."""
-        if source_mask is None:
-            source_mask = self.source_padding_mask(source_ids)
+    def source_lengths(self, source_ids):
+        """`(B,)` int32: the number of non-padding tokens of each right-padded source."""
+        return ops.sum(ops.cast(self.source_padding_mask(source_ids), "int32"), axis=-1)
+
+    def encode(self, source_ids, source_mask=None, training=None, source_lengths=None):
+        """Source ids `(B, S)` to encoder outputs `(B, S, D)`.
+
+        The padding is `source_mask` or `source_lengths` when given, else
+        `source_lengths(source_ids)` (lengths let fused GPU kernels skip it).
+        """
+        if source_mask is None and source_lengths is None:
+            source_lengths = self.source_lengths(source_ids)
         x = self.embedding_dropout(self.source_embedding(source_ids), training=training)
         for block in self.encoder_blocks:
-            x = block(x, attention_mask=source_mask, training=training)
+            x = block(x, attention_mask=source_mask, lengths=source_lengths, training=training)
         return x if self.encoder_norm is None else self.encoder_norm(x)
 
     def _logits(self, x, few_rows=False):
@@ -223,8 +233,13 @@ class TransformerTranslator(keras.Model):
             logits = logits + self.logits_bias
         return logits
 
-    def decode(self, target_ids, encoder_outputs, source_mask, return_attention_scores=False, training=None):
+    def decode(
+        self, target_ids, encoder_outputs, source_mask, return_attention_scores=False, training=None,
+        source_lengths=None,
+    ):
         """Full decoder pass: `(B, T)` target ids to `(B, T, V)` logits.
+
+        The source padding is `source_mask` `(B, S)` and/or `source_lengths` `(B,)`.
 
         With `return_attention_scores`, also returns the per-layer list of
         `{"self": (B, H, T, T), "cross": (B, H, T, S)}` attention weights.
@@ -233,7 +248,7 @@ class TransformerTranslator(keras.Model):
         scores = []
         for block in self.decoder_blocks:
             out = block(
-                x, encoder_outputs, context_mask=source_mask,
+                x, encoder_outputs, context_mask=source_mask, context_lengths=source_lengths,
                 return_attention_scores=return_attention_scores, training=training,
             )
             x, layer_scores = out if return_attention_scores else (out, None)
@@ -270,9 +285,10 @@ class TransformerTranslator(keras.Model):
 
     def call(self, inputs, training=None):
         source_ids, target_ids = inputs["source_ids"], inputs["target_ids"]
-        source_mask = self.source_padding_mask(source_ids)
-        encoder_outputs = self.encode(source_ids, source_mask, training=training)
-        return self.decode(target_ids, encoder_outputs, source_mask, training=training)
+        # Right padding as lengths: fused attention kernels skip it without a mask.
+        lengths = self.source_lengths(source_ids)
+        encoder_outputs = self.encode(source_ids, source_lengths=lengths, training=training)
+        return self.decode(target_ids, encoder_outputs, None, source_lengths=lengths, training=training)
 
     # -- presets and config ----------------------------------------------
     @classmethod

@@ -4,16 +4,18 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from zoo.convert.hf_vit import load_hf_vit
 from zoo.convert.timm_vit import load_timm_vit
-from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
 from zoo.export.image_classifier import ImageClassifierModule, export_image_classifier
+from zoo.models.attention_rollout import attention_rollout
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 
-# What recipes/image_classification.py normalised with (its MEAN and STD) and
-# its config's defaults, for run folders written before `task.json`.
-_RECIPE_DEFAULTS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=32, top_k=5)
+# What recipes/image_classification.py normalises with and its config's
+# defaults, for run folders written before `task.json`.
+_RECIPE_DEFAULTS = dict(mean=DEFAULT_MEAN, std=DEFAULT_STD, image_size=32, top_k=5)
 OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid")
 
 
@@ -120,40 +122,103 @@ class ImageClassifier(Task):
                 `(H, W, 3)` float in `[0, 1]`), mixed freely; or a
                 `(B, H, W, C)` array; or one image.
             top_k: int. Overrides the classifier's `top_k` for this call.
-            batch_size: int. Images per call of the graph. Defaults to `32`.
+            batch_size: int. Images per call of the graph (encoded images
+                together; float pixels together when of one size).
+                Defaults to `32`.
 
         Returns:
             A dict of NumPy arrays, the export's outputs: `probabilities`
             `(N, classes)`, `top_k_labels` `(N, k)` str, `top_k_scores`
             `(N, k)` and `valid` `(N,)` bool.
         """
+        module = self._module(self.top_k if top_k is None else top_k)
+        outputs = self._run(images, module.serving_default, module.classify_pixels, batch_size)
+        outputs = {key: outputs[key] for key in OUTPUTS}
+        outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
+        return outputs
+
+    def prepare(self, images, batch_size=32):
+        """The model's inputs for `images`, as `predict` and the export compute them.
+
+        Args:
+            images: what `predict` takes.
+            batch_size: int. Images per call of the graph. Defaults to `32`.
+
+        Returns:
+            A dict of NumPy arrays: `inputs` `(N, H, W, 3)` float32, the
+            normalised images the model reads (`H, W` the preprocessing's
+            `image_size`); `pixels`, the same images in `[0, 1]` before
+            normalisation (resized and cropped: what the model sees); and
+            `valid` `(N,)` bool (an image that does not decode: zeros, False).
+        """
+        module = self._module(self.top_k)
+        outputs = self._run(
+            images, lambda b: dict(zip(("inputs", "valid"), module.prepare_bytes(b))),
+            lambda p: {"inputs": module.prepare_pixels(p), "valid": tf.ones(tf.shape(p)[:1], tf.bool)}, batch_size,
+        )
+        mean, std = (np.asarray(v, np.float32) for v in (self.preprocessing.mean, self.preprocessing.std))
+        outputs["pixels"] = np.clip(outputs["inputs"] * std + mean, 0.0, 1.0) * outputs["valid"][:, None, None, None]
+        return outputs
+
+    def attention_rollout(self, images, batch_size=32):
+        """Attention rollout maps (`zoo.models.attention_rollout`) of images, preprocessed as `predict` does.
+
+        Args:
+            images: what `predict` takes.
+            batch_size: int. Images per model call. Defaults to `32`.
+
+        Returns:
+            `(N, grid_h, grid_w)` float32 NumPy maps over the model's patch
+            grid at the preprocessing's `image_size`, each non-negative and
+            summing to 1.
+
+        Raises:
+            ValueError: an image does not decode (named by its index).
+        """
+        prepared = self.prepare(images, batch_size=batch_size)
+        bad = np.flatnonzero(~prepared["valid"]).tolist()
+        if bad:
+            raise ValueError(
+                f"Images {bad} could not be decoded (empty, not an image, truncated or too large); "
+                "attention rollout needs decodable images."
+            )
+        inputs = prepared["inputs"]
+        maps = [
+            np.asarray(ops.convert_to_numpy(attention_rollout(self.model, inputs[start : start + batch_size])))
+            for start in range(0, len(inputs), batch_size)
+        ]
+        grid = self.model.patch_embedding.grid_size(inputs.shape)
+        return np.concatenate(maps) if maps else np.zeros((0, *grid), np.float32)
+
+    def _run(self, images, on_bytes, on_pixels, batch_size):
+        """Runs `on_bytes` on the encoded images and `on_pixels` on float arrays of one size, in
+        batches; stacks their dict outputs in the images' order."""
         if isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)
         elif not isinstance(images, (list, tuple)):
             images = [images]
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
-        module = self._module(self.top_k if top_k is None else top_k)
         inputs = [_as_input(image, i) for i, image in enumerate(images)]  # every path checked before running
         rows = [None] * len(inputs)
-        encoded = [i for i, (kind, _) in enumerate(inputs) if kind == "bytes"]
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            out = module.serving_default(tf.constant([inputs[i][1] for i in chunk], tf.string))
-            for j, i in enumerate(chunk):
-                rows[i] = {key: out[key][j].numpy() for key in OUTPUTS}
-        for i, (kind, pixels) in enumerate(inputs):
-            if kind == "pixels":  # one by one: sizes may differ
-                out = module.classify_pixels(tf.constant(pixels[None]))
-                rows[i] = {key: out[key][0].numpy() for key in OUTPUTS}
-        k, num_classes = module.top_k, module.num_classes
-        empty = dict(
-            probabilities=np.zeros((0, num_classes), np.float32), top_k_labels=np.zeros((0, k), bytes),
-            top_k_scores=np.zeros((0, k), np.float32), valid=np.zeros((0,), bool),
-        )
-        outputs = {key: np.stack([row[key] for row in rows]) if rows else empty[key] for key in OUTPUTS}
-        outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
-        return outputs
+        # Encoded images in one group; float pixels grouped by size (a batch is one array).
+        groups = {}
+        for i, (kind, value) in enumerate(inputs):
+            groups.setdefault("bytes" if kind == "bytes" else value.shape, []).append(i)
+        for group, members in groups.items():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                if group == "bytes":
+                    out = on_bytes(tf.constant([inputs[i][1] for i in chunk], tf.string))
+                else:
+                    out = on_pixels(tf.constant(np.stack([inputs[i][1] for i in chunk])))
+                for j, i in enumerate(chunk):
+                    rows[i] = {key: value[j].numpy() for key, value in out.items()}
+        if rows:
+            return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+        # No images: the outputs' shapes with no rows, from a call on one blank image.
+        out = on_pixels(tf.zeros([1, 8, 8, 3]))
+        return {key: np.zeros((0, *value.shape[1:]), value.dtype.as_numpy_dtype) for key, value in out.items()}
 
     def export(self, base, name=None, version=None, quantize=None):
         """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_image_classifier`).

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from zoo.convert.marian import load_marian
@@ -36,6 +37,17 @@ def _sentences(texts):
 
 def _text(value):
     return value.decode("utf-8", errors="replace")
+
+
+def _token_names(tokenizer, ids):
+    """The vocabulary's piece for each id (a list, or a piece-to-id dict), else the id itself."""
+    vocabulary = getattr(tokenizer, "vocabulary", None)
+    if isinstance(vocabulary, dict):
+        names = {i: piece for piece, i in vocabulary.items()}
+        return [names.get(int(i), str(int(i))) for i in ids]
+    if isinstance(vocabulary, (list, tuple)):
+        return [vocabulary[int(i)] if 0 <= int(i) < len(vocabulary) else str(int(i)) for i in ids]
+    return [str(int(i)) for i in ids]
 
 
 class Translator(Task):
@@ -99,8 +111,9 @@ class Translator(Task):
             return_scores: bool. Pair each translation with its score (the
                 length-normalised log-probability). Defaults to `False`.
             n_best: int or None. Return up to `n_best` (at most the beam
-                width) hypotheses per sentence, best first; fewer when fewer
-                finished. Defaults to `None`: one.
+                width) hypotheses per sentence, best first, as the export's
+                `translate_nbest` signature does; fewer when fewer finished
+                (an empty sentence has one, `""`). Defaults to `None`: one.
             batch_size: int. Sentences per call of the graph (the export
                 answers a request as one batch). Defaults to `64`.
             **overrides: `SearchSettings` fields for this call only, e.g.
@@ -127,12 +140,68 @@ class Translator(Task):
                 for text, score in zip(out["translations"].numpy(), out["scores"].numpy()):
                     results.append((_text(text), float(score)) if return_scores else _text(text))
                 continue
-            out = module.translate_all_beams(batch)
+            out = module.translate_nbest(batch, tf.constant(n_best, tf.int32))  # what the export's translate_nbest runs
             for texts_row, scores_row in zip(out["translations"].numpy(), out["scores"].numpy()):
-                # Slots no hypothesis reached keep the search's NEG_INF score.
+                # Slots no hypothesis reached have the search's NEG_INF score.
                 kept = [(_text(t), float(s)) for t, s in zip(texts_row, scores_row) if s > NEG_INF / 2][:n_best]
                 results.append(kept if return_scores else [t for t, _ in kept])
         return results
+
+    def is_truncated(self, texts, batch_size=64):
+        """Whether each sentence has more tokens than the model reads.
+
+        `translate` (and the export, in its `truncated` output) translates
+        only the beginning of such a sentence.
+
+        Args:
+            texts: list of str or bytes.
+            batch_size: int. Sentences tokenized at a time. Defaults to `64`.
+
+        Returns:
+            A list of bool, one per sentence.
+        """
+        sentences = _sentences(texts)
+        module = self._module(self.settings)
+        flags = []
+        for start in range(0, len(sentences), batch_size):
+            _, lengths = module.source_ids(tf.constant(sentences[start : start + batch_size], tf.string))
+            flags.extend(bool(flag) for flag in module.too_long(lengths).numpy())
+        return flags
+
+    def cross_attention(self, sentence, layer=-1):
+        """Which source tokens each token of `translate`'s translation of `sentence` attended to.
+
+        Translates `sentence` with the translator's settings, then runs the
+        decoder over that translation (teacher-forced) to read the
+        cross-attention weights of one decoder layer.
+
+        Args:
+            sentence: str or bytes. One sentence with at least one token.
+            layer: int. The decoder layer, Python-indexed. Defaults to `-1`
+                (the last).
+
+        Returns:
+            `(source_tokens, target_tokens, weights)`: the `S` source tokens
+            the model read (after truncation), the `T` tokens of the
+            translation up to and including its end token, and the
+            `(H, T, S)` attention weights (each row sums to 1).
+        """
+        (text,) = _sentences([sentence])
+        module = self._module(self.settings)
+        ids, lengths = module.source_ids(tf.constant([text], tf.string))
+        if int(lengths[0]) == 0:
+            raise ValueError(f"cross_attention needs a sentence with at least one token. Received: {sentence!r}")
+        model = self.model
+        source = tf.cast(ids.to_tensor(default_value=model.pad_token_id), tf.int32)  # (1, S)
+        generated = module.translate_ids(source)["target_ids"].numpy()[0]  # (L,), padded after the end token
+        ended = np.flatnonzero(generated == model.end_token_id)
+        length = int(ended[0]) + 1 if len(ended) else len(generated)
+        target_in = np.concatenate([[model.start_token_id], generated[: length - 1]])[None].astype("int32")  # (1, T)
+        mask = model.source_padding_mask(source)
+        _, scores = model.decode(target_in, model.encode(source, mask), mask, return_attention_scores=True)
+        weights = np.asarray(scores[layer]["cross"], dtype="float32")[0]  # (H, T, S)
+        source_tokens = _token_names(self.source_tokenizer, source.numpy()[0])
+        return source_tokens, _token_names(self.target_tokenizer, generated[:length]), weights
 
     def export(self, base, name=None, version=None, quantize=None):
         """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`).
