@@ -188,7 +188,8 @@ def test_translation_recipe_run_folder_loads_with_its_settings(saved, tmp_path):
 
 
 def test_compiled_recipe_model_loads_in_a_process_that_never_imported_the_recipe(saved, tmp_path):
-    """The recipe saves its model compiled with zoo's schedule and loss; `load` finds them itself."""
+    """The recipe saves its model compiled with zoo's schedule and loss; `load` reads it uncompiled, so a
+    process that never imported them still loads and translates."""
     import keras
 
     from zoo.models.losses import SparseCrossentropyWithSmoothing
@@ -203,10 +204,10 @@ def test_compiled_recipe_model_loads_in_a_process_that_never_imported_the_recipe
     code = (
         "import json, sys, zoo\n"
         "t = zoo.Translator.load(sys.argv[1])\n"
-        "print(json.dumps([t.model.optimizer.get_config()[\"learning_rate\"][\"class_name\"], t.translate(json.loads(sys.argv[2]))]))\n"
+        "assert 'zoo.schedules' not in sys.modules and getattr(t.model, 'optimizer', None) is None\n"
+        "print(json.dumps(t.translate(json.loads(sys.argv[2]))))\n"
     )
-    schedule, translations = json.loads(run_fresh(code, folder, json.dumps(EN)))
-    assert schedule == "InverseSqrtSchedule"
+    translations = json.loads(run_fresh(code, folder, json.dumps(EN)))
     assert translations == Translator.load(saved[0]).translate(EN)
 
 

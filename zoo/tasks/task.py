@@ -25,12 +25,6 @@ import uuid
 
 import keras
 
-# A recipe saves its model compiled: `model.keras` names the training
-# schedule and loss. Importing them registers them, so `load` reads such a
-# folder in a process that never imported the recipes.
-import zoo.models.losses  # noqa: F401
-import zoo.schedules  # noqa: F401
-
 FORMAT_VERSION = 1
 TASK_FILE = "task.json"
 MODEL_FILE = "model.keras"
