@@ -326,6 +326,14 @@ def command_line(verbose=False):
 
 STRATEGIES = ("none", "mirrored", "multi-worker")
 DETERMINISM = ("auto", "on", "off")
+# Weights of the export: float, or int8 (zoo.export.quantization), written
+# as the sibling model `<name>_int8` so both can be served side by side.
+QUANTIZE = ("none", "int8")
+
+
+def quantize_mode(config):
+    """`config.quantize` as the task objects' `export(quantize=...)` takes it: None or "int8"."""
+    return None if config.quantize == "none" else config.quantize
 
 
 def seed_everything(seed, determinism="auto"):

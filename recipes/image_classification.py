@@ -79,6 +79,9 @@ class ImageClassificationConfig:
         "none", "none, all local devices (mirrored) or the TF_CONFIG cluster (multi-worker)",
         choices=common.STRATEGIES)
     top_k: int = common.option(5, "labels returned per image by the export", minimum=1)
+    quantize: str = common.option(
+        "none", "export weights: none (float32) or int8 (weight-only, per channel; written as "
+        "<output>/export/image_classifier_int8/)", choices=common.QUANTIZE)
     steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
     seed: int = common.option(0, "random seed (initialisation, shuffling, augmentation)")
     determinism: str = common.option(
@@ -254,9 +257,10 @@ def evaluate(config, classifier=None, data=None):
 
 
 def export(config, classifier=None):
-    """Writes the next version of `<output>/export/image_classifier/` and checks it answers."""
+    """Writes the next version of `<output>/export/image_classifier/` (`image_classifier_int8/` with
+    `--quantize int8`)."""
     classifier = load_classifier(config) if classifier is None else classifier
-    path = classifier.export(os.path.join(config.output, "export"))
+    path = classifier.export(os.path.join(config.output, "export"), quantize=common.quantize_mode(config))
     print(f"exported {path}")
     return path
 
@@ -329,7 +333,7 @@ def parse_args(argv):
             "train": "Train an image classifier, then evaluate and export it (resumes an interrupted run).",
             "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix, "
                         "attention maps and attention rollouts (true and predicted labels above each image).",
-            "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/.",
+            "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/ (image_classifier_int8/ with --quantize int8).",
         },
     )
     classify_parser = common.add_command(sub, "classify", CLASSIFY_HELP)

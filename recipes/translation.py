@@ -75,6 +75,9 @@ class TranslationConfig:
         "none", "none, all local devices (mirrored) or the TF_CONFIG cluster (multi-worker)",
         choices=common.STRATEGIES)
     beam_width: int = common.option(4, "beam width for evaluate and the export", minimum=1)
+    quantize: str = common.option(
+        "none", "export weights: none (float32) or int8 (weight-only, per channel; written as "
+        "<output>/export/translator_int8/)", choices=common.QUANTIZE)
     length_penalty: float = common.option(0.6, "beam search's GNMT length penalty alpha", minimum=0.0)
     eval_sentences: int = common.option(1000, "test sentences scored by evaluate; 0: all", minimum=0)
     steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
@@ -190,11 +193,12 @@ def load_translator(config):
 
 
 def export(config, translator=None):
-    """Writes the next version of `<output>/export/translator/` and checks it answers."""
+    """Writes the next version of `<output>/export/translator/` (`translator_int8/` with `--quantize int8`)
+    and checks it answers."""
     from zoo.export import translate_with_saved_model
 
     translator = load_translator(config) if translator is None else translator
-    path = translator.export(os.path.join(config.output, "export"), name="translator")
+    path = translator.export(os.path.join(config.output, "export"), quantize=common.quantize_mode(config))
     sample = "I buy three apples."
     print(f"exported {path}\n  {sample!r} -> {translate_with_saved_model(path, [sample])[0]!r}")
     return path
@@ -320,7 +324,7 @@ def parse_args(argv):
         {
             "train": "Train a translator, then evaluate and export it (resumes an interrupted run).",
             "evaluate": "BLEU and chrF of a trained run on the test split, and its cross-attention plot.",
-            "export": "Write the next TF Serving version of a trained run to <output>/export/translator/.",
+            "export": "Write the next TF Serving version of a trained run to <output>/export/translator/ (translator_int8/ with --quantize int8).",
         },
     )
     translate = common.add_command(

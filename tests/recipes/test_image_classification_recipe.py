@@ -174,6 +174,18 @@ def test_export_reads_the_task_folder_and_top_k_flag_overrides_it(tiny_run, tmp_
     (line,), _ = image_classification.classify(str(run / "export" / "image_classifier" / "1"), [image])
     (saved,), _ = image_classification.classify(tiny_run["task"], [image])  # the task folder's top 2
     assert len(saved.split(", ")) == 2 and line == saved.split(", ")[0]
+    # --quantize int8: the sibling model image_classifier_int8, same outputs' shapes, float export untouched.
+    from zoo.export.quantization import read_quantization
+
+    image_classification.main(["export", "--output", str(run), "--quantize", "int8", "--top-k", "1"])
+    int8 = run / "export" / "image_classifier_int8" / "1"
+    assert read_quantization(str(int8))["mode"] == "int8"
+    assert sorted(os.listdir(run / "export")) == ["image_classifier", "image_classifier_int8"]
+    (line,), _ = image_classification.classify(str(int8), [image])
+    assert len(line.split(", ")) == 1
+    with pytest.raises(SystemExit):
+        image_classification.main(["export", "--output", str(run), "--quantize", "int4"])
+    assert "invalid choice: 'int4' (choose from 'none', 'int8')" in capsys.readouterr().err
 
 
 def test_classify_without_a_model_is_one_line(tmp_path, capsys):

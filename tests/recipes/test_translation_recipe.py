@@ -71,6 +71,16 @@ def test_train_evaluate_export_and_translate(tmp_path, capsys):
     # `export` again writes the next version, never over the first.
     translation.main(["export", "--output", out])
     assert sorted(os.listdir(os.path.join(out, "export", "translator"))) == ["1", "2"]
+    # --quantize int8: a sibling model, same signatures, answering every sentence.
+    from zoo.export.quantization import read_quantization
+
+    translation.main(["export", "--output", out, "--quantize", "int8"])
+    int8 = os.path.join(out, "export", "translator_int8", "1")
+    assert read_quantization(int8)["mode"] == "int8" and read_quantization(version) is None
+    assert sorted(os.listdir(os.path.join(out, "export", "translator"))) == ["1", "2"]
+    capsys.readouterr()
+    lines, _ = _translate(["--model", int8, *sentences], capsys)
+    assert len(lines) == len(sentences)
 
 
 FRESH_TRANSLATOR = """
