@@ -41,6 +41,7 @@ CHOICES = {
     "numpy": ("none",),
 }
 MESH_AXES = ("data", "model")
+KERAS_ENGINES = (keras.distribution.DataParallel, keras.distribution.ModelParallel)
 
 
 def choices(backend=None):
@@ -156,11 +157,52 @@ def describe(engine):
     """One line saying what runs where."""
     if engine is None:
         return "one device"
-    if isinstance(engine, keras.distribution.Distribution):
+    if isinstance(engine, KERAS_ENGINES):
         mesh = engine.device_mesh
         axes = " x ".join(f"{n} {name}" for n, name in zip(mesh.shape, mesh.axis_names))
         return f"{type(engine).__name__} over {mesh.devices.size} devices ({axes})"
     return f"{type(engine).__name__}, {engine.num_replicas_in_sync} replicas"
+
+
+def batch_shards(engine):
+    """How many equal pieces `engine` splits every batch into: its batch axis's devices, else 1.
+
+    A `keras.distribution` engine (JAX) places each batch as one array split
+    over the mesh's batch axis, which must divide it; `tf.distribute`
+    strategies take any batch (a short one leaves replicas idle).
+    """
+    if not isinstance(engine, KERAS_ENGINES):
+        return 1
+    mesh = engine.device_mesh
+    return int(mesh.shape[list(mesh.axis_names).index(engine.batch_dim_name)])
+
+
+def even_batches(dataset, shards):
+    """`dataset`'s batches cut to the largest multiple of `shards` examples (batches of fewer left out).
+
+    What makes batched `tf.data` input fit a `keras.distribution` engine
+    (`batch_shards`): a bucket's last batch, or a split's, is rarely a
+    multiple of the devices. At most `shards - 1` examples of each batch are
+    left out; with `shards=1` the dataset is returned as it is.
+
+    Args:
+        dataset: `tf.data.Dataset` of batches (tensors, or tuples / dicts of
+            tensors with the batch first).
+        shards: int. What each batch's size must be a multiple of.
+    """
+    if shards == 1:
+        return dataset
+    import tensorflow as tf
+
+    def size(*batch):
+        return tf.shape(tf.nest.flatten(batch)[0])[0]
+
+    def cut(*batch):
+        keep = size(*batch) // shards * shards
+        cut_batch = tf.nest.map_structure(lambda t: t[:keep], batch)
+        return cut_batch if len(batch) > 1 else cut_batch[0]
+
+    return dataset.map(cut).filter(lambda *batch: size(*batch) > 0)
 
 
 @contextlib.contextmanager
