@@ -152,10 +152,13 @@ def run(name, parts, scratch):
             losses = train(model, data, FIRST)
         return model, losses
 
-    dp, found["data_parallel"] = distributed(distribution.data_parallel())
+    engine = distribution.data_parallel()
+    found["data_parallel_engine"] = [distribution.describe(engine), distribution.batch_shards(engine)]
+    dp, found["data_parallel"] = distributed(engine)
     found["data_parallel_weights"] = max_difference(after_first, weights(dp))
     found["data_parallel_sharding"] = shardings(dp)
     engine = distribution.model_parallel(type(single), "2x4", single.get_config())
+    found["model_parallel_engine"] = [distribution.describe(engine), distribution.batch_shards(engine)]
     mp, found["model_parallel"] = distributed(engine)
     found["model_parallel_weights"] = max_difference(after_first, weights(mp))
     found["model_parallel_sharding"] = shardings(mp)
@@ -183,6 +186,9 @@ def compare_export(task, base):
         nbest = loaded.signatures["translate_nbest"](sentences=tf.constant(as_bytes), n=tf.constant(3))
         pairs = task.translate(sentences, return_scores=True)
         lists = task.translate(sentences, n_best=3, return_scores=True)
+        # The short sentences alone: the export pads them to the longest, the JAX search to a bucket.
+        exported_short = loaded.signatures["serving_default"](sentences=tf.constant(as_bytes[: len(EN)]))
+        short = task.translate(EN, return_scores=True)
         return {
             "path": path,
             "jax": [t for t, _ in pairs], "tf": [t.decode() for t in exported["translations"].numpy()],
@@ -190,6 +196,9 @@ def compare_export(task, base):
             "jax_nbest": [[t for t, _ in row] for row in lists],
             "tf_nbest": [[t.decode() for t, s in zip(ts, ss) if s > -1e8] for ts, ss in
                          zip(nbest["translations"].numpy(), nbest["scores"].numpy())],
+            "jax_short": [t for t, _ in short], "tf_short": [t.decode() for t in exported_short["translations"].numpy()],
+            "jax_short_scores": [s for _, s in short], "tf_short_scores": exported_short["scores"].numpy().tolist(),
+            "short_width": int(task._module(task.settings).prepare(tf.constant(as_bytes[: len(EN)]))[0].shape[1]),
         }
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, size=(12, 10, 3)).astype("uint8") for _ in range(3)]

@@ -45,6 +45,11 @@ def test_data_and_model_parallel_train_as_one_device(findings, model):
     assert found["single"][-1] != found["single"][0]  # the steps did change the weights
 
 
+def test_the_engines_say_where_they_run_and_how_batches_split(findings):
+    assert findings["vit"]["data_parallel_engine"] == ["DataParallel over 8 devices (8 batch)", 8]
+    assert findings["vit"]["model_parallel_engine"] == ["ModelParallel over 8 devices (2 data x 4 model)", 2]
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_data_parallel_replicates_every_variable(findings, model):
     sharding = findings[model]["data_parallel_sharding"]
@@ -93,6 +98,10 @@ def test_the_jax_translator_answers_as_its_tensorflow_export(findings):
     assert export["jax_nbest"] == export["tf_nbest"]
     assert any(text for row in export["jax_nbest"] for text in row)  # not only empty translations
     assert export["jax"][4:6] == ["", ""] and export["jax_scores"][4:6] == [0.0, 0.0]  # empty and blank sentences
+    # Short sentences alone: the JAX search pads them to a wider bucket (masked), the export does not.
+    assert export["short_width"] not in (8, 16)
+    assert export["jax_short"] == export["tf_short"]
+    np.testing.assert_allclose(export["jax_short_scores"], export["tf_short_scores"], atol=1e-5)
 
 
 def test_the_jax_classifier_answers_as_its_tensorflow_export(findings):
