@@ -178,7 +178,7 @@ def model_calls(smoke):
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         if smoke:
-            vit = VisionTransformer.from_preset("vit_tiny_patch4_32", depth=2)
+            vit = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=2)
             translator = TransformerTranslator.from_preset(
                 "transformer_tiny", source_vocab_size=50, target_vocab_size=50, num_encoder_layers=1,
                 num_decoder_layers=1, max_length=16)

@@ -43,7 +43,7 @@ from pathlib import Path
 
 WINDOWS = ["--windows", "5", "--window-seconds", "2", "--warmup-steps", "3"]
 SMOKE_WINDOWS = ["--windows", "1", "--window-seconds", "0.05", "--warmup-steps", "0"]
-VIT_SMOKE = ["--preset", "vit_tiny_patch4_32", "--depth", "1", "--batch-size", "4", "--dtype-policy", "mixed_bfloat16"]
+VIT_SMOKE = ["--preset", "vit_tiny_patch4_32", "--layers", "1", "--batch-size", "4", "--dtype-policy", "mixed_bfloat16"]
 
 
 @dataclasses.dataclass

@@ -9,6 +9,11 @@ C++ start-up notices are hidden (`import_tensorflow`), and an error is one
 line on stderr with exit status 1; `--verbose` shows the traceback and
 TensorFlow's own logs.
 
+The trained model: `train` saves the run's task object (`zoo.Translator`,
+`zoo.ImageClassifier`) as `<output>/model` (`save_task`); `evaluate` and
+`export` read it (`load_task`), and the serving commands take it or an
+export (`task_or_export`).
+
 Training: `seed_everything` (Keras seeds plus TensorFlow op determinism),
 `training_callbacks` (Keras' `BackupAndRestore` for resuming, the best
 epoch's weights, early stopping, TensorBoard) and `training_summary`, the
@@ -446,16 +451,65 @@ def progress_verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
-def load_trained_model(output, recipe):
-    """`<output>/model.keras`, or a clear error saying which command makes it."""
-    import keras
+# -- the trained model: a task folder --------------------------------------
 
-    path = os.path.join(output, "model.keras")
-    if not os.path.exists(path):
+TASK_FOLDER = "model"
+
+
+def task_folder(output):
+    """`<output>/model`: where `train` saves the run's task object (`zoo.Translator`, `zoo.ImageClassifier`).
+
+    A folder of its own, because saving replaces the whole folder and the
+    run's directory also holds logs, checkpoints and the resume backup.
+    """
+    return os.path.join(output, TASK_FOLDER)
+
+
+def save_task(task, output):
+    """Saves `task` as `<output>/model/` (replacing an earlier one) and says where and how to load it."""
+    folder, name = task_folder(output), type(task).__name__
+    path = task.save(folder, overwrite=True)
+    print(f"saved {name}: {folder} (zoo.{name}.load({folder!r}))")
+    return path
+
+
+def load_task(task_class, output, recipe):
+    """The run's task object: `<output>/model/`, else a run folder written before task folders.
+
+    Those older runs (`model.keras`, tokenizers or class names, and
+    `config.json` in `<output>` itself) are read by `task_class.load`.
+    """
+    folder = task_folder(output)
+    if os.path.isdir(folder):
+        return task_class.load(folder)
+    if os.path.exists(os.path.join(output, "model.keras")):
+        return task_class.load(output)
+    raise FileNotFoundError(
+        f"No trained model at {folder}; run `python -m recipes.{recipe} train --output {output}` first."
+    )
+
+
+def task_or_export(path, task_example, export_example):
+    """What `translate --model` / `classify --model` was given: `("task", path)` or `("export", version)`.
+
+    A task folder holds `task.json` (or is a run folder written before task
+    folders, with `model.keras`); an export is a SavedModel version or the
+    directory holding versions (its highest is used, as TF Serving does).
+    """
+    if any(os.path.isfile(os.path.join(path, name)) for name in ("task.json", "model.keras")):
+        return "task", path
+    if os.path.isfile(os.path.join(task_folder(path), "task.json")):
         raise FileNotFoundError(
-            f"No trained model at {path}; run `python -m recipes.{recipe} train --output {output}` first."
+            f"{path} is a recipe's run folder. Pass its task folder {task_folder(path)} or an export "
+            f"directory under {os.path.join(path, 'export')}."
         )
-    return keras.saving.load_model(path)
+    try:
+        return "export", saved_model_version(path, export_example)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"No task folder or SavedModel at {path!r}. Expected a task folder such as {task_example} or an "
+            f"export directory such as {export_example}."
+        ) from None
 
 
 def saved_model_version(path, example):

@@ -4,15 +4,22 @@
 
 trains `vit_tiny_patch4_32` on the built-in handwritten digits (scikit-learn's
 bundled scans, upscaled to 32x32; about 10 minutes on 2 CPU cores, see
-README for the measured accuracy), evaluates top-1/top-5 on the test split,
-draws a confusion matrix and class-token attention maps, and exports a
-SavedModel for TF Serving. Running the same command again after an
-interruption resumes from the last epoch. Other subcommands:
+README for the measured accuracy), saves it as a `zoo.ImageClassifier`
+folder (`runs/vit/model`: model, preprocessing, class names), evaluates
+top-1/top-5 on the test split, draws a confusion matrix, class-token
+attention maps and attention rollouts (misclassified images first), and
+exports a SavedModel for TF Serving. Running the same command again after
+an interruption resumes from the last epoch. Other subcommands:
 
     python -m recipes.image_classification evaluate --output runs/vit
     python -m recipes.image_classification export --output runs/vit
     python -m recipes.image_classification classify --model runs/vit/export/image_classifier/1 digit.png
+    python -m recipes.image_classification classify --model runs/vit/model digit.png
 
+`evaluate` and `export` read `<output>/model` (or, for runs trained before
+task folders, `model.keras` and `class_names.json` in `<output>`); `--top-k`
+overrides its saved setting. Images are normalised by the classifier's
+`zoo.data.ImagePreprocessing` in training, evaluation and the export alike.
 Data: `--data builtin` (default), `--data folder:PATH` (one sub-folder per
 class), `--data tfds:cifar10`. The built-in digits are white strokes on
 black, thick and filling the frame; `classify --help` says what that means
@@ -28,8 +35,6 @@ import sys
 from recipes import common
 
 CONFIG_FILE = "config.json"
-MEAN = (0.5, 0.5, 0.5)  # images in [0, 1] are mapped to [-1, 1], as in big_vision
-STD = (0.5, 0.5, 0.5)
 
 
 PRESETS = functools.partial(common.preset_names, "vision_transformer_presets")
@@ -120,26 +125,28 @@ def augmenter(config):
     return lambda batch: pipeline(batch, training=True)
 
 
-def normalize(images):
-    import tensorflow as tf
+def image_preprocessing(config, class_names):
+    """The run's `zoo.data.ImagePreprocessing`: its image size, zoo's default mean/std, the data's class names."""
+    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
 
-    return (images - tf.constant(MEAN)) / tf.constant(STD)
+    return ImagePreprocessing(config.image_size, DEFAULT_MEAN, DEFAULT_STD, class_names)
 
 
 def load_run(config):
     from zoo.data.image_data import load_image_data, make_image_batches
 
     data = load_image_data(config.data, config.image_size, strict=config.strict)
-    num_classes = len(data.class_names)
+    preprocessing = image_preprocessing(config, data.class_names)
     batches = {}
     for split in ("train", "validation"):
         images, labels = getattr(data, split)
         ds = make_image_batches(
-            images, labels, config.batch_size, num_classes, training=split == "train",
+            images, labels, config.batch_size, data.num_classes, training=split == "train",
             augment=augmenter(config), seed=config.seed,
         )
-        batches[split] = ds.map(lambda x, y: (normalize(x), y))
-        print(f"{split}: {len(labels)} images, {num_classes} classes")
+        # Images are already image_size: of the preprocessing, only mean/std is left to apply.
+        batches[split] = ds.map(lambda x, y: (preprocessing.normalize(x), y))
+        print(f"{split}: {len(labels)} images, {data.num_classes} classes")
     return data, batches
 
 
@@ -175,47 +182,59 @@ def compile_model(model, config, steps_per_epoch):
 
 
 def train(config):
+    import zoo
+
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
     print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {set_precision(config)}")
     data, batches = load_run(config)
-    with open(os.path.join(config.output, "class_names.json"), "w") as f:
-        json.dump(data.class_names, f)
     steps = config.steps_per_epoch or -(-len(data.train[1]) // config.batch_size)
     with common.strategy_scope(config.distribute):
-        model = build_model(config, len(data.class_names))
+        model = build_model(config, data.num_classes)
         compile_model(model, config, steps)
     common.fit(model, batches["train"], batches["validation"], config)
-    model.save(os.path.join(config.output, "model.keras"))
-    evaluate(config, model=model, data=data)
-    export(config, model=model, class_names=data.class_names)
+    classifier = zoo.ImageClassifier(model, image_preprocessing(config, data.class_names), config.top_k)
+    common.save_task(classifier, config.output)
+    evaluate(config, classifier=classifier, data=data)
+    export(config, classifier=classifier)
     return model
 
 
-def load_model(config):
-    return common.load_trained_model(config.output, "image_classification")
+def load_classifier(config):
+    """The run's `zoo.ImageClassifier`, with config.json's and the flags' `top_k`."""
+    import zoo
+
+    classifier = common.load_task(zoo.ImageClassifier, config.output, "image_classification")
+    if classifier.top_k == config.top_k:
+        return classifier
+    return zoo.ImageClassifier(classifier.model, classifier.preprocessing, config.top_k)
 
 
-def load_class_names(config):
-    with open(os.path.join(config.output, "class_names.json")) as f:
-        return json.load(f)
+def evaluate(config, classifier=None, data=None):
+    """Top-1/top-k accuracy on the test split, a confusion matrix, attention maps and rollouts.
 
-
-def evaluate(config, model=None, data=None):
-    """Top-1/top-5 accuracy on the test split, a confusion matrix and attention maps."""
+    The test images run through the export's graph (`classifier.predict`
+    on `[0, 1]` pixels, in batches): the same preprocessing and model as a
+    served PNG of the image, without encoding and decoding each one.
+    """
     import numpy as np
+    import tensorflow as tf
 
-    from recipes.image_plots import plot_attention_maps, plot_confusion_matrix
     from zoo.data.image_data import load_image_data
+    from zoo.plots import plot_attention_maps, plot_confusion_matrix, plot_rollout_grid
 
-    model = load_model(config) if model is None else model
+    classifier = load_classifier(config) if classifier is None else classifier
     data = load_image_data(config.data, config.image_size, strict=config.strict) if data is None else data
     images, labels = data.test
-    inputs = np.asarray(normalize(images.astype("float32") / 255.0))
-    logits = np.asarray(model.predict(inputs, batch_size=config.batch_size, verbose=0), dtype="float32")
-    k = min(config.top_k, logits.shape[1])
-    top_k = np.argsort(-logits, axis=1)[:, :k]
+
+    def probabilities_of(chunk):  # uint8 to [0, 1] pixels with the export's decoding op
+        pixels = tf.image.convert_image_dtype(chunk, tf.float32).numpy()
+        return classifier.predict(pixels, batch_size=config.batch_size)["probabilities"]
+
+    probabilities = np.concatenate([probabilities_of(images[i : i + 1024]) for i in range(0, len(images), 1024)])
+    k = min(config.top_k, probabilities.shape[1])
+    top_k = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     metrics = {
         "top1": round(float((top_k[:, 0] == labels).mean()), 4),
         f"top{k}": round(float((top_k == labels[:, None]).any(axis=1).mean()), 4),
@@ -224,35 +243,49 @@ def evaluate(config, model=None, data=None):
     print(json.dumps(metrics, indent=2))
     with open(os.path.join(config.output, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    plot_confusion_matrix(labels, top_k[:, 0], data.class_names, os.path.join(config.output, "confusion_matrix.png"))
-    plot_attention_maps(model, images[:6], inputs[:6], os.path.join(config.output, "attention_maps.png"),
-                        [data.class_names[i] for i in labels[:6]], [data.class_names[i] for i in top_k[:6, 0]])
+    names = classifier.class_names
+    plot_confusion_matrix(labels, top_k[:, 0], names, os.path.join(config.output, "confusion_matrix.png"))
+    plot_attention_maps(classifier, images[:6], os.path.join(config.output, "attention_maps.png"),
+                        [names[i] for i in labels[:6]], [names[i] for i in top_k[:6, 0]])
+    # Rollout over all layers, misclassified test images first (rollouts only for the 8 drawn).
+    plot_rollout_grid(classifier, list(images), labels, os.path.join(config.output, "attention_rollout.png"),
+                      predicted_labels=top_k[:, 0], count=8, batch_size=config.batch_size)
     return metrics
 
 
-def export(config, model=None, class_names=None):
+def export(config, classifier=None):
     """Writes the next version of `<output>/export/image_classifier/` and checks it answers."""
-    from zoo.export.image_classifier import export_image_classifier
-
-    model = load_model(config) if model is None else model
-    class_names = load_class_names(config) if class_names is None else class_names
-    path = export_image_classifier(
-        model, class_names, os.path.join(config.output, "export"), image_size=config.image_size,
-        mean=MEAN, std=STD, top_k=config.top_k,
-    )
+    classifier = load_classifier(config) if classifier is None else classifier
+    path = classifier.export(os.path.join(config.output, "export"))
     print(f"exported {path}")
     return path
 
 
-def classify(model_dir, paths):
-    """Classifies image files with an export, as TF Serving would; one line per path, in order.
+def classifier_function(model_path):
+    """`list of image bytes -> outputs` for an export directory or a task folder.
+
+    An export runs as TF Serving would (its `serving_default`); a task
+    folder runs `zoo.ImageClassifier.predict`, the same graph in process.
+    """
+    kind, path = common.task_or_export(
+        model_path, "runs/image_classification/model", "runs/image_classification/export/image_classifier/1"
+    )
+    if kind == "task":
+        import zoo
+
+        return zoo.ImageClassifier.load(path).predict
+    from zoo.export.image_classifier import classify_with_saved_model
+
+    return lambda images: classify_with_saved_model(path, images)
+
+
+def classify(model_path, paths):
+    """Classifies image files with an export (as TF Serving would) or a task folder; one line per path, in order.
 
     A file that cannot be read gets a `cannot read` line and the others are
     still classified. Returns `(lines, unreadable count)`.
     """
-    from zoo.export.image_classifier import classify_with_saved_model
-
-    model_dir = common.saved_model_version(model_dir, "runs/image_classification/export/image_classifier/1")
+    run = classifier_function(model_path)
     contents = {}
     for path in paths:
         try:
@@ -261,7 +294,7 @@ def classify(model_dir, paths):
         except OSError as e:
             contents[path] = e
     readable = [path for path in paths if isinstance(contents[path], bytes)]
-    outputs = classify_with_saved_model(model_dir, [contents[p] for p in readable]) if readable else {}
+    outputs = run([contents[p] for p in readable]) if readable else {}
     results = {path: i for i, path in enumerate(readable)}
     lines = []
     for path in paths:
@@ -273,12 +306,14 @@ def classify(model_dir, paths):
             lines.append(f"{path}\tinvalid image")
             continue
         labels, scores = outputs["top_k_labels"][i], outputs["top_k_scores"][i]
-        lines.append(f"{path}\t" + ", ".join(f"{label.decode()} {score:.3f}" for label, score in zip(labels, scores)))
+        labels = [label.decode() if isinstance(label, bytes) else str(label) for label in labels]
+        lines.append(f"{path}\t" + ", ".join(f"{label} {score:.3f}" for label, score in zip(labels, scores)))
     return lines, len(paths) - len(readable)
 
 
 CLASSIFY_HELP = (
-    "Classify image files with an exported SavedModel, as TF Serving would: one line per image, "
+    "Classify image files with an exported SavedModel, as TF Serving would, or with a saved "
+    "zoo.ImageClassifier folder (the same graph, in process): one line per image, "
     "'path<TAB>label score, ...' with the top labels first. JPEG, PNG, GIF or BMP of any size; the "
     "export resizes them to the model's size. A model trained on the built-in digits expects what "
     "scikit-learn's scans look like: a white (bright) digit on a black background, with thick strokes, "
@@ -292,8 +327,8 @@ def parse_args(argv):
         "python -m recipes.image_classification", __doc__, ImageClassificationConfig,
         {
             "train": "Train an image classifier, then evaluate and export it (resumes an interrupted run).",
-            "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix and "
-                        "attention maps (true and predicted labels above each image).",
+            "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix, "
+                        "attention maps and attention rollouts (true and predicted labels above each image).",
             "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/.",
         },
     )
@@ -301,7 +336,8 @@ def parse_args(argv):
     classify_parser.add_argument(
         "--model", required=True,
         help="export directory: a version (runs/image_classification/export/image_classifier/1) or the "
-             "directory holding versions (its highest version is used)")
+             "directory holding versions (its highest version is used); or a task folder "
+             "(runs/image_classification/model)")
     classify_parser.add_argument("images", nargs="+", help="image files")
     return parser.parse_args(argv)
 

@@ -3,15 +3,21 @@
     python -m recipes.translation train --output runs/translation
 
 trains `transformer_tiny` on the built-in English-German corpus (12-15
-minutes on 2 CPU cores; see README for the measured time and BLEU),
-evaluates it on the test split with sacrebleu, plots a cross-attention map
-and exports a SavedModel for TF Serving. Running the same command again
-after an interruption resumes from the last epoch. Other subcommands:
+minutes on 2 CPU cores; see README for the measured time and BLEU), saves
+it as a `zoo.Translator` folder (`runs/translation/model`: model,
+tokenizers, decoding settings), evaluates it on the test split with
+sacrebleu, plots a cross-attention map and exports a SavedModel for TF
+Serving. Running the same command again after an interruption resumes from
+the last epoch. Other subcommands:
 
     python -m recipes.translation evaluate --output runs/translation
     python -m recipes.translation export --output runs/translation
     python -m recipes.translation translate --model runs/translation/export/translator/1 "I buy three apples."
+    python -m recipes.translation translate --model runs/translation/model "I buy three apples."
 
+`evaluate` and `export` read `<output>/model` (or, for runs trained before
+task folders, `model.keras` and the tokenizers in `<output>`); decoding
+flags (`--beam-width`, `--length-penalty`) override its saved settings.
 `python -m recipes.translation COMMAND --help` lists each command's flags.
 Data: `--data builtin` (default), `--data tsv:PATH` (source<TAB>target
 lines; bad lines skipped and reported unless `--strict`),
@@ -144,7 +150,16 @@ def load_run(config):
     return splits, source_tokenizer, target_tokenizer, batches
 
 
+def search_settings(config):
+    """The decoding settings the run's flags and config.json give."""
+    from zoo.decoding import SearchSettings
+
+    return SearchSettings(beam_width=config.beam_width, alpha=config.length_penalty, max_length=config.max_length)
+
+
 def train(config):
+    import zoo
+
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
     print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
@@ -154,82 +169,55 @@ def train(config):
         compile_model(model, config)
     model.summary(print_fn=lambda line, **_: print(line))
     common.fit(model, batches["train"], batches["validation"], config)
-    model.save(os.path.join(config.output, "model.keras"))
-    tokenizers = (source_tokenizer, target_tokenizer)
-    evaluate(config, model=model, splits=splits, tokenizers=tokenizers)
-    export(config, model=model, tokenizers=tokenizers)
+    translator = zoo.Translator(model, source_tokenizer, target_tokenizer, search_settings(config))
+    common.save_task(translator, config.output)
+    evaluate(config, translator=translator, splits=splits)
+    export(config, translator=translator)
     return model
 
 
-def load_tokenizers(config):
-    from zoo.text import WordPieceTokenizer
+def load_translator(config):
+    """The run's `zoo.Translator`, decoding as config.json and the flags say (they may override its settings)."""
+    import zoo
 
-    return tuple(
-        WordPieceTokenizer.load(os.path.join(config.output, f"{side}_tokenizer")) for side in ("source", "target")
+    translator = common.load_task(zoo.Translator, config.output, "translation")
+    settings = translator.settings.replace(
+        beam_width=config.beam_width, alpha=config.length_penalty, max_length=config.max_length
     )
+    if settings == translator.settings:
+        return translator
+    return zoo.Translator(translator.model, translator.source_tokenizer, translator.target_tokenizer, settings)
 
 
-def load_model(config):
-    return common.load_trained_model(config.output, "translation")
-
-
-def export(config, model=None, tokenizers=None):
+def export(config, translator=None):
     """Writes the next version of `<output>/export/translator/` and checks it answers."""
-    from zoo.export import export_translator, translate_with_saved_model
+    from zoo.export import translate_with_saved_model
 
-    model = load_model(config) if model is None else model
-    tokenizers = load_tokenizers(config) if tokenizers is None else tokenizers
-    path = export_translator(
-        model, *tokenizers, base=os.path.join(config.output, "export"), name="translator",
-        beam_width=config.beam_width, max_length=config.max_length, alpha=config.length_penalty,
-    )
+    translator = load_translator(config) if translator is None else translator
+    path = translator.export(os.path.join(config.output, "export"), name="translator")
     sample = "I buy three apples."
     print(f"exported {path}\n  {sample!r} -> {translate_with_saved_model(path, [sample])[0]!r}")
     return path
 
 
-def translate_texts(model, source_tokenizer, target_tokenizer, texts, config, batch_size=64):
-    """Beam-search translations of `texts` (in-process, through zoo.decoding), and how many were cut.
-
-    Sources longer than `config.max_length` tokens are truncated, as the
-    export does; the count says how many.
-    """
-    import tensorflow as tf
-
-    from zoo.decoding import beam_search
-
-    @tf.function(reduce_retracing=True, autograph=False)  # a while_loop already; nothing to convert
-    def run(ids):
-        return beam_search(model, ids, config.max_length, config.beam_width, config.length_penalty)
-
-    outputs, truncated = [], 0
-    for i in range(0, len(texts), batch_size):
-        ids = source_tokenizer.tokenize(tf.constant(texts[i : i + batch_size]))
-        truncated += int(tf.reduce_sum(tf.cast(ids.row_lengths() > config.max_length, tf.int32)))
-        ids = ids[:, : config.max_length].to_tensor(default_value=source_tokenizer.pad_id)
-        tokens, _ = run(ids)
-        outputs.extend(t.decode("utf-8") for t in target_tokenizer.detokenize(tokens).numpy())
-    return outputs, truncated
-
-
-def evaluate(config, model=None, splits=None, tokenizers=None):
+def evaluate(config, translator=None, splits=None):
     """BLEU and chrF on the test split, a few samples, and the attention plot."""
     import sacrebleu
 
-    from recipes.translation_plot import plot_cross_attention
     from zoo.data.translation_data import load_translation_data
+    from zoo.plots import plot_cross_attention
 
-    model = load_model(config) if model is None else model  # first: the clearest error when there is no run
-    tokenizers = load_tokenizers(config) if tokenizers is None else tokenizers
+    translator = load_translator(config) if translator is None else translator  # first: the clearest error
     splits = load_translation_data(config.data, strict=config.strict) if splits is None else splits
     test = splits["test"][: config.eval_sentences or None]
     sources, references = [s for s, _ in test], [t for _, t in test]
     started = time.time()
-    hypotheses, truncated = translate_texts(model, *tokenizers, sources, config)
+    hypotheses = translator.translate(sources)
+    seconds = time.time() - started
+    truncated = sum(translator.is_truncated(sources))
     if truncated:
         print(f"warning: {truncated} of {len(sources)} test sentences are longer than --max-length "
-              f"{config.max_length} tokens and were cut; their translations are scored as they are")
-    seconds = time.time() - started
+              f"{translator.model.max_length} tokens and were cut; their translations are scored as they are")
     bleu_metric, chrf_metric = sacrebleu.metrics.BLEU(), sacrebleu.metrics.CHRF()
     bleu = bleu_metric.corpus_score(hypotheses, [references])
     chrf = chrf_metric.corpus_score(hypotheses, [references])
@@ -248,7 +236,7 @@ def evaluate(config, model=None, splits=None, tokenizers=None):
         json.dump(metrics, f, indent=2)
     plot_path = os.path.join(config.output, "cross_attention.png")
     # The longest of the first sentences: more words, more reordering to see.
-    plot_cross_attention(model, *tokenizers, max(sources[:50], key=len), plot_path, config)
+    plot_cross_attention(translator, max(sources[:50], key=len), plot_path)
     print(f"cross-attention plot: {plot_path}")
     return metrics
 
@@ -267,29 +255,55 @@ def read_sentences(arguments, stdin=None):
         yield line.rstrip(b"\r\n")
 
 
-def translate_command(model_dir, sentences, scores=False, batch_size=64):
-    """Translates with an export's `serving_default`, as TF Serving would, one batch at a time.
+def translator_function(model_path):
+    """`batch of bytes -> (translations, scores, truncated)` for an export directory or a task folder.
+
+    An export runs as TF Serving would (its `serving_default`); a task
+    folder runs `zoo.Translator.translate`, the same graph in process.
+    """
+    import tensorflow as tf
+
+    kind, path = common.task_or_export(
+        model_path, "runs/translation/model", "runs/translation/export/translator/1"
+    )
+    if kind == "task":
+        import zoo
+
+        translator = zoo.Translator.load(path)
+
+        def run(batch):
+            pairs = translator.translate(batch, return_scores=True)
+            return [t for t, _ in pairs], [s for _, s in pairs], translator.is_truncated(batch)
+
+        return run
+    import tensorflow_text  # noqa: F401  registers the tokenizer ops
+
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+
+    def run(batch):
+        outputs = signature(sentences=tf.constant(batch, tf.string))
+        translations = [t.decode("utf-8", "replace") for t in outputs["translations"].numpy()]
+        cut = outputs["truncated"].numpy() if "truncated" in outputs else [False] * len(batch)  # older exports
+        return translations, outputs["scores"].numpy(), cut
+
+    return run
+
+
+def translate_command(model_path, sentences, scores=False, batch_size=64):
+    """Translates with an export (as TF Serving would) or a task folder, one batch at a time.
 
     Prints one translation per sentence (with `scores`: `score<TAB>translation`)
     as each batch is done; a sentence longer than the model reads is named on
     stderr. Returns the number of truncated sentences.
     """
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  registers the tokenizer ops
-
-    model_dir = common.saved_model_version(model_dir, "runs/translation/export/translator/1")
-    signature = tf.saved_model.load(model_dir).signatures["serving_default"]
-    truncated, number, batch = 0, 0, []
+    run = translator_function(model_path)
+    truncated, number = 0, 0
     sentences = iter(sentences)
     while True:
         batch = list(itertools.islice(sentences, batch_size))
         if not batch:
             return truncated
-        outputs = signature(sentences=tf.constant(batch, tf.string))
-        cut = outputs["truncated"].numpy() if "truncated" in outputs else [False] * len(batch)  # older exports
-        for source, translation, score, was_cut in zip(
-            batch, outputs["translations"].numpy(), outputs["scores"].numpy(), cut
-        ):
+        for source, (translation, score, was_cut) in zip(batch, zip(*run(batch))):
             number += 1
             if was_cut:
                 truncated += 1
@@ -297,8 +311,7 @@ def translate_command(model_dir, sentences, scores=False, batch_size=64):
                 shown = shown if len(shown) <= 40 else shown[:40] + "..."
                 print(f"warning: sentence {number} is longer than the model reads; only its beginning was "
                       f"translated: {shown!r}", file=sys.stderr)
-            text = translation.decode("utf-8", "replace")
-            print(f"{score:.3f}\t{text}" if scores else text)
+            print(f"{score:.3f}\t{translation}" if scores else translation)
 
 
 def parse_args(argv):
@@ -312,13 +325,15 @@ def parse_args(argv):
     )
     translate = common.add_command(
         sub, "translate",
-        "Translate sentences with an exported SavedModel, as TF Serving would. One output line per "
-        "input sentence; sentences longer than the model reads are translated from their beginning "
-        "and named on stderr. Invalid UTF-8 is repaired, as the server does.",
+        "Translate sentences with an exported SavedModel, as TF Serving would, or with a saved "
+        "zoo.Translator folder (the same graph, in process). One output line per input sentence; "
+        "sentences longer than the model reads are translated from their beginning and named on "
+        "stderr. Invalid UTF-8 is repaired, as the server does.",
     )
     translate.add_argument("--model", required=True,
                            help="export directory: a version (runs/translation/export/translator/1) or the "
-                                "directory holding versions (its highest version is used)")
+                                "directory holding versions (its highest version is used); or a task folder "
+                                "(runs/translation/model)")
     translate.add_argument("--scores", action="store_true",
                            help="print 'score<TAB>translation': the beam's length-normalised log-probability "
                                 "(0 is certain; lower is less sure)")

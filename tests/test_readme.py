@@ -1,12 +1,10 @@
 """The README's "Translate in Python" and "Classify in Python" blocks run as written,
-on run folders laid out as the recipes write them today (tiny models)."""
+on task folders where the recipes save them (tiny models)."""
 
 import ast
 import io
-import json
 import os
 import re
-import shutil
 
 import numpy as np
 from PIL import Image
@@ -31,24 +29,25 @@ def _run(code, capsys):
 
 
 def test_translate_in_python(tiny_translator, tmp_path, monkeypatch, capsys):
-    model, source, target = tiny_translator
-    run = tmp_path / "runs" / "translation"  # recipes/translation.py's layout
-    run.mkdir(parents=True)
-    model.save(run / "model.keras")
-    source.save(run / "source_tokenizer")
-    target.save(run / "target_tokenizer")
-    (run / "config.json").write_text(json.dumps(dict(beam_width=2, length_penalty=0.6, max_length=8)))
+    import zoo
+    from zoo.decoding import SearchSettings
+
+    run = tmp_path / "runs" / "translation"  # where recipes/translation.py saves its task folder: <output>/model
+    zoo.Translator(*tiny_translator, SearchSettings(beam_width=2, max_length=8)).save(run / "model")
     monkeypatch.chdir(tmp_path)
     translations = ast.literal_eval(_run(_python_block("Translate in Python"), capsys))
     assert isinstance(translations, list) and len(translations) == 2 and all(isinstance(t, str) for t in translations)
 
 
 def test_classify_in_python(tmp_path, monkeypatch, capsys):
-    run = tmp_path / "runs" / "vit"  # recipes/image_classification.py's layout
-    run.mkdir(parents=True)
-    shutil.copy(MAIN_VIT, run / "model.keras")
-    (run / "class_names.json").write_text(json.dumps(["zero", "one", "two"]))
-    (run / "config.json").write_text(json.dumps(dict(image_size=8, top_k=2)))
+    import keras
+
+    import zoo
+    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
+
+    run = tmp_path / "runs" / "vit"  # where recipes/image_classification.py saves its task folder: <output>/model
+    preprocessing = ImagePreprocessing(8, DEFAULT_MEAN, DEFAULT_STD, ["zero", "one", "two"])
+    zoo.ImageClassifier(keras.saving.load_model(MAIN_VIT), preprocessing, top_k=2).save(run / "model")
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(buffer, format="PNG")
     (tmp_path / "digit.png").write_bytes(buffer.getvalue())

@@ -20,8 +20,8 @@ def test_same_parameter_count_as_zoo_vision_transformer():
     from zoo.models import VisionTransformer
 
     params = plain_jax_vit.init_params(CONFIG)
-    zoo = VisionTransformer(image_size=32, patch_size=16, num_classes=5, d_model=16, depth=2, num_heads=2,
-                            mlp_ratio=2.0, qkv_bias=True)
+    zoo = VisionTransformer(image_size=32, patch_size=16, num_classes=5, d_model=16, num_encoder_layers=2,
+                            num_heads=2, d_ff=32, qkv_bias=True)
     zoo(np.zeros((1, 32, 32, 3), "float32"))
     assert sum(w.size for w in jax.tree.leaves(params)) == zoo.count_params()
 

@@ -117,7 +117,6 @@ def test_class_names_must_match_the_model(tmp_path):
     model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
     with pytest.raises(ValueError, match="the model has 3. Received: 2 names"):
         export_image_classifier(model, PREPROCESSING.replace(class_names=("a", "b")), str(tmp_path))
-    # Class names alone (recipes/image_classification.py, until it saves an ImageClassifier) need mean and std.
-    with pytest.raises(ValueError, match="Pass an ImagePreprocessing.*Received: list, mean=None"):
+    with pytest.raises(TypeError, match="preprocessing must be a zoo.data.ImagePreprocessing .* Received: list"):
         export_image_classifier(model, CLASSES, str(tmp_path))
     assert not os.listdir(tmp_path)

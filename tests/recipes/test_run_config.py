@@ -192,7 +192,8 @@ def image_run(tmp_path_factory):
 
 
 def _trained_model(output):
-    return keras.saving.load_model(os.path.join(output, "model.keras"))
+    """The compiled model of the run's task folder (`<output>/model/model.keras`)."""
+    return keras.saving.load_model(os.path.join(output, "model", "model.keras"))
 
 
 @pytest.mark.slow

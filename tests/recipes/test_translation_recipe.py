@@ -1,5 +1,6 @@
 """The translation recipe: end to end (train, evaluate, plot, export, serve, resume) and its commands."""
 
+import dataclasses
 import io
 import json
 import os
@@ -9,10 +10,13 @@ import sys
 import time
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from recipes import translation
 from tests.recipes.parity import ROOT, assert_mirrored_matches_single_device
+from tests.tasks.conftest import run_fresh
 
 SMOKE = ["--epochs", "1", "--steps-per-epoch", "4", "--eval-sentences", "8", "--beam-width", "2"]
 
@@ -39,15 +43,44 @@ def test_train_evaluate_export_and_translate(tmp_path, capsys):
     assert os.listdir(os.path.join(out, "logs"))  # TensorBoard
     version = os.path.join(out, "export", "translator", "1")
     assert os.path.exists(os.path.join(version, "assets.extra", "tf_serving_warmup_requests"))
+    # The trained translator is one task folder, <output>/model, and the log says so.
+    folder = os.path.join(out, "model")
+    assert f"saved Translator: {folder} (zoo.Translator.load({folder!r}))" in log
+    assert not os.path.exists(os.path.join(out, "model.keras"))  # one saved format
     # The translate command runs the export as TF Serving would, args or stdin.
     by_args = _recipe("translate", "--model", version, "I buy three apples.", "", b"K\xe4se \xff", timeout=300)
     assert by_args.returncode == 0, by_args.stderr[-2000:]
     assert len(by_args.stdout.splitlines()) == 3  # invalid UTF-8 bytes in argv are translated too
     by_stdin = _recipe("translate", "--model", version, input="I buy three apples.\n", timeout=300)
     assert by_stdin.stdout.splitlines()[0] == by_args.stdout.splitlines()[0]
+    # In a fresh process, the task folder loads and translates exactly as the export does.
+    sentences = EN + ["", " ".join(["apples"] * 30)]
+    loaded = json.loads(run_fresh(FRESH_TRANSLATOR, folder, json.dumps(sentences)))
+    served = tf.saved_model.load(version).signatures["serving_default"](sentences=tf.constant(sentences))
+    assert loaded["settings"]["beam_width"] == 2 and loaded["settings"]["max_length"] == 14
+    assert loaded["translations"] == [t.decode() for t in served["translations"].numpy()]
+    np.testing.assert_allclose(loaded["scores"], served["scores"].numpy(), atol=1e-5)
+    assert loaded["truncated"] == served["truncated"].numpy().tolist() == [False] * 4 + [True]
+    # translate --model takes the task folder too, and prints what it prints for the export.
+    argv = ["--scores", *sentences]
+    assert _translate(["--model", folder, *argv], capsys) == _translate(["--model", version, *argv], capsys)
+    # evaluate and export read the task folder.
+    translation.main(["evaluate", "--output", out, "--eval-sentences", "4"])
+    assert json.load(open(os.path.join(out, "metrics.json")))["sentences"] == 4
+    assert f"evaluate: {out} (config from {out}/config.json and flags)" in capsys.readouterr().out
     # `export` again writes the next version, never over the first.
     translation.main(["export", "--output", out])
     assert sorted(os.listdir(os.path.join(out, "export", "translator"))) == ["1", "2"]
+
+
+FRESH_TRANSLATOR = """
+import json, sys, zoo
+translator = zoo.Translator.load(sys.argv[1])
+sentences = json.loads(sys.argv[2])
+pairs = translator.translate(sentences, return_scores=True)
+print(json.dumps(dict(settings=translator.settings.get_config(), translations=[t for t, _ in pairs],
+                      scores=[s for _, s in pairs], truncated=translator.is_truncated(sentences))))
+"""
 
 
 @pytest.mark.slow
@@ -67,12 +100,12 @@ def test_killed_training_resumes_where_it_stopped(tmp_path):
     first.wait()
     assert os.path.exists(metadata), first.stdout.read()[-3000:]
     resumed_from = json.load(open(metadata))["epoch"]
-    assert resumed_from >= 1 and not os.path.exists(os.path.join(out, "model.keras"))  # really interrupted
+    assert resumed_from >= 1 and not os.path.exists(os.path.join(out, "model"))  # really interrupted
     second = _recipe(*command, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stdout + second.stderr
     assert "Epoch 1/4" not in log and f"Epoch {resumed_from + 1}/4" in log  # continued, not restarted
-    assert os.path.exists(os.path.join(out, "model.keras"))
+    assert os.path.exists(os.path.join(out, "model", "task.json"))
 
 
 @pytest.mark.slow
@@ -121,7 +154,7 @@ def test_command_errors_are_one_line_without_tensorflow_noise(tmp_path):
     quiet = _recipe("evaluate", "--output", missing, env=_without_tf_log_level(), timeout=300)
     assert quiet.returncode == 1
     assert quiet.stderr == (  # TensorFlow was imported: its start-up notices are not shown
-        f"error: No trained model at {missing}/model.keras; run `python -m recipes.translation train --output "
+        f"error: No trained model at {missing}/model; run `python -m recipes.translation train --output "
         f"{missing}` first. (--verbose shows the traceback)\n"
     )
     verbose = _recipe("evaluate", "--output", missing, "--verbose", env=_without_tf_log_level(), timeout=300)
@@ -167,9 +200,10 @@ EN = ["I buy three apples.", "She speaks French.", "We travel to Spain."]
 
 
 @pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    """A small random translator (max_length 12) exported as the recipe would."""
-    from zoo.export import export_translator
+def tiny_run(tmp_path_factory):
+    """A small random translator (max_length 12): its export, its task folder, and the pieces."""
+    import zoo
+    from zoo.decoding import SearchSettings
     from zoo.models import TransformerTranslator
     from zoo.text import WordPieceTokenizer
 
@@ -179,8 +213,15 @@ def tiny_export(tmp_path_factory):
                                             lowercase=False)
     model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size, 1, 1, 16, 2, 32, dropout=0.0,
                                   max_length=12)
-    base = str(tmp_path_factory.mktemp("export"))
-    return export_translator(model, source, target, base, beam_width=2)
+    translator = zoo.Translator(model, source, target, SearchSettings(beam_width=2, max_length=12))
+    base = tmp_path_factory.mktemp("tiny")
+    return dict(export=translator.export(str(base / "export")), task=translator.save(base / "model"),
+                parts=(model, source, target))
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_run):
+    return tiny_run["export"]
 
 
 def _translate(argv, capsys, stdin=None, monkeypatch=None):
@@ -222,11 +263,75 @@ def test_translate_names_truncated_sentences_and_shows_scores(tiny_export, capsy
     assert by_base == plain
 
 
-def test_translate_without_an_export_is_one_line(tmp_path, capsys):
+@pytest.mark.slow
+def test_translate_reads_a_task_folder_as_it_reads_the_export(tiny_run, capsys, monkeypatch):
+    long = " ".join(["apples"] * 30)
+    broken = b"K\xe4se \xff and apples".decode("utf-8", "surrogateescape")
+    for argv in (["--scores", EN[0], long, "", broken, EN[1]], [EN[2]]):
+        by_task = _translate(["--model", tiny_run["task"], *argv], capsys)
+        assert by_task == _translate(["--model", tiny_run["export"], *argv], capsys)
+    lines, err = by_task
+    assert len(lines) == 1 and lines[0] and err == ""
+    stdin = b"\n".join([EN[0].encode(), b"\xff\xfe broken", long.encode()]) + b"\n"
+    by_stdin = _translate(["--model", tiny_run["task"]], capsys, stdin=stdin, monkeypatch=monkeypatch)
+    assert len(by_stdin[0]) == 3 and by_stdin[1].startswith("warning: sentence 3 is longer than the model reads")
+
+
+def test_translate_without_a_model_is_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         translation.main(["translate", "--model", str(tmp_path / "none"), "Hello."])
     assert exit_info.value.code == 1
     assert capsys.readouterr().err == (
-        f"error: No SavedModel at {str(tmp_path / 'none')!r}. Expected an export directory such as "
-        "runs/translation/export/translator/1. (--verbose shows the traceback)\n"
+        f"error: No task folder or SavedModel at {str(tmp_path / 'none')!r}. Expected a task folder such as "
+        "runs/translation/model or an export directory such as runs/translation/export/translator/1. "
+        "(--verbose shows the traceback)\n"
     )
+    run = tmp_path / "run"  # a recipe's run folder: the task folder is inside it
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "task.json").write_text("{}")
+    with pytest.raises(SystemExit):
+        translation.main(["translate", "--model", str(run), "Hello."])
+    assert capsys.readouterr().err == (
+        f"error: {run} is a recipe's run folder. Pass its task folder {run}/model or an export directory under "
+        f"{run}/export. (--verbose shows the traceback)\n"
+    )
+
+
+@pytest.mark.slow
+def test_a_run_folder_from_before_task_folders_still_evaluates_exports_and_translates(tiny_run, tmp_path, capsys):
+    """What recipes/translation.py wrote before task folders: model.keras, the tokenizers and config.json."""
+    import zoo
+    from zoo.decoding import SearchSettings
+
+    model, source, target = tiny_run["parts"]
+    run = tmp_path / "old_run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    source.save(run / "source_tokenizer")
+    target.save(run / "target_tokenizer")
+    corpus = tmp_path / "corpus.tsv"
+    corpus.write_text("".join(f"{s}\t{t}\n" for s, t in zip(EN, ["Ich kaufe drei Äpfel.", "Sie spricht Französisch.",
+                                                                  "Wir reisen nach Spanien."]) for _ in range(10)))
+    config = dataclasses.asdict(translation.TranslationConfig(
+        output="elsewhere", data=f"tsv:{corpus}", max_length=12, beam_width=2, eval_sentences=3))
+    (run / "config.json").write_text(json.dumps(config))
+    translation.main(["evaluate", "--output", str(run)])
+    metrics = json.load(open(run / "metrics.json"))
+    assert metrics["sentences"] == 3 and os.path.getsize(run / "cross_attention.png") > 5_000
+    saved = zoo.Translator(model, source, target, SearchSettings(beam_width=2, max_length=12))
+    assert translation.load_translator(translation.TranslationConfig(**{**config, "output": str(run)})).settings == (
+        saved.settings
+    )
+    capsys.readouterr()
+    assert _translate(["--model", str(run), *EN], capsys)[0] == saved.translate(EN)  # the old folder, directly
+    # Decoding flags override the saved settings, in the export too.
+    translation.main(["export", "--output", str(run), "--beam-width", "1", "--length-penalty", "1.0"])
+    flags = translation.load_translator(translation.TranslationConfig(
+        **{**config, "output": str(run), "beam_width": 1, "length_penalty": 1.0}))
+    assert (flags.settings.beam_width, flags.settings.alpha, flags.settings.max_length) == (1, 1.0, 12)
+    greedy = saved.translate(EN, beam_width=1, alpha=1.0)
+    assert greedy != saved.translate(EN)  # this model translates differently with them
+    version = str(run / "export" / "translator" / "1")
+    capsys.readouterr()
+    assert _translate(["--model", version, *EN], capsys)[0] == greedy
+

@@ -79,6 +79,20 @@ def test_predict_gives_the_exports_numbers(saved, images):
     assert classifier.predict(batch[:1], top_k=3)["top_k_labels"].shape == (1, 3)
 
 
+def test_float_pixels_of_one_size_run_in_batches(saved):
+    classifier = ImageClassifier.load(saved[0])
+    rng = np.random.default_rng(2)
+    small, large = rng.random((5, 16, 16, 3), np.float32), rng.random((2, 24, 20, 3), np.float32)
+    mixed = [small[0], large[0], small[1], small[2], large[1], small[3], small[4]]
+    one_by_one = np.concatenate([classifier.predict([image])["probabilities"] for image in mixed])
+    for batch_size in (2, 32):
+        out = classifier.predict(mixed, batch_size=batch_size)
+        np.testing.assert_allclose(out["probabilities"], one_by_one, atol=1e-6)  # each row where it was
+        assert out["valid"].all() and out["top_k_labels"].shape == (7, 2)
+    np.testing.assert_allclose(classifier.predict(small, batch_size=2)["probabilities"], one_by_one[[0, 2, 3, 5, 6]],
+                               atol=1e-6)
+
+
 def test_prepare_and_attention_rollout_preprocess_as_predict(saved, images):
     """`prepare` gives the very inputs predict feeds the model; the rollout runs on them."""
     from zoo.models import attention_rollout
@@ -163,7 +177,7 @@ def test_corrupt_or_incomplete_folders_name_the_file(saved, tmp_path, edit, erro
 
 
 def test_image_recipe_run_folder_loads_with_its_settings(tmp_path):
-    """What recipes/image_classification.py writes today (model.keras, class_names.json,
+    """What recipes/image_classification.py wrote before task folders (model.keras, class_names.json,
     config.json; mean and std 0.5 in the recipe), with a model.keras saved by main."""
     folder = tmp_path / "run"
     folder.mkdir()

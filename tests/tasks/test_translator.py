@@ -174,7 +174,7 @@ def test_not_a_folder():
 
 
 def test_translation_recipe_run_folder_loads_with_its_settings(saved, tmp_path):
-    """What recipes/translation.py writes today: model.keras, the tokenizer folders, config.json."""
+    """What recipes/translation.py wrote before task folders: model.keras, the tokenizer folders, config.json."""
     folder = _broken(saved, tmp_path, lambda f: (f / "task.json").unlink())
     config = dict(preset="transformer_tiny", max_length=9, beam_width=3, length_penalty=0.8, vocabulary_size=80)
     (folder / "config.json").write_text(json.dumps(config))
@@ -199,6 +199,56 @@ def test_convert_marian_output_folder_loads_with_its_search_options(saved, tmp_p
 def test_translator_checks_its_settings(tiny_translator):
     with pytest.raises(TypeError, match="settings must be a zoo.decoding.SearchSettings. Received: dict"):
         Translator(*tiny_translator, {"beam_width": 2})
+
+
+def test_is_truncated_is_the_exports_truncated_output(saved):
+    folder, path = saved
+    translator = Translator.load(folder)
+    sentences = EN + ODD + ["I " * 15, "I " * 16, "I " * 17]  # "I" is one token; the model reads 16
+    out = tf.saved_model.load(path).signatures["serving_default"](sentences=tf.constant(
+        [s.encode() if isinstance(s, str) else s for s in sentences]))
+    expected = out["truncated"].numpy().tolist()
+    assert translator.is_truncated(sentences) == expected == [False] * 6 + [True, False, False, False, True]
+    assert translator.is_truncated(sentences, batch_size=2) == expected and translator.is_truncated([]) == []
+
+
+def test_cross_attention_is_that_of_the_translation_translate_gives(saved):
+    translator = Translator.load(saved[0])
+    vocabulary = translator.target_tokenizer.vocabulary
+    for sentence in EN:
+        source_tokens, target_tokens, weights = translator.cross_attention(sentence)
+        ids = translator.source_tokenizer.tokenize(tf.constant([sentence]))[0].numpy()
+        assert source_tokens == [translator.source_tokenizer.vocabulary[i] for i in ids]
+        target_ids = [vocabulary.index(token) for token in target_tokens]
+        assert translator.target_tokenizer.detokenize(tf.constant([target_ids]))[0].numpy().decode() == (
+            translator.translate([sentence])[0]
+        )
+        assert weights.shape == (translator.model.num_heads, len(target_tokens), len(source_tokens))  # (H, T, S)
+        np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-5)
+    first = translator.cross_attention(EN[0], layer=0)[2]
+    np.testing.assert_array_equal(first, translator.cross_attention(EN[0], layer=-1)[2])  # one decoder layer
+    with pytest.raises(ValueError, match="at least one token. Received: '  '"):
+        translator.cross_attention("  ")
+
+
+def test_a_compiled_model_saved_by_a_recipe_loads_in_a_fresh_process(tiny_translator, tmp_path):
+    """A recipe saves the model it trained, compiled with zoo's schedule and loss; a fresh process
+    that imports neither still loads the folder (the model is loaded without its compile state)."""
+    import keras
+
+    from zoo.models import TransformerTranslator
+    from zoo.models.losses import SparseCrossentropyWithSmoothing
+    from zoo.schedules import InverseSqrtSchedule
+
+    model, source, target = tiny_translator
+    compiled = TransformerTranslator.from_config(model.get_config())
+    compiled.compile(optimizer=keras.optimizers.Adam(InverseSqrtSchedule(32, 10)),
+                     loss=SparseCrossentropyWithSmoothing(0.1))
+    ids = np.ones((2, 5), "int32")
+    compiled.fit({"source_ids": ids, "target_ids": ids}, ids, verbose=0)  # optimizer state too
+    folder = Translator(compiled, source, target, SearchSettings(beam_width=2)).save(tmp_path / "trained")
+    code = "import json, sys, zoo\nprint(json.dumps(zoo.Translator.load(sys.argv[1]).translate(json.loads(sys.argv[2]))))\n"
+    assert json.loads(run_fresh(code, folder, json.dumps(EN))) == Translator.load(folder).translate(EN)
 
 
 def test_bucketed_sources_translate_as_unpadded_ones(tiny_translator):

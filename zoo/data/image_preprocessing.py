@@ -29,6 +29,10 @@ import tensorflow as tf
 
 from zoo.layers.size_pair import size_pair
 
+# Maps [0, 1] pixels to [-1, 1], as big_vision does: what zoo's image recipe
+# trains with (checkpoints bring their own mean and std).
+DEFAULT_MEAN = (0.5, 0.5, 0.5)
+DEFAULT_STD = (0.5, 0.5, 0.5)
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos3")
 CROP_MODES = ("center", "squash")
 

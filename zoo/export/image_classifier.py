@@ -199,29 +199,23 @@ def _tiny_png(color):
     return tf.io.encode_png(tf.tile(tf.constant([[color]], tf.uint8), [8, 8, 1])).numpy()
 
 
-def export_image_classifier(
-    model, preprocessing, base, name="image_classifier", version=None, top_k=5, image_size=None, mean=None, std=None
-):
+def export_image_classifier(model, preprocessing, base, name="image_classifier", version=None, top_k=5):
     """Writes `<base>/<name>/<version>/` (next free version) and returns its path.
 
     Args:
         model: the classifier (see `ImageClassifierModule`).
-        preprocessing: `zoo.data.ImagePreprocessing`. (Also accepted, for
-            `recipes/image_classification.py` until it saves a
-            `zoo.ImageClassifier`: the class names, with `mean` and `std`
-            given and `image_size` defaulting to the model's.)
+        preprocessing: `zoo.data.ImagePreprocessing`. Resize, crop,
+            normalisation and class names.
         base: str. The model base directory.
         name: str. Model name. Defaults to `"image_classifier"`.
         version: int. Defaults to the next free version.
         top_k: int. Labels per image. Defaults to `5`.
     """
     if not isinstance(preprocessing, ImagePreprocessing):
-        if mean is None or std is None:
-            raise ValueError(
-                "Pass an ImagePreprocessing (or class names with mean= and std=). "
-                f"Received: {type(preprocessing).__name__}, mean={mean!r}, std={std!r}"
-            )
-        preprocessing = ImagePreprocessing(image_size or model.image_size, mean, std, preprocessing)
+        raise TypeError(
+            "preprocessing must be a zoo.data.ImagePreprocessing (image size, mean, std, class names). "
+            f"Received: {type(preprocessing).__name__}"
+        )
     module = ImageClassifierModule(model, preprocessing, top_k)
 
     def write(directory):

@@ -130,9 +130,7 @@ class TranslatorModule(tf.Module):
         # shape; never more than max_length (learned positions end there).
         missing = tf.maximum(1 - tf.shape(dense)[1], 0)
         dense = tf.pad(dense, [[0, 0], [0, missing]], constant_values=self.model.pad_token_id)
-        # Content tokens the model reads: all of max_length, less the end id when one is appended.
-        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
-        return tf.cast(dense, tf.int32), tf.equal(lengths, 0), lengths > room
+        return tf.cast(dense, tf.int32), tf.equal(lengths, 0), self.too_long(lengths)
 
     def _search_sentences(self, sentences, all_beams=False):
         """Tokenizes, truncates and searches: `(tokens (B, [W,] L), scores (B, [W]), empty (B,),
@@ -182,6 +180,12 @@ class TranslatorModule(tf.Module):
             "lengths": tf.where(reached, lengths, 0),
             "truncated": truncated,
         }
+
+    def too_long(self, lengths):
+        """`(B,)` bool: content lengths (from `source_ids`) over what the model reads, so cut."""
+        # Content tokens the model reads: all of max_length, less the end id when one is appended.
+        room = self.model.max_length - int(bool(getattr(self.source_tokenizer, "appends_end_id", False)))
+        return lengths > room
 
     def _translate(self, sentences):
         return self.translate_strings(sentences)

@@ -9,15 +9,15 @@ from keras import ops
 
 from zoo.convert.hf_vit import load_hf_vit
 from zoo.convert.timm_vit import load_timm_vit
-from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
 from zoo.export.image_classifier import ImageClassifierModule, export_image_classifier
 from zoo.models.attention_rollout import attention_rollout
 from zoo.tasks.compiled_call import CompiledCall
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 
-# What recipes/image_classification.py normalised with (its MEAN and STD) and
-# its config's defaults, for run folders written before `task.json`.
-_RECIPE_DEFAULTS = dict(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), image_size=32, top_k=5)
+# What recipes/image_classification.py normalises with and its config's
+# defaults, for run folders written before `task.json`.
+_RECIPE_DEFAULTS = dict(mean=DEFAULT_MEAN, std=DEFAULT_STD, image_size=32, top_k=5)
 OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid")
 
 
@@ -130,7 +130,9 @@ class ImageClassifier(Task):
                 `(H, W, 3)` float in `[0, 1]`), mixed freely; or a
                 `(B, H, W, C)` array; or one image.
             top_k: int. Overrides the classifier's `top_k` for this call.
-            batch_size: int. Images per call of the graph. Defaults to `32`.
+            batch_size: int. Images per call of the graph (encoded images
+                together; float pixels together when of one size).
+                Defaults to `32`.
 
         Returns:
             A dict of NumPy arrays, the export's outputs: `probabilities`
@@ -165,7 +167,7 @@ class ImageClassifier(Task):
         module = self._module(self.top_k)
         outputs = self._run(
             images, lambda b: dict(zip(("inputs", "valid"), module.prepare_bytes(b))),
-            lambda p: {"inputs": module.prepare_pixels(p), "valid": tf.ones([1], tf.bool)}, batch_size,
+            lambda p: {"inputs": module.prepare_pixels(p), "valid": tf.ones(tf.shape(p)[:1], tf.bool)}, batch_size,
         )
         mean, std = (np.asarray(v, np.float32) for v in (self.preprocessing.mean, self.preprocessing.std))
         outputs["pixels"] = np.clip(outputs["inputs"] * std + mean, 0.0, 1.0) * outputs["valid"][:, None, None, None]
@@ -209,8 +211,8 @@ class ImageClassifier(Task):
         return module.outputs_from_logits(tf.constant(logits, tf.float32), valid)
 
     def _run(self, images, on_bytes, on_pixels, batch_size):
-        """Runs `on_bytes` on the encoded images in batches and `on_pixels` on float arrays one by one;
-        stacks their dict outputs in the images' order."""
+        """Runs `on_bytes` on the encoded images and `on_pixels` on float arrays of one size, in
+        batches; stacks their dict outputs in the images' order."""
         if isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)
         elif not isinstance(images, (list, tuple)):
@@ -219,16 +221,19 @@ class ImageClassifier(Task):
             raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
         inputs = [_as_input(image, i) for i, image in enumerate(images)]  # every path checked before running
         rows = [None] * len(inputs)
-        encoded = [i for i, (kind, _) in enumerate(inputs) if kind == "bytes"]
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            out = on_bytes(tf.constant([inputs[i][1] for i in chunk], tf.string))
-            for j, i in enumerate(chunk):
-                rows[i] = {key: value[j].numpy() for key, value in out.items()}
-        for i, (kind, pixels) in enumerate(inputs):
-            if kind == "pixels":  # one by one: sizes may differ
-                out = on_pixels(tf.constant(pixels[None]))
-                rows[i] = {key: value[0].numpy() for key, value in out.items()}
+        # Encoded images in one group; float pixels grouped by size (a batch is one array).
+        groups = {}
+        for i, (kind, value) in enumerate(inputs):
+            groups.setdefault("bytes" if kind == "bytes" else value.shape, []).append(i)
+        for group, members in groups.items():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                if group == "bytes":
+                    out = on_bytes(tf.constant([inputs[i][1] for i in chunk], tf.string))
+                else:
+                    out = on_pixels(tf.constant(np.stack([inputs[i][1] for i in chunk])))
+                for j, i in enumerate(chunk):
+                    rows[i] = {key: value[j].numpy() for key, value in out.items()}
         if rows:
             return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
         # No images: the outputs' shapes with no rows, from a call on one blank image.

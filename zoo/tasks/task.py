@@ -69,7 +69,9 @@ def load_keras_model(directory):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Missing {MODEL_FILE} in {directory}.")
     try:
-        return keras.saving.load_model(path)
+        # Not compiled: a task runs the model, and a recipe-trained model's optimizer config names
+        # classes (zoo.schedules) that nothing here needs to import.
+        return keras.saving.load_model(path, compile=False)
     except Exception as error:  # a truncated zip, a config Keras cannot build, ...
         raise ValueError(f"{path} is not a loadable .keras model: {type(error).__name__}: {error}") from error
 

@@ -52,6 +52,17 @@ def _text(value):
     return value.decode("utf-8", errors="replace")
 
 
+def _token_names(tokenizer, ids):
+    """The vocabulary's piece for each id (a list, or a piece-to-id dict), else the id itself."""
+    vocabulary = getattr(tokenizer, "vocabulary", None)
+    if isinstance(vocabulary, dict):
+        names = {i: piece for piece, i in vocabulary.items()}
+        return [names.get(int(i), str(int(i))) for i in ids]
+    if isinstance(vocabulary, (list, tuple)):
+        return [vocabulary[int(i)] if 0 <= int(i) < len(vocabulary) else str(int(i)) for i in ids]
+    return [str(int(i)) for i in ids]
+
+
 class Translator(Task):
     """Tokenizers, a `TransformerTranslator` and its decoding settings, as one thing.
 
@@ -164,7 +175,15 @@ class Translator(Task):
         if keras.backend.backend() == "tensorflow":
             return module.serving_default(batch) if n_best is None else module.translate_nbest(batch, n)
         source_ids, empty, truncated = module.prepare(batch)
-        all_beams = n_best is not None
+        tokens, scores = (tf.constant(x) for x in self._search(settings, source_ids.numpy(), n_best is not None))
+        if n_best is None:
+            return module.finish(tokens, scores, empty, truncated)
+        return module.finish_nbest(tokens, scores, empty, truncated, n)
+
+    def _search(self, settings, source_ids, all_beams=False):
+        """`zoo.decoding.beam_search` of `(B, S)` source ids on the active backend (jitted on JAX):
+        NumPy `(tokens (B, [W,] L) int32, scores (B, [W]) float32)`."""
+        module = self._module(settings)
         key = (settings, id(self.model), all_beams)
         if key not in self._searches:
             options = dict(
@@ -172,12 +191,67 @@ class Translator(Task):
                 return_all_beams=all_beams, **module.search_options,
             )
             self._searches[key] = CompiledCall(self.model, lambda ids: beam_search(self.model, ids, **options))
-        outputs = self._searches[key](_bucketed(source_ids.numpy(), self.model))
-        tokens, scores = (tf.constant(x) for x in outputs[-2:])  # (B, [W,] L), (B, [W])
-        tokens, scores = tf.cast(tokens, tf.int32), tf.cast(scores, tf.float32)
-        if n_best is None:
-            return module.finish(tokens, scores, empty, truncated)
-        return module.finish_nbest(tokens, scores, empty, truncated, n)
+        tokens, scores = self._searches[key](_bucketed(source_ids, self.model))[-2:]
+        return tokens.astype("int32"), scores.astype("float32")
+
+    def is_truncated(self, texts, batch_size=64):
+        """Whether each sentence has more tokens than the model reads.
+
+        `translate` (and the export, in its `truncated` output) translates
+        only the beginning of such a sentence.
+
+        Args:
+            texts: list of str or bytes.
+            batch_size: int. Sentences tokenized at a time. Defaults to `64`.
+
+        Returns:
+            A list of bool, one per sentence.
+        """
+        sentences = _sentences(texts)
+        module = self._module(self.settings)
+        flags = []
+        for start in range(0, len(sentences), batch_size):
+            _, lengths = module.source_ids(tf.constant(sentences[start : start + batch_size], tf.string))
+            flags.extend(bool(flag) for flag in module.too_long(lengths).numpy())
+        return flags
+
+    def cross_attention(self, sentence, layer=-1):
+        """Which source tokens each token of `translate`'s translation of `sentence` attended to.
+
+        Translates `sentence` with the translator's settings, then runs the
+        decoder over that translation (teacher-forced) to read the
+        cross-attention weights of one decoder layer.
+
+        Args:
+            sentence: str or bytes. One sentence with at least one token.
+            layer: int. The decoder layer, Python-indexed. Defaults to `-1`
+                (the last).
+
+        Returns:
+            `(source_tokens, target_tokens, weights)`: the `S` source tokens
+            the model read (after truncation), the `T` tokens of the
+            translation up to and including its end token, and the
+            `(H, T, S)` attention weights (each row sums to 1).
+        """
+        (text,) = _sentences([sentence])
+        module = self._module(self.settings)
+        ids, lengths = module.source_ids(tf.constant([text], tf.string))
+        if int(lengths[0]) == 0:
+            raise ValueError(f"cross_attention needs a sentence with at least one token. Received: {sentence!r}")
+        model = self.model
+        source = ids.to_tensor(default_value=model.pad_token_id).numpy().astype("int32")  # (1, S)
+        if keras.backend.backend() == "tensorflow":
+            generated = module.translate_ids(source)["target_ids"].numpy()[0]  # (L,), padded after the end token
+        else:
+            generated = self._search(self.settings, source)[0][0]
+        ended = np.flatnonzero(generated == model.end_token_id)
+        length = int(ended[0]) + 1 if len(ended) else len(generated)
+        target_in = np.concatenate([[model.start_token_id], generated[: length - 1]])[None].astype("int32")  # (1, T)
+        mask = model.source_padding_mask(source)
+        _, scores = model.decode(target_in, model.encode(source, mask), mask, return_attention_scores=True)
+        weights = keras.ops.convert_to_numpy(scores[layer]["cross"]).astype("float32")[0]  # (H, T, S)
+        source_tokens = _token_names(self.source_tokenizer, source[0])
+        return source_tokens, _token_names(self.target_tokenizer, generated[:length]), weights
 
     def export(self, base, name="translator", version=None):
         """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`);
