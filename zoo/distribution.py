@@ -64,6 +64,18 @@ def check_choice(name, backend=None):
     )
 
 
+def check_options(name, mesh=None):
+    """Raises a ValueError when `--distribute name` does not exist on the active backend, or
+    `mesh` is given without `"model-parallel"` or does not parse (`parse_mesh`)."""
+    check_choice(name)
+    if mesh is None:
+        return
+    if name != "model-parallel":
+        raise ValueError(f"--mesh goes with --distribute model-parallel. Received: --distribute {name} --mesh {mesh}")
+    if isinstance(mesh, str):
+        parse_mesh(mesh)
+
+
 def parse_mesh(text):
     """`"2x4"` to `(2, 4)`: devices along the `data` and the `model` axes.
 
@@ -137,9 +149,7 @@ def make_distribution(name, model_class=None, mesh=None, config=None):
         None, a `tf.distribute.Strategy` (TensorFlow) or a
         `keras.distribution.Distribution` (JAX).
     """
-    check_choice(name)
-    if mesh is not None and name != "model-parallel":
-        raise ValueError(f"--mesh goes with --distribute model-parallel. Received: --distribute {name} --mesh {mesh}")
+    check_options(name, mesh)
     if name == "none":
         return None
     if name in ("mirrored", "multi-worker"):
