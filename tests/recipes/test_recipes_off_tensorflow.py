@@ -1,9 +1,10 @@
-"""Both recipes on the JAX backend: train a few steps, evaluate, export the TF SavedModel (through the
-TensorFlow backend in a subprocess), and the export answers as the JAX model does in process.
+"""Both recipes on the JAX and PyTorch backends: train a few steps, evaluate, export the TF SavedModel
+(through the TensorFlow backend in a subprocess), and the export answers as the trained model does in
+process.
 
-The translation run is data-parallel on 8 simulated CPU devices; the image run is on one device and
-also checks the flags JAX cannot run. Each runs in a subprocess: Keras and JAX fix the backend and
-the device count at import.
+On JAX the translation run is data-parallel on 8 simulated CPU devices and the image run is on one
+device and also checks the flags JAX cannot run; on PyTorch both run on one device. Each runs in a
+subprocess: Keras and JAX fix the backend and the device count at import.
 """
 
 import json
@@ -20,9 +21,9 @@ from tests.recipes.parity import ROOT
 pytestmark = pytest.mark.slow
 
 
-def _on_jax(code, *args, devices=1):
-    pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3")
+def _on(backend, code, *args, devices=1):
+    pytest.importorskip(backend)
+    env = dict(os.environ, KERAS_BACKEND=backend, JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3")
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     result = subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
@@ -47,15 +48,21 @@ print(json.dumps(dict(answers, backend=keras.backend.backend())))
 """
 
 
-def test_translation_trains_data_parallel_on_8_devices_and_its_export_answers_as_jax(tmp_path):
+def _corpus(tmp_path):
+    """400 pairs of the built-in corpus as a TSV file: a vocabulary learnt in seconds, a few batches."""
     from zoo.data import builtin_translation
 
     pairs = builtin_translation.load_splits()["train"][:400]
     corpus = tmp_path / "corpus.tsv"
     corpus.write_text("".join(f"{source}\t{target}\n" for source, target in pairs), encoding="utf-8")
+    return corpus, pairs
+
+
+def test_translation_trains_data_parallel_on_8_devices_and_its_export_answers_as_jax(tmp_path):
+    corpus, pairs = _corpus(tmp_path)
     out = tmp_path / "run"
     sentences = [source for source, _ in pairs[:5]] + ["", "apples " * 30]
-    log, answers = _on_jax(TRANSLATION, out, corpus, json.dumps(sentences), devices=8)
+    log, answers = _on("jax", TRANSLATION, out, corpus, json.dumps(sentences), devices=8)
     assert answers["backend"] == "jax"
     assert "--distribute data-parallel (jax): DataParallel over 8 devices (8 batch)" in log
     assert "each batch is split 8 ways: batches are cut to a multiple of 8 examples" in log  # --batch-size 12
@@ -114,7 +121,7 @@ def test_image_classification_on_jax_and_its_export_answers_as_jax(tmp_path):
         paths.append(path)
     (tmp_path / "notes.png").write_text("not an image")
     out = tmp_path / "run"
-    log, answers = _on_jax(IMAGES, out, *paths, tmp_path / "notes.png")
+    log, answers = _on("jax", IMAGES, out, *paths, tmp_path / "notes.png")
     assert answers["backend"] == "jax"
     (mirrored, mesh) = answers["errors"]
     assert mirrored == [1, "error: --distribute mirrored does not exist on the jax backend; its choices are none, "
@@ -133,3 +140,39 @@ def test_image_classification_on_jax_and_its_export_answers_as_jax(tmp_path):
     assert jax_answers["valid"] == exported["valid"] == [True, True, True, False]
     np.testing.assert_allclose(jax_answers["probabilities"], exported["probabilities"], atol=1e-5)
     assert jax_answers["labels"] == exported["labels"] and len(exported["labels"][0]) == 3
+
+
+TORCH = """
+import json, sys
+import keras, numpy as np
+from recipes import image_classification, translation
+out, corpus, sentences, image = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+translation.main(["train", "--output", out + "/translation", "--data", "tsv:" + corpus, "--num-layers", "1",
+                  "--d-model", "32", "--max-length", "12", "--epochs", "1", "--steps-per-epoch", "2",
+                  "--beam-width", "2", "--eval-sentences", "4"])
+image_classification.main(["train", "--output", out + "/images", "--epochs", "1", "--steps-per-epoch", "1",
+                           "--batch-size", "16"])
+answers = {}
+for kind, translator, classifier in (("torch", "model", "model"), ("export", "export/translator", "export/image_classifier")):
+    texts, scores, _ = translation.translator_function(f"{out}/translation/{translator}")([s.encode() for s in sentences])
+    outputs = image_classification.classifier_function(f"{out}/images/{classifier}")([open(image, "rb").read()])
+    answers[kind] = dict(texts=list(texts), scores=[float(s) for s in scores],
+                         probabilities=np.asarray(outputs["probabilities"]).tolist())
+print(json.dumps(dict(answers, backend=keras.backend.backend())))
+"""
+
+
+def test_both_recipes_on_torch_and_their_exports_answer_as_torch(tmp_path):
+    corpus, pairs = _corpus(tmp_path)
+    image = tmp_path / "image.png"
+    image.write_bytes(tf.io.encode_png(np.random.default_rng(0).integers(0, 256, (30, 34, 3)).astype("uint8")).numpy())
+    sentences = [source for source, _ in pairs[:3]] + [""]
+    log, answers = _on("torch", TORCH, tmp_path, corpus, json.dumps(sentences), image)
+    assert answers["backend"] == "torch" and log.count("--distribute none (torch): one device") == 2
+    for recipe, picture in (("translation", "cross_attention.png"), ("images", "attention_rollout.png")):
+        assert (tmp_path / recipe / picture).stat().st_size > 5_000
+    assert (tmp_path / "translation" / "export" / "translator" / "1" / "saved_model.pb").exists()
+    torch_answers, exported = answers["torch"], answers["export"]
+    assert torch_answers["texts"] == exported["texts"] and exported["texts"][-1] == ""
+    np.testing.assert_allclose(torch_answers["scores"], exported["scores"], atol=1e-4)
+    np.testing.assert_allclose(torch_answers["probabilities"], exported["probabilities"], atol=1e-5)
