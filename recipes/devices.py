@@ -13,8 +13,8 @@ engines (`tf.distribute` on TensorFlow, `keras.distribution` on JAX):
   `TF_CONFIG` with `--distribute multi-worker`).
 - `training_scope`: the model is built, compiled and trained under the
   engine; one line says what runs where.
-- `has_gpu` (the `auto` settings of `--determinism` and
-  `--mixed-precision` ask the training backend, not TensorFlow) and
+- `set_precision` and `has_gpu` (the `auto` settings of `--determinism`
+  and `--mixed-precision` ask the training backend, not TensorFlow) and
   `keep_tensorflow_off_gpus`: on JAX and PyTorch, TensorFlow only feeds
   data, tokenizes and exports, and must leave the GPU memory to the
   backend that trains (TensorFlow would otherwise reserve most of it).
@@ -35,6 +35,8 @@ MESH_HELP = (
     "--distribute model-parallel's device mesh DATAxMODEL: 2x4 splits each batch 2 ways and the large "
     "weights 4 ways (8 devices); none: every device on the model axis"
 )
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+PRECISION_HELP = "Keras dtype policy; auto: mixed_bfloat16 on a GPU (of the training backend), float32 on CPU"
 CLUSTER_VARIABLES = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
                      "KERAS_DISTRIBUTION_PROCESS_ID")
 
@@ -104,6 +106,16 @@ def training_scope(config, model_class, model_config):
     with distribution.distribution_scope(config.distribute, model_class, config.mesh, model_config) as engine:
         print(f"--distribute {config.distribute} ({backend()}): {distribution.describe(engine)}")
         yield engine
+
+
+def set_precision(policy):
+    """Sets Keras' global dtype policy (`auto`: see `PRECISION_HELP`); returns the policy set."""
+    import keras
+
+    if policy == "auto":
+        policy = "mixed_bfloat16" if has_gpu() else "float32"
+    keras.config.set_dtype_policy(policy)
+    return policy
 
 
 def has_gpu():

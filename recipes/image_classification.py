@@ -38,7 +38,6 @@ CONFIG_FILE = "config.json"
 
 
 PRESETS = functools.partial(common.preset_names, "vision_transformer_presets")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -72,8 +71,7 @@ class ImageClassificationConfig:
     dropout: float | None = common.option(None, "dropout rate; none: the preset's", minimum=0.0)
     drop_path_rate: float | None = common.option(None, "stochastic depth rate; none: the preset's", minimum=0.0)
     patience: int = common.option(10, "epochs without a lower validation loss before stopping", minimum=1)
-    mixed_precision: str = common.option(
-        "auto", "Keras dtype policy; auto: mixed_bfloat16 on GPU, float32 on CPU", choices=PRECISIONS)
+    mixed_precision: str = common.option("auto", devices.PRECISION_HELP, choices=devices.PRECISIONS)
     strict: bool = common.option(False, "stop at the first image file that does not decode instead of skipping it")
     distribute: str = common.option("none", devices.DISTRIBUTE_HELP, choices=devices.DISTRIBUTE)
     mesh: str | None = common.option(None, devices.MESH_HELP)
@@ -83,16 +81,6 @@ class ImageClassificationConfig:
     determinism: str = common.option(
         "auto", "TensorFlow op determinism, for the same weights from the same command on the same "
         "machine; auto: on when no GPU is visible", choices=common.DETERMINISM)
-
-
-def set_precision(config):
-    import keras
-
-    policy = config.mixed_precision
-    if policy == "auto":
-        policy = "mixed_bfloat16" if devices.has_gpu() else "float32"
-    keras.config.set_dtype_policy(policy)
-    return policy
 
 
 def augmenter(config):
@@ -195,7 +183,7 @@ def train(config):
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
     print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
-    print(f"precision: {set_precision(config)}")
+    print(f"precision: {devices.set_precision(config.mixed_precision)}")
     data, batches = load_run(config)
     steps = config.steps_per_epoch or -(-len(data.train[1]) // config.batch_size)
     architecture = model_config(config, data.num_classes)

@@ -71,6 +71,8 @@ class TranslationConfig:
     strict: bool = common.option(
         False, "stop at the first bad TSV line (no tab, not UTF-8, an empty side) instead of skipping "
         "it; more than 10%% bad lines always stop")
+    # bfloat16 on GPUs: the logits and the attention softmax stay float32 (zoo.models).
+    mixed_precision: str = common.option("auto", devices.PRECISION_HELP, choices=devices.PRECISIONS)
     distribute: str = common.option("none", devices.DISTRIBUTE_HELP, choices=devices.DISTRIBUTE)
     mesh: str | None = common.option(None, devices.MESH_HELP)
     beam_width: int = common.option(4, "beam width for evaluate and the export", minimum=1)
@@ -172,6 +174,7 @@ def train(config):
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
     print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
+    print(f"precision: {devices.set_precision(config.mixed_precision)}")
     splits, source_tokenizer, target_tokenizer, batches = load_run(config)
     architecture = model_config(config, source_tokenizer, target_tokenizer)
     with devices.training_scope(config, TransformerTranslator, architecture) as engine:

@@ -64,10 +64,10 @@ def check_choice(name, backend=None):
     )
 
 
-def check_options(name, mesh=None):
-    """Raises a ValueError when `--distribute name` does not exist on the active backend, or
-    `mesh` is given without `"model-parallel"` or does not parse (`parse_mesh`)."""
-    check_choice(name)
+def check_options(name, mesh=None, backend=None):
+    """Raises a ValueError when `--distribute name` does not exist on `backend` (the active one by
+    default), or `mesh` is given without `"model-parallel"` or does not parse (`parse_mesh`)."""
+    check_choice(name, backend)
     if mesh is None:
         return
     if name != "model-parallel":
