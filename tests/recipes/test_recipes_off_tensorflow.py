@@ -44,7 +44,29 @@ answers = {}
 for kind, path in (("jax", out + "/model"), ("export", out + "/export/translator")):
     texts, scores, cut = translation.translator_function(path)([s.encode() for s in sentences])
     answers[kind] = dict(texts=list(texts), scores=[float(s) for s in scores], truncated=[bool(c) for c in cut])
-print(json.dumps(dict(answers, backend=keras.backend.backend())))
+# Model-parallel: the recipe's scope splits the model built in it; a mesh the model does not divide
+# is named (after the data is read, before training).
+import contextlib, io
+import numpy as np
+import zoo
+from recipes import devices
+from zoo.models import TransformerTranslator
+trained = zoo.Translator.load(out + "/model")
+config = translation.TranslationConfig(distribute="model-parallel", mesh="2x4", num_layers=1, d_model=32, max_length=12)
+architecture = translation.model_config(config, trained.source_tokenizer, trained.target_tokenizer)
+with devices.training_scope(config, TransformerTranslator, architecture):
+    model = TransformerTranslator(**architecture)
+    ids = np.full((2, 5), 5, "int32")
+    model({"source_ids": ids, "target_ids": ids})
+split = sorted(v.path for v in model.weights if "model" in [str(a) for a in (v.value.sharding.spec or [])])
+stderr = io.StringIO()
+with contextlib.redirect_stderr(stderr):
+    try:
+        translation.main(["train", "--output", out + "-mp", "--data", "tsv:" + corpus, "--d-model", "20",
+                          "--distribute", "model-parallel", "--mesh", "1x8"])
+    except SystemExit:
+        pass
+print(json.dumps(dict(answers, backend=keras.backend.backend(), split=split, mesh_error=stderr.getvalue())))
 """
 
 
@@ -79,6 +101,13 @@ def test_translation_trains_data_parallel_on_8_devices_and_its_export_answers_as
     assert jax_answers["texts"] == exported["texts"] and any(jax_answers["texts"][:5])
     np.testing.assert_allclose(jax_answers["scores"], exported["scores"], atol=1e-4)
     assert jax_answers["truncated"] == exported["truncated"] and exported["truncated"][5:] == [False, True]
+    # Model-parallel from the recipe's flags: the attention, feed-forward and embedding kernels split.
+    split = answers["split"]
+    assert any(p.endswith("self_attention/attention/query/kernel") for p in split), split
+    assert any(p.endswith("feed_forward/intermediate/kernel") for p in split)
+    assert any(p.endswith("token_embedding/embeddings") for p in split)
+    assert "Model parallelism over 8 devices splits num_heads, d_model" in answers["mesh_error"]
+    assert "Received: d_model=20" in answers["mesh_error"]
     # ... and here, in a TensorFlow process that never ran the model on JAX.
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
