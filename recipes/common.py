@@ -38,6 +38,8 @@ import types
 import typing
 import warnings
 
+from recipes import devices
+
 # -- flags <-> config -----------------------------------------------------
 
 
@@ -269,24 +271,26 @@ def import_tensorflow(verbose=False):
 
     TF_CPP_MIN_LOG_LEVEL defaults to 3 (unless set or `verbose`): on a
     machine without a GPU, TensorFlow logs `failed call to cuInit` as an
-    error. What it prints that is not a start-up notice is passed on.
+    error. What it prints that is not a start-up notice is passed on. On
+    the JAX and PyTorch backends TensorFlow then sees no GPU
+    (`devices.keep_tensorflow_off_gpus`).
     """
-    if "tensorflow" in sys.modules or verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    text = []
-    try:
-        with _captured_stderr(text):
-            import keras  # noqa: F401
-            import tensorflow as tf
+    if "tensorflow" not in sys.modules and not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        text = []
+        try:
+            with _captured_stderr(text):
+                import keras  # noqa: F401
+                import tensorflow as tf
 
-            tf.config.list_physical_devices()  # the CUDA probe logs here
-            if importlib.util.find_spec("tensorflow_text"):
-                import tensorflow_text  # noqa: F401
-    finally:
-        for line in "".join(text).splitlines(keepends=True):
-            if not _STARTUP_NOISE.match(line.rstrip("\n")):
-                sys.stderr.write(line)
+                tf.config.list_physical_devices()  # the CUDA probe logs here
+                if importlib.util.find_spec("tensorflow_text"):
+                    import tensorflow_text  # noqa: F401
+        finally:
+            for line in "".join(text).splitlines(keepends=True):
+                if not _STARTUP_NOISE.match(line.rstrip("\n")):
+                    sys.stderr.write(line)
+    devices.keep_tensorflow_off_gpus()
 
 
 def _one_line(error):
@@ -324,7 +328,6 @@ def command_line(verbose=False):
 
 # -- training ---------------------------------------------------------------
 
-STRATEGIES = ("none", "mirrored", "multi-worker")
 DETERMINISM = ("auto", "on", "off")
 # Weights of the export: float, or int8 (zoo.export.quantization), written
 # as the sibling model `<name>_int8` so both can be served side by side.
@@ -339,10 +342,10 @@ def quantize_mode(config):
 def seed_everything(seed, determinism="auto"):
     """Seeds Python, NumPy, TensorFlow and Keras; with determinism, TensorFlow ops too.
 
-    `auto` turns op determinism on when no GPU is visible: on CPU it costs
-    little, and it makes tf.data's parallel augmentation reproducible. On
-    GPUs it slows training and some ops have no deterministic kernel.
-    Returns whether op determinism is on.
+    `auto` turns op determinism on when the training backend sees no GPU
+    (`devices.has_gpu`): on CPU it costs little, and it makes tf.data's
+    parallel augmentation reproducible. On GPUs it slows training and some
+    ops have no deterministic kernel. Returns whether op determinism is on.
     """
     import keras
     import tensorflow as tf
@@ -350,33 +353,10 @@ def seed_everything(seed, determinism="auto"):
     if determinism not in DETERMINISM:
         raise ValueError(f"determinism must be one of {DETERMINISM}. Received: {determinism!r}")
     keras.utils.set_random_seed(seed)
-    on = determinism == "on" or (determinism == "auto" and not tf.config.list_physical_devices("GPU"))
+    on = determinism == "on" or (determinism == "auto" and not devices.has_gpu())
     if on:
         tf.config.experimental.enable_op_determinism()
     return on
-
-
-@contextlib.contextmanager
-def strategy_scope(name):
-    """Builds models and optimizers under a `tf.distribute` strategy.
-
-    `mirrored`: all local GPUs (or CPUs); `multi-worker`: the cluster in
-    `TF_CONFIG`. Keras' `fit` then shards batches across replicas.
-    """
-    if name not in STRATEGIES:
-        raise ValueError(f"Unknown --distribute {name!r}. Expected one of {STRATEGIES}.")
-    if name == "none":
-        yield None
-        return
-    import tensorflow as tf
-
-    if name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-    else:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    print(f"{name}: {strategy.num_replicas_in_sync} replicas")
-    with strategy.scope():
-        yield strategy
 
 
 def best_weights_path(output):
@@ -425,12 +405,22 @@ def training_summary(early_stopping, epochs_run, epochs, output):
     )
 
 
-def fit(model, train, validation, config):
-    """`model.fit` with the recipe callbacks; prints the time taken and `training_summary`."""
+def fit(model, train, validation, config, engine=None):
+    """`model.fit` with the recipe callbacks; prints the time taken and `training_summary`.
+
+    Under a `keras.distribution` `engine` (JAX), every batch is cut to a
+    multiple of the pieces the engine splits it into (`zoo.distribution.even_batches`).
+    """
     import time
 
     import keras
 
+    from zoo import distribution
+
+    shards = distribution.batch_shards(engine)
+    if shards > 1:
+        print(f"each batch is split {shards} ways: batches are cut to a multiple of {shards} examples")
+    train, validation = (distribution.even_batches(data, shards) for data in (train, validation))
     callbacks = training_callbacks(config.output, config.patience)
     (early_stopping,) = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
     started = time.time()

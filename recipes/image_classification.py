@@ -32,13 +32,12 @@ import json
 import os
 import sys
 
-from recipes import common
+from recipes import common, devices
 
 CONFIG_FILE = "config.json"
 
 
 PRESETS = functools.partial(common.preset_names, "vision_transformer_presets")
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -72,12 +71,10 @@ class ImageClassificationConfig:
     dropout: float | None = common.option(None, "dropout rate; none: the preset's", minimum=0.0)
     drop_path_rate: float | None = common.option(None, "stochastic depth rate; none: the preset's", minimum=0.0)
     patience: int = common.option(10, "epochs without a lower validation loss before stopping", minimum=1)
-    mixed_precision: str = common.option(
-        "auto", "Keras dtype policy; auto: mixed_bfloat16 on GPU, float32 on CPU", choices=PRECISIONS)
+    mixed_precision: str = common.option("auto", devices.PRECISION_HELP, choices=devices.PRECISIONS)
     strict: bool = common.option(False, "stop at the first image file that does not decode instead of skipping it")
-    distribute: str = common.option(
-        "none", "none, all local devices (mirrored) or the TF_CONFIG cluster (multi-worker)",
-        choices=common.STRATEGIES)
+    distribute: str = common.option("none", devices.DISTRIBUTE_HELP, choices=devices.DISTRIBUTE)
+    mesh: str | None = common.option(None, devices.MESH_HELP)
     top_k: int = common.option(5, "labels returned per image by the export", minimum=1)
     quantize: str = common.option(
         "none", "export weights: none (float32) or int8 (weight-only, per channel; written as "
@@ -87,17 +84,6 @@ class ImageClassificationConfig:
     determinism: str = common.option(
         "auto", "TensorFlow op determinism, for the same weights from the same command on the same "
         "machine; auto: on when no GPU is visible", choices=common.DETERMINISM)
-
-
-def set_precision(config):
-    import keras
-    import tensorflow as tf
-
-    policy = config.mixed_precision
-    if policy == "auto":
-        policy = "mixed_bfloat16" if tf.config.list_physical_devices("GPU") else "float32"
-    keras.config.set_dtype_policy(policy)
-    return policy
 
 
 def augmenter(config):
@@ -153,15 +139,23 @@ def load_run(config):
     return data, batches
 
 
-def build_model(config, num_classes):
-    from zoo.models import VisionTransformer
+def model_config(config, num_classes):
+    """The model's config: the preset's, with the data's classes and the run's overrides."""
+    from zoo.models.presets import preset_config
+    from zoo.models.vision_transformer_presets import VISION_TRANSFORMER_PRESETS
 
     overrides = dict(num_classes=num_classes, image_size=config.image_size)
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
     if config.drop_path_rate is not None:
         overrides["drop_path_rate"] = config.drop_path_rate
-    return VisionTransformer.from_preset(config.preset, **overrides)
+    return preset_config(VISION_TRANSFORMER_PRESETS, config.preset, overrides, "VisionTransformer")
+
+
+def build_model(config, num_classes):
+    from zoo.models import VisionTransformer
+
+    return VisionTransformer(**model_config(config, num_classes))
 
 
 def compile_model(model, config, steps_per_epoch):
@@ -186,17 +180,20 @@ def compile_model(model, config, steps_per_epoch):
 
 def train(config):
     import zoo
+    from zoo.models import VisionTransformer
 
+    devices.start(config)
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
     print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
-    print(f"precision: {set_precision(config)}")
+    print(f"precision: {devices.set_precision(config.mixed_precision)}")
     data, batches = load_run(config)
     steps = config.steps_per_epoch or -(-len(data.train[1]) // config.batch_size)
-    with common.strategy_scope(config.distribute):
-        model = build_model(config, data.num_classes)
+    architecture = model_config(config, data.num_classes)
+    with devices.training_scope(config, VisionTransformer, architecture) as engine:
+        model = VisionTransformer(**architecture)
         compile_model(model, config, steps)
-    common.fit(model, batches["train"], batches["validation"], config)
+        common.fit(model, batches["train"], batches["validation"], config, engine)
     classifier = zoo.ImageClassifier(model, image_preprocessing(config, data.class_names), config.top_k)
     common.save_task(classifier, config.output)
     evaluate(config, classifier=classifier, data=data)
@@ -333,7 +330,8 @@ def parse_args(argv):
             "train": "Train an image classifier, then evaluate and export it (resumes an interrupted run).",
             "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix, "
                         "attention maps and attention rollouts (true and predicted labels above each image).",
-            "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/ (image_classifier_int8/ with --quantize int8).",
+            "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/ "
+                      "(image_classifier_int8/ with --quantize int8).",
         },
     )
     classify_parser = common.add_command(sub, "classify", CLASSIFY_HELP)

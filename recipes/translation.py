@@ -32,7 +32,7 @@ import os
 import sys
 import time
 
-from recipes import common
+from recipes import common, devices
 
 CONFIG_FILE = "config.json"
 
@@ -71,9 +71,10 @@ class TranslationConfig:
     strict: bool = common.option(
         False, "stop at the first bad TSV line (no tab, not UTF-8, an empty side) instead of skipping "
         "it; more than 10%% bad lines always stop")
-    distribute: str = common.option(
-        "none", "none, all local devices (mirrored) or the TF_CONFIG cluster (multi-worker)",
-        choices=common.STRATEGIES)
+    # bfloat16 on GPUs: the logits and the attention softmax stay float32 (zoo.models).
+    mixed_precision: str = common.option("auto", devices.PRECISION_HELP, choices=devices.PRECISIONS)
+    distribute: str = common.option("none", devices.DISTRIBUTE_HELP, choices=devices.DISTRIBUTE)
+    mesh: str | None = common.option(None, devices.MESH_HELP)
     beam_width: int = common.option(4, "beam width for evaluate and the export", minimum=1)
     quantize: str = common.option(
         "none", "export weights: none (float32) or int8 (weight-only, per channel; written as "
@@ -103,8 +104,10 @@ def build_tokenizers(config, splits):
     return tokenizers["source"], tokenizers["target"]
 
 
-def build_model(config, source_tokenizer, target_tokenizer):
-    from zoo.models import TransformerTranslator
+def model_config(config, source_tokenizer, target_tokenizer):
+    """The model's config: the preset's, with the tokenizers' ids and the run's overrides."""
+    from zoo.models.presets import preset_config
+    from zoo.models.transformer_translator_presets import TRANSFORMER_TRANSLATOR_PRESETS
 
     overrides = dict(
         source_vocab_size=source_tokenizer.vocabulary_size,
@@ -120,7 +123,13 @@ def build_model(config, source_tokenizer, target_tokenizer):
         overrides["d_model"] = config.d_model
     if config.num_layers is not None:
         overrides["num_encoder_layers"] = overrides["num_decoder_layers"] = config.num_layers
-    return TransformerTranslator.from_preset(config.preset, **overrides)
+    return preset_config(TRANSFORMER_TRANSLATOR_PRESETS, config.preset, overrides, "TransformerTranslator")
+
+
+def build_model(config, source_tokenizer, target_tokenizer):
+    from zoo.models import TransformerTranslator
+
+    return TransformerTranslator(**model_config(config, source_tokenizer, target_tokenizer))
 
 
 def compile_model(model, config):
@@ -162,16 +171,20 @@ def search_settings(config):
 
 def train(config):
     import zoo
+    from zoo.models import TransformerTranslator
 
+    devices.start(config)
     os.makedirs(config.output, exist_ok=True)
     common.save_config(config, os.path.join(config.output, CONFIG_FILE))
     print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
+    print(f"precision: {devices.set_precision(config.mixed_precision)}")
     splits, source_tokenizer, target_tokenizer, batches = load_run(config)
-    with common.strategy_scope(config.distribute):
-        model = build_model(config, source_tokenizer, target_tokenizer)
+    architecture = model_config(config, source_tokenizer, target_tokenizer)
+    with devices.training_scope(config, TransformerTranslator, architecture) as engine:
+        model = TransformerTranslator(**architecture)
         compile_model(model, config)
-    model.summary(print_fn=lambda line, **_: print(line))
-    common.fit(model, batches["train"], batches["validation"], config)
+        model.summary(print_fn=lambda line, **_: print(line))
+        common.fit(model, batches["train"], batches["validation"], config, engine)
     translator = zoo.Translator(model, source_tokenizer, target_tokenizer, search_settings(config))
     common.save_task(translator, config.output)
     evaluate(config, translator=translator, splits=splits)
@@ -324,7 +337,8 @@ def parse_args(argv):
         {
             "train": "Train a translator, then evaluate and export it (resumes an interrupted run).",
             "evaluate": "BLEU and chrF of a trained run on the test split, and its cross-attention plot.",
-            "export": "Write the next TF Serving version of a trained run to <output>/export/translator/ (translator_int8/ with --quantize int8).",
+            "export": "Write the next TF Serving version of a trained run to <output>/export/translator/ "
+                      "(translator_int8/ with --quantize int8).",
         },
     )
     translate = common.add_command(

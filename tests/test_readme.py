@@ -55,3 +55,27 @@ def test_classify_in_python(tmp_path, monkeypatch, capsys):
     printed = _run(_python_block("Classify in Python"), capsys)  # a NumPy array of str: ['one' 'zero']
     labels = re.findall(r"'([^']*)'", printed)
     assert len(labels) == 2 and set(labels) <= {"zero", "one", "two"}, printed
+
+
+def test_the_device_commands_parse_and_name_engines_of_their_backend():
+    """Every recipe command of "Training on GPUs and several devices" takes its flags, and its
+    --distribute / --mesh exist on the backend the command runs on."""
+    import importlib
+    import shlex
+
+    from zoo import distribution
+
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    body = text.split("## Training on GPUs and several devices\n", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", body, re.S):
+        exported = re.search(r"^export .*KERAS_BACKEND=(\w+)", block, re.M)
+        for line in re.findall(r"^(?!#).*python -m recipes\..*$", block, re.M):
+            backend = re.match(r"(?:KERAS_BACKEND=(\w+) )?", line).group(1) or (exported and exported.group(1))
+            backend = backend or "tensorflow"
+            name, argv = re.search(r"python -m recipes\.(\w+) (.*)$", line).groups()
+            args = importlib.import_module(f"recipes.{name}").parse_args(shlex.split(argv))
+            distribution.check_options(getattr(args, "distribute", "none"), getattr(args, "mesh", None), backend)
+            commands.append((backend, name, getattr(args, "distribute", "none")))
+    assert ("jax", "image_classification", "none") in commands and ("tensorflow", "translation", "mirrored") in commands
+    assert {("jax", "translation", d) for d in ("data-parallel", "model-parallel")} <= set(commands)

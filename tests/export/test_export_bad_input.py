@@ -18,7 +18,7 @@ from tests.export.conftest import EN
 from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.export import TranslatorModule
 from zoo.export.image_classifier import ImageClassifierModule
-from zoo.models import VisionTransformer
+from zoo.models import TransformerTranslator, VisionTransformer
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,26 @@ def test_over_long_rows_translate_as_their_first_max_length_tokens(translator):
     # A text of exactly max_length tokens is not cut: it differs from one token less.
     shorter = source.detokenize(tf.constant([ids[: limit - 1]])).numpy()[0].decode()
     assert _translate(translator, [shorter])[1][0] != pytest.approx(expected_scores[0], abs=1e-6)
+
+
+def test_over_long_rows_with_learned_positions(tiny_translator):
+    """Sources are padded to the longest row and never past max_length, where a learned
+    position table ends (one pad column more failed: `indices[16] = 16 is not in [0, 16)`)."""
+    _, source, target = tiny_translator
+    model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size, num_encoder_layers=1,
+                                  num_decoder_layers=1, d_model=32, num_heads=4, d_ff=64, max_length=16,
+                                  dropout=0.0, position="learned")
+    module = TranslatorModule(model, source, target, beam_width=2, max_length=10)
+    long_text = " ".join(EN * 4)
+    ids, empty, truncated = module.prepare(tf.constant([long_text, "", EN[0]]))
+    assert ids.shape[1] == model.max_length
+    assert empty.numpy().tolist() == [False, True, False] and truncated.numpy().tolist() == [True, False, False]
+    first = source.detokenize(ids[:1]).numpy()[0].decode()
+    got, got_scores = _translate(module, [long_text, "", EN[0]])
+    expected, expected_scores = _translate(module, [first, "", EN[0]])
+    assert got == expected and got[1] == ""
+    np.testing.assert_allclose(got_scores, expected_scores, atol=1e-5)
+    assert module.prepare(tf.constant(["", " "]))[0].shape == (2, 1)  # a batch of empty rows has one column
 
 
 CLASSES = ["cat", "dog", "bird"]

@@ -16,14 +16,14 @@ import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from recipes.common import strategy_scope
+from zoo.distribution import distribution_scope
 
 {setup}
 
 losses = {{}}
 for name in ("none", "mirrored"):
     keras.utils.set_random_seed(0)
-    with strategy_scope(name) as strategy:
+    with distribution_scope(name) as strategy:
         model = build()
         replicas = 1 if strategy is None else strategy.num_replicas_in_sync
     history = model.fit(data, epochs=2, verbose=0, shuffle=False)

@@ -273,3 +273,23 @@ def test_a_compiled_model_saved_by_a_recipe_loads_in_a_fresh_process(tiny_transl
     folder = Translator(compiled, source, target, SearchSettings(beam_width=2)).save(tmp_path / "trained")
     code = "import json, sys, zoo\nprint(json.dumps(zoo.Translator.load(sys.argv[1]).translate(json.loads(sys.argv[2]))))\n"
     assert json.loads(run_fresh(code, folder, json.dumps(EN))) == Translator.load(folder).translate(EN)
+
+
+def test_bucketed_sources_translate_as_unpadded_ones(tiny_translator):
+    """Off TensorFlow the search runs on sources right-padded to a few widths (one compilation each).
+    The padding must be the pad id, which the model masks: searched with or without it, the same
+    hypotheses and scores; any other id would be read as tokens."""
+    from zoo.decoding.beam_search import beam_search
+    from zoo.tasks.translator import _bucketed
+
+    model, source, _ = tiny_translator
+    ids = source.tokenize(tf.constant(EN)).to_tensor(model.pad_token_id).numpy().astype("int32")  # (B, S)
+    padded = _bucketed(ids, model)  # (B, 8 or 16)
+    assert padded.shape[1] in (8, 16) and padded.shape[1] > ids.shape[1]
+    np.testing.assert_array_equal(padded[:, : ids.shape[1]], ids)
+    assert (padded[:, ids.shape[1] :] == model.pad_token_id).all()
+    assert _bucketed(padded, model).shape == padded.shape  # a bucket's width is its own bucket
+    tokens, scores = (np.asarray(x) for x in beam_search(model, ids, max_length=8, beam_width=2)[-2:])
+    tokens_padded, scores_padded = (np.asarray(x) for x in beam_search(model, padded, max_length=8, beam_width=2)[-2:])
+    np.testing.assert_array_equal(tokens_padded, tokens)
+    np.testing.assert_allclose(scores_padded, scores, atol=1e-5)

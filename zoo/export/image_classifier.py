@@ -149,12 +149,21 @@ class ImageClassifierModule(tf.Module):
         self.prepare_pixels = tf.function(
             self._prepare, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="pixels")]
         )
+        # Not exported: the outputs from logits, for `zoo.ImageClassifier` on
+        # backends whose model cannot run in a TF graph.
+        self.outputs_from_logits = tf.function(
+            self._outputs, input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.bool)]
+        )
 
     def _prepare(self, image):
         return self.preprocessing.prepare(image)
 
     def _predict(self, images, valid):
-        logits = tf.cast(self.model(images, training=False), tf.float32)
+        return self._outputs(self.model(images, training=False), valid)
+
+    def _outputs(self, logits, valid):
+        """The signatures' outputs from the model's `(B, classes)` logits."""
+        logits = tf.cast(logits, tf.float32)
         probabilities = tf.nn.softmax(logits) * tf.cast(valid, tf.float32)[:, None]
         scores, indices = tf.math.top_k(probabilities, k=self.top_k)
         labels = self.class_names.lookup(tf.cast(indices, tf.int64))

@@ -78,6 +78,19 @@ class TranslatorModule(tf.Module):
             self.translate_nbest_strings,
             input_signature=[tf.TensorSpec([None], tf.string, name="sentences"), tf.TensorSpec([], tf.int32, name="n")],
         )
+        # Not exported: the TensorFlow halves around the search, for
+        # `zoo.Translator` on backends whose model cannot run in a TF graph.
+        searched = [
+            tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None], tf.bool), tf.TensorSpec([None], tf.bool),
+        ]
+        all_beams = [
+            tf.TensorSpec([None, None, None], tf.int32), tf.TensorSpec([None, None], tf.float32), *searched[2:],
+            tf.TensorSpec([], tf.int32),
+        ]
+        self.prepare = tf.function(self.prepare_strings, input_signature=[tf.TensorSpec([None], tf.string)])
+        self.finish = tf.function(self.finish_strings, input_signature=searched)
+        self.finish_nbest = tf.function(self.finish_nbest_strings, input_signature=all_beams)
 
     def _search(self, source_ids, all_beams=False):
         outputs = beam_search(
@@ -111,20 +124,35 @@ class TranslatorModule(tf.Module):
             ids = tf.concat([content, end], axis=1)
         return ids[:, : self.model.max_length], lengths
 
+    def prepare_strings(self, sentences):
+        """Tokenizes and truncates: `(source ids (B, S) int32, empty (B,), truncated (B,))`.
+
+        The ids are right-padded with the model's pad id to the longest
+        sentence (at most the model's `max_length`).
+        """
+        ids, lengths = self.source_ids(sentences)
+        dense = ids.to_tensor(default_value=self.model.pad_token_id)
+        # At least one column, so a batch of empty sentences still has a
+        # shape; never more than max_length (learned positions end there).
+        missing = tf.maximum(1 - tf.shape(dense)[1], 0)
+        dense = tf.pad(dense, [[0, 0], [0, missing]], constant_values=self.model.pad_token_id)
+        return tf.cast(dense, tf.int32), tf.equal(lengths, 0), self.too_long(lengths)
+
     def _search_sentences(self, sentences, all_beams=False):
         """Tokenizes, truncates and searches: `(tokens (B, [W,] L), scores (B, [W]), empty (B,),
         truncated (B,))`."""
-        ids, lengths = self.source_ids(sentences)
-        dense = ids.to_tensor(default_value=self.model.pad_token_id)
-        # At least one column, so a batch of empty sentences still has a shape.
-        dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=self.model.pad_token_id)
-        tokens, scores = self._search(tf.cast(dense, tf.int32), all_beams)  # (B, [W,] L), (B, [W])
-        return tokens, scores, tf.equal(lengths, 0), self.too_long(lengths)
+        source_ids, empty, truncated = self.prepare_strings(sentences)
+        tokens, scores = self._search(source_ids, all_beams)  # (B, [W,] L), (B, [W])
+        return tokens, scores, empty, truncated
 
     def translate_strings(self, sentences):
         """`{"translations", "scores", "truncated"}` of `(B,)` sentences, `(B,)` each. What
         `serving_default` runs."""
-        tokens, scores, empty, truncated = self._search_sentences(sentences)
+        return self.finish_strings(*self._search_sentences(sentences))
+
+    def finish_strings(self, tokens, scores, empty, truncated):
+        """`translate_strings`' outputs from the best hypotheses `(B, L)` and scores `(B,)` of
+        `prepare_strings`' sources."""
         translations = self.target_tokenizer.detokenize(tokens)
         return {
             "translations": tf.where(empty, tf.constant(""), translations),
@@ -136,8 +164,12 @@ class TranslatorModule(tf.Module):
         """`{"translations", "scores", "lengths"}`, each `(B, n)`: the `n` best hypotheses
         (`n` clamped to `[1, beam_width]`), best first, and `truncated` `(B,)`. What
         `translate_nbest` runs; see the module docstring."""
+        return self.finish_nbest_strings(*self._search_sentences(sentences, all_beams=True), n)
+
+    def finish_nbest_strings(self, tokens, scores, empty, truncated, n):
+        """`translate_nbest_strings`' outputs from all beams' hypotheses `(B, W, L)` and
+        scores `(B, W)` of `prepare_strings`' sources."""
         n = tf.clip_by_value(tf.cast(n, tf.int32), 1, self.beam_width)
-        tokens, scores, empty, truncated = self._search_sentences(sentences, all_beams=True)  # (B, W, L), (B, W)
         tokens, scores = tokens[:, :n], scores[:, :n]  # (B, n, L), (B, n)
         reached = tf.logical_and(scores > NEG_INF / 2, tf.logical_not(empty)[:, None])  # (B, n)
         is_end = tf.equal(tokens, self.model.end_token_id)

@@ -239,6 +239,18 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         table = self._table(hidden.dtype)  # (V, D)
         return ops.matmul(hidden, ops.transpose(table))  # (B, T, V)
 
+    def compute_output_spec(self, inputs, start_index=0, reverse=False, few_rows=False):
+        # Shapes from the arguments, the dtype from a trace at length 1:
+        # Keras' PyTorch backend traces unknown lengths as 83 and 89, which
+        # a max_length may refuse.
+        shape = tuple(inputs.shape)
+        if not reverse:
+            self._check_length(shape[-1], start_index)
+        probe = keras.KerasTensor(tuple(1 if n is None else n for n in shape), dtype=inputs.dtype)
+        traced = super().compute_output_spec(probe, start_index=start_index, reverse=reverse, few_rows=few_rows)
+        out = shape[:-1] + (self.vocab_size,) if reverse else shape + (self.d_model,)  # (B, T, V) or (B, T, D)
+        return keras.KerasTensor(out, dtype=traced.dtype)
+
     def compute_mask(self, inputs, mask=None):
         # Float inputs are hidden states of a reverse call: keep their mask.
         is_ids = not keras.backend.standardize_dtype(inputs.dtype).startswith(("float", "bfloat"))

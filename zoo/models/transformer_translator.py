@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from zoo.layers import DecoderBlock, EncoderBlock, TokenAndPositionEmbedding
+from zoo.models.layout_maps import TRANSLATOR_RULES, build_layout_map
 from zoo.models.presets import preset_config, preset_descriptions
 from zoo.models.transformer_translator_presets import TRANSFORMER_TRANSLATOR_PRESETS
 
@@ -289,6 +290,32 @@ class TransformerTranslator(keras.Model):
         lengths = self.source_lengths(source_ids)
         encoder_outputs = self.encode(source_ids, source_lengths=lengths, training=training)
         return self.decode(target_ids, encoder_outputs, None, source_lengths=lengths, training=training)
+
+    @classmethod
+    def layout_map(cls, device_mesh, model_dim="model", data_dim="data"):
+        """A `keras.distribution.LayoutMap` for `ModelParallel` training (Megatron-style).
+
+        Attention query/key/value and feed-forward `intermediate` kernels
+        are split over `model_dim` by their output (heads, `d_ff`), the
+        attention output and feed-forward `output` kernels by their input,
+        embedding tables by `d_model`; the rest is replicated (see
+        `zoo.models.layout_maps`). Build the model under
+        `keras.distribution.ModelParallel(layout_map=..., batch_dim_name=data_dim)`.
+        The model axis must divide `num_heads`, `d_model` and `d_ff`.
+
+        Args:
+            device_mesh: `keras.distribution.DeviceMesh` with both axes.
+            model_dim: str. Mesh axis the weights are split over. Defaults to `"model"`.
+            data_dim: str. Mesh axis the batch is split over. Defaults to `"data"`.
+
+        Example:
+        >>> devices = keras.distribution.list_devices()[:1]
+        >>> mesh = keras.distribution.DeviceMesh((1, 1), ("data", "model"), devices)
+        >>> layouts = TransformerTranslator.layout_map(mesh)
+        >>> layouts["transformer_translator/encoder_0/self_attention/attention/query/kernel"].axes
+        (None, 'model', None)
+        """
+        return build_layout_map(TRANSLATOR_RULES, device_mesh, model_dim, data_dim)
 
     # -- presets and config ----------------------------------------------
     @classmethod

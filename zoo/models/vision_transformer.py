@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from zoo.layers import ClassToken, EncoderBlock, PatchEmbedding, PatchPositionEmbedding, size_pair
+from zoo.models.layout_maps import VISION_TRANSFORMER_RULES, build_layout_map
 from zoo.models.presets import preset_config, preset_descriptions
 from zoo.models.vision_transformer_presets import VISION_TRANSFORMER_PRESETS
 
@@ -335,6 +336,33 @@ class VisionTransformer(keras.Model):
     def call(self, images, training=None):
         logits = self.head(self.features(images, training=training))  # (B, num_classes)
         return ops.cast(logits, "float32")
+
+    @classmethod
+    def layout_map(cls, device_mesh, model_dim="model", data_dim="data"):
+        """A `keras.distribution.LayoutMap` for `ModelParallel` training (Megatron-style).
+
+        Attention query/key/value, feed-forward `intermediate` and
+        `pre_logits` kernels are split over `model_dim` by their output,
+        the attention output, feed-forward `output` and head kernels by
+        their input, the patch projection and positions by `d_model`; the
+        rest is replicated (`zoo.models.layout_maps`). Build the model under
+        `keras.distribution.ModelParallel(layout_map=..., batch_dim_name=data_dim)`.
+        The model axis must divide `num_heads`, `d_model`, `d_ff` (and
+        `representation_size`).
+
+        Args:
+            device_mesh: `keras.distribution.DeviceMesh` with both axes.
+            model_dim: str. Mesh axis the weights are split over. Defaults to `"model"`.
+            data_dim: str. Mesh axis the batch is split over. Defaults to `"data"`.
+
+        Example:
+        >>> devices = keras.distribution.list_devices()[:1]
+        >>> mesh = keras.distribution.DeviceMesh((1, 1), ("data", "model"), devices)
+        >>> layouts = VisionTransformer.layout_map(mesh)
+        >>> layouts["vision_transformer/encoder_0/feed_forward/output/kernel"].axes
+        ('model', None)
+        """
+        return build_layout_map(VISION_TRANSFORMER_RULES, device_mesh, model_dim, data_dim)
 
     # -- presets and config ----------------------------------------------
     @classmethod

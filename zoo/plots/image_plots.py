@@ -2,6 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
+from keras import ops
 from matplotlib.figure import Figure
 
 from zoo.layers.size_pair import size_pair
@@ -57,7 +58,7 @@ def class_token_attention(classifier, images):
     """
     pixels = tf.image.convert_image_dtype(tf.constant(images, tf.uint8), tf.float32)  # as the export decodes
     model = classifier.model
-    maps = np.asarray(model.attention_maps(classifier.preprocessing.prepare(pixels))[-1])  # (B, H, N, N)
+    maps = ops.convert_to_numpy(model.attention_maps(classifier.preprocessing.prepare(pixels))[-1])  # (B, H, N, N)
     prefix = 1 if model.pooling == "token" else 0
     weights = maps[:, :, 0, prefix:] if prefix else maps.mean(axis=2)
     weights = weights.mean(axis=1)  # (B, P)

@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -11,6 +12,7 @@ from zoo.convert.timm_vit import load_timm_vit
 from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
 from zoo.export.image_classifier import ImageClassifierModule, export_image_classifier
 from zoo.models.attention_rollout import attention_rollout
+from zoo.tasks.compiled_call import CompiledCall
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 
 # What recipes/image_classification.py normalises with and its config's
@@ -73,7 +75,12 @@ class ImageClassifier(Task):
     so it gives the export's numbers. Images that cannot be decoded (empty,
     not an image, truncated beyond repair, too large) come back as the
     export's invalid rows: `valid` False, zero probabilities, empty labels.
-    A path to no file is an error, raised before anything runs.
+    A path to no file is an error, raised before anything runs. On the JAX
+    and PyTorch backends decoding, preprocessing, softmax and top-k are the
+    same TensorFlow functions and the model runs on the backend
+    (`zoo.tasks.compiled_call`: jitted on JAX), so the numbers are the
+    export's within float rounding; `export` still writes the TensorFlow
+    SavedModel (see `Task.export`).
 
     Args:
         model: `zoo.models.VisionTransformer` (normalised images to logits).
@@ -101,6 +108,7 @@ class ImageClassifier(Task):
         self.preprocessing = preprocessing
         self.top_k = top_k
         self._modules = {}  # (top_k, model, preprocessing) -> ImageClassifierModule (its functions trace once)
+        self._logits = {}  # model -> CompiledCall, off TensorFlow
         self._module(top_k)  # checks the class names against the model, and top_k
 
     def _module(self, top_k):
@@ -132,7 +140,12 @@ class ImageClassifier(Task):
             `(N, k)` and `valid` `(N,)` bool.
         """
         module = self._module(self.top_k if top_k is None else top_k)
-        outputs = self._run(images, module.serving_default, module.classify_pixels, batch_size)
+        if keras.backend.backend() == "tensorflow":
+            on_bytes, on_pixels = module.serving_default, module.classify_pixels
+        else:  # the same functions, with the model run on the backend between TF halves
+            on_bytes = lambda b: self._outputs(module, *module.prepare_bytes(b))  # noqa: E731
+            on_pixels = lambda p: self._outputs(module, module.prepare_pixels(p), tf.ones(tf.shape(p)[:1], tf.bool))  # noqa: E731
+        outputs = self._run(images, on_bytes, on_pixels, batch_size)
         outputs = {key: outputs[key] for key in OUTPUTS}
         outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
         return outputs
@@ -190,6 +203,13 @@ class ImageClassifier(Task):
         grid = self.model.patch_embedding.grid_size(inputs.shape)
         return np.concatenate(maps) if maps else np.zeros((0, *grid), np.float32)
 
+    def _outputs(self, module, inputs, valid):
+        """The export's outputs for prepared `inputs` `(B, H, W, 3)`, the model run on the active backend."""
+        if id(self.model) not in self._logits:
+            self._logits = {id(self.model): CompiledCall(self.model, lambda x: ops.cast(self.model(x, training=False), "float32"))}
+        logits = self._logits[id(self.model)](inputs.numpy())
+        return module.outputs_from_logits(tf.constant(logits, tf.float32), valid)
+
     def _run(self, images, on_bytes, on_pixels, batch_size):
         """Runs `on_bytes` on the encoded images and `on_pixels` on float arrays of one size, in
         batches; stacks their dict outputs in the images' order."""
@@ -221,12 +241,15 @@ class ImageClassifier(Task):
         return {key: np.zeros((0, *value.shape[1:]), value.dtype.as_numpy_dtype) for key, value in out.items()}
 
     def export(self, base, name=None, version=None, quantize=None):
-        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_image_classifier`).
+        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_image_classifier`);
+        on JAX or PyTorch through the TensorFlow backend in a subprocess (`Task.export`).
 
         `quantize="int8"` exports an int8 copy of the model (this
         classifier is not changed) as `image_classifier_int8` unless `name`
         is given; `name` defaults to `image_classifier`.
         """
+        if keras.backend.backend() != "tensorflow":
+            return self._export_on_tensorflow(base, name, version, quantize)
         return export_image_classifier(
             self.model, self.preprocessing, base, name=name, version=version, top_k=self.top_k, quantize=quantize
         )

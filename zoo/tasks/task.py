@@ -16,14 +16,27 @@ new one is in place). `load` names the first missing or unreadable file.
 Folders written before `task.json` existed (the recipes' run folders,
 `tools/convert_marian.py`'s output) are read by each task's
 `_load_earlier`.
+
+Exports are TensorFlow SavedModels whatever the Keras backend: on JAX or
+PyTorch, `export` saves the task to a temporary folder and a subprocess
+loads it on the TensorFlow backend and writes the export there
+(`_export_on_tensorflow`), the same code and signatures as a TensorFlow
+run. The subprocess sees no GPU (the training process may hold them, and
+tracing needs none); the SavedModel runs on TF Serving's devices.
 """
 
+import builtins
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 
 import keras
+
+from zoo.export.versions import VersionExistsError
 
 FORMAT_VERSION = 1
 TASK_FILE = "task.json"
@@ -133,6 +146,37 @@ class Task:
                     shutil.rmtree(leftover, ignore_errors=True)
         return directory
 
+    def _export_on_tensorflow(self, base, name=None, version=None, quantize=None):
+        """`export(base, name, version, quantize)` run on the TensorFlow backend in a subprocess; returns its path.
+
+        Errors of the subprocess are raised here with their type when it is
+        a built-in one (or `VersionExistsError`), else as RuntimeError.
+        """
+        base = os.path.abspath(os.fspath(base))
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="-1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        with tempfile.TemporaryDirectory(prefix="zoo-export-") as scratch:
+            folder = self.save(os.path.join(scratch, "task"))
+            args = [folder, base, name or "", "" if version is None else str(int(version)), quantize or ""]
+            result = subprocess.run(
+                [sys.executable, "-c", _EXPORT_CODE.format(cls=type(self).__name__), *args],
+                env=env, capture_output=True, text=True, check=False,
+            )
+        lines = result.stdout.strip().splitlines()
+        answer = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+        if result.returncode == 0 and "path" in answer:
+            return answer["path"]
+        if "error" in answer:
+            kind = VersionExistsError if answer["error"] == "VersionExistsError" else getattr(builtins, answer["error"], None)
+            kind = kind if isinstance(kind, type) and issubclass(kind, Exception) else RuntimeError
+            raise kind(answer["message"])
+        raise RuntimeError(
+            f"Exporting {type(self).__name__} on the TensorFlow backend failed (exit status {result.returncode}):\n"
+            f"{result.stderr[-3000:]}"
+        )
+
     @classmethod
     def load(cls, directory):
         """Reads a folder that `save` (or, for older folders, the recipes) wrote.
@@ -169,3 +213,19 @@ class Task:
             )
         check_files(directory, (MODEL_FILE, *cls.files), cls.__name__)
         return cls._from_folder(directory, load_keras_model(directory), meta.get("settings") or {})
+
+
+# What `_export_on_tensorflow`'s subprocess runs: load the folder, export, answer one JSON line.
+_EXPORT_CODE = """
+import json, sys
+from zoo.tasks import {cls}
+folder, base, name, version, quantize = sys.argv[1:]
+try:
+    path = {cls}.load(folder).export(
+        base, name=name or None, version=int(version) if version else None, quantize=quantize or None
+    )
+    print(json.dumps({{"path": path}}))
+except Exception as error:
+    print(json.dumps({{"error": type(error).__name__, "message": str(error)}}))
+    sys.exit(1)
+"""

@@ -2,13 +2,15 @@
 
 import os
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo.convert.marian import load_marian
-from zoo.decoding.beam_search import NEG_INF
+from zoo.decoding.beam_search import NEG_INF, beam_search
 from zoo.decoding.search_settings import SearchSettings
 from zoo.export.translator import TranslatorModule, export_translator
+from zoo.tasks.compiled_call import CompiledCall
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 from zoo.text import load_tokenizer
 
@@ -35,6 +37,17 @@ def _sentences(texts):
     return [t.encode("utf-8") if isinstance(t, str) else t for t in items]
 
 
+def _bucketed(source_ids, model):
+    """`(B, S)` ids right-padded to the next power of two (at least 8, at most `max_length`) columns.
+
+    A jitted search compiles once per input shape; padding (masked, so the
+    same translations) keeps the shapes of varied batches to a few.
+    """
+    width = source_ids.shape[1]
+    bucket = min(max(8, 1 << (width - 1).bit_length()), max(model.max_length, width))
+    return np.pad(source_ids, ((0, 0), (0, bucket - width)), constant_values=model.pad_token_id)
+
+
 def _text(value):
     return value.decode("utf-8", errors="replace")
 
@@ -59,6 +72,11 @@ class Translator(Task):
     answers exactly as the export does, bad input included: an empty list
     gives `[]`, empty or whitespace-only sentences give `""` (score 0),
     invalid UTF-8 bytes are repaired, over-long sentences are truncated.
+    On the JAX and PyTorch backends tokenization and detokenization are the
+    same TensorFlow functions and the beam search runs on the backend
+    (`zoo.tasks.compiled_call`: jitted on JAX), so the answers are the
+    export's within float rounding; `export` still writes the TensorFlow
+    SavedModel (see `Task.export`).
 
     Args:
         model: `zoo.models.TransformerTranslator`.
@@ -93,6 +111,7 @@ class Translator(Task):
         self.target_tokenizer = target_tokenizer
         self.settings = settings
         self._modules = {}  # (settings, model, tokenizers) -> TranslatorModule (its functions trace once)
+        self._searches = {}  # (settings, model, all beams) -> CompiledCall, off TensorFlow
 
     def _module(self, settings):
         key = (settings, id(self.model), id(self.source_tokenizer), id(self.target_tokenizer))
@@ -131,21 +150,49 @@ class Translator(Task):
             raise ValueError(
                 f"n_best must be an int from 1 to the beam width {settings.beam_width}. Received: n_best={n_best!r}"
             )
-        module = self._module(settings)
         results = []
         for start in range(0, len(sentences), batch_size):
             batch = tf.constant(sentences[start : start + batch_size], tf.string)
+            out = self._run(settings, batch, n_best)
             if n_best is None:
-                out = module.serving_default(batch)
                 for text, score in zip(out["translations"].numpy(), out["scores"].numpy()):
                     results.append((_text(text), float(score)) if return_scores else _text(text))
                 continue
-            out = module.translate_nbest(batch, tf.constant(n_best, tf.int32))  # what the export's translate_nbest runs
             for texts_row, scores_row in zip(out["translations"].numpy(), out["scores"].numpy()):
                 # Slots no hypothesis reached have the search's NEG_INF score.
                 kept = [(_text(t), float(s)) for t, s in zip(texts_row, scores_row) if s > NEG_INF / 2][:n_best]
                 results.append(kept if return_scores else [t for t, _ in kept])
         return results
+
+    def _run(self, settings, batch, n_best=None):
+        """The export's `serving_default` (or, with `n_best`, `translate_nbest`) outputs for `batch`.
+
+        On TensorFlow, the export's functions themselves; elsewhere their
+        TensorFlow halves around a beam search on the active backend.
+        """
+        module = self._module(settings)
+        n = tf.constant(n_best or 1, tf.int32)
+        if keras.backend.backend() == "tensorflow":
+            return module.serving_default(batch) if n_best is None else module.translate_nbest(batch, n)
+        source_ids, empty, truncated = module.prepare(batch)
+        tokens, scores = (tf.constant(x) for x in self._search(settings, source_ids.numpy(), n_best is not None))
+        if n_best is None:
+            return module.finish(tokens, scores, empty, truncated)
+        return module.finish_nbest(tokens, scores, empty, truncated, n)
+
+    def _search(self, settings, source_ids, all_beams=False):
+        """`zoo.decoding.beam_search` of `(B, S)` source ids on the active backend (jitted on JAX):
+        NumPy `(tokens (B, [W,] L) int32, scores (B, [W]) float32)`."""
+        module = self._module(settings)
+        key = (settings, id(self.model), all_beams)
+        if key not in self._searches:
+            options = dict(
+                max_length=module.max_length, beam_width=module.beam_width, alpha=module.alpha,
+                return_all_beams=all_beams, **module.search_options,
+            )
+            self._searches[key] = CompiledCall(self.model, lambda ids: beam_search(self.model, ids, **options))
+        tokens, scores = self._searches[key](_bucketed(source_ids, self.model))[-2:]
+        return tokens.astype("int32"), scores.astype("float32")
 
     def is_truncated(self, texts, batch_size=64):
         """Whether each sentence has more tokens than the model reads.
@@ -192,24 +239,30 @@ class Translator(Task):
         if int(lengths[0]) == 0:
             raise ValueError(f"cross_attention needs a sentence with at least one token. Received: {sentence!r}")
         model = self.model
-        source = tf.cast(ids.to_tensor(default_value=model.pad_token_id), tf.int32)  # (1, S)
-        generated = module.translate_ids(source)["target_ids"].numpy()[0]  # (L,), padded after the end token
+        source = ids.to_tensor(default_value=model.pad_token_id).numpy().astype("int32")  # (1, S)
+        if keras.backend.backend() == "tensorflow":
+            generated = module.translate_ids(source)["target_ids"].numpy()[0]  # (L,), padded after the end token
+        else:
+            generated = self._search(self.settings, source)[0][0]
         ended = np.flatnonzero(generated == model.end_token_id)
         length = int(ended[0]) + 1 if len(ended) else len(generated)
         target_in = np.concatenate([[model.start_token_id], generated[: length - 1]])[None].astype("int32")  # (1, T)
         mask = model.source_padding_mask(source)
         _, scores = model.decode(target_in, model.encode(source, mask), mask, return_attention_scores=True)
-        weights = np.asarray(scores[layer]["cross"], dtype="float32")[0]  # (H, T, S)
-        source_tokens = _token_names(self.source_tokenizer, source.numpy()[0])
+        weights = keras.ops.convert_to_numpy(scores[layer]["cross"]).astype("float32")[0]  # (H, T, S)
+        source_tokens = _token_names(self.source_tokenizer, source[0])
         return source_tokens, _token_names(self.target_tokenizer, generated[:length]), weights
 
     def export(self, base, name=None, version=None, quantize=None):
-        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`).
+        """Writes the TF Serving export `<base>/<name>/<version>/` (`zoo.export.export_translator`); on
+        JAX or PyTorch through the TensorFlow backend in a subprocess (`Task.export`).
 
         `quantize="int8"` exports an int8 copy of the model (this
         translator is not changed) as `translator_int8` unless `name` is
         given; `name` defaults to `translator`.
         """
+        if keras.backend.backend() != "tensorflow":
+            return self._export_on_tensorflow(base, name, version, quantize)
         s = self.settings
         return export_translator(
             self.model, self.source_tokenizer, self.target_tokenizer, base, name=name, version=version,
