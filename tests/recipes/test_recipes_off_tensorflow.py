@@ -131,6 +131,7 @@ for flags in (["--distribute", "mirrored"], ["--distribute", "model-parallel", "
             errors.append([exit.code, stderr.getvalue()])
 image_classification.main(["train", "--output", out, "--epochs", "1", "--steps-per-epoch", "2",
                            "--batch-size", "16", "--top-k", "3"])
+image_classification.main(["export", "--output", out, "--quantize", "int8"])  # int8 through the TF subprocess
 answers = {}
 for kind, path in (("jax", out + "/model"), ("export", out + "/export/image_classifier")):
     outputs = image_classification.classifier_function(path)([open(p, "rb").read() for p in images])
@@ -165,6 +166,9 @@ def test_image_classification_on_jax_and_its_export_answers_as_jax(tmp_path):
         assert (out / picture).stat().st_size > 5_000
     version = out / "export" / "image_classifier" / "1"
     assert (version / "assets.extra" / "tf_serving_warmup_requests").exists()
+    from zoo.export.quantization import read_quantization
+
+    assert read_quantization(str(out / "export" / "image_classifier_int8" / "1"))["mode"] == "int8"
     jax_answers, exported = answers["jax"], answers["export"]
     assert jax_answers["valid"] == exported["valid"] == [True, True, True, False]
     np.testing.assert_allclose(jax_answers["probabilities"], exported["probabilities"], atol=1e-5)
