@@ -332,6 +332,15 @@ DETERMINISM = ("auto", "on", "off")
 # Weights of the export: float, or int8 (zoo.export.quantization), written
 # as the sibling model `<name>_int8` so both can be served side by side.
 QUANTIZE = ("none", "int8")
+DETERMINISM_HELP = (
+    "TensorFlow op determinism, for the same weights from the same command on the same machine; "
+    "auto: on when no GPU is visible"
+)
+
+
+def quantize_help(name):
+    """`--quantize`'s help for a recipe whose export is named `name`."""
+    return f"export weights: none (float32) or int8 (weight-only, per channel; written as <output>/export/{name}_int8/)"
 
 
 def quantize_mode(config):

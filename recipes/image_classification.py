@@ -76,14 +76,10 @@ class ImageClassificationConfig:
     distribute: str = common.option("none", devices.DISTRIBUTE_HELP, choices=devices.DISTRIBUTE)
     mesh: str | None = common.option(None, devices.MESH_HELP)
     top_k: int = common.option(5, "labels returned per image by the export", minimum=1)
-    quantize: str = common.option(
-        "none", "export weights: none (float32) or int8 (weight-only, per channel; written as "
-        "<output>/export/image_classifier_int8/)", choices=common.QUANTIZE)
+    quantize: str = common.option("none", common.quantize_help("image_classifier"), choices=common.QUANTIZE)
     steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
     seed: int = common.option(0, "random seed (initialisation, shuffling, augmentation)")
-    determinism: str = common.option(
-        "auto", "TensorFlow op determinism, for the same weights from the same command on the same "
-        "machine; auto: on when no GPU is visible", choices=common.DETERMINISM)
+    determinism: str = common.option("auto", common.DETERMINISM_HELP, choices=common.DETERMINISM)
 
 
 def augmenter(config):

@@ -76,16 +76,12 @@ class TranslationConfig:
     distribute: str = common.option("none", devices.DISTRIBUTE_HELP, choices=devices.DISTRIBUTE)
     mesh: str | None = common.option(None, devices.MESH_HELP)
     beam_width: int = common.option(4, "beam width for evaluate and the export", minimum=1)
-    quantize: str = common.option(
-        "none", "export weights: none (float32) or int8 (weight-only, per channel; written as "
-        "<output>/export/translator_int8/)", choices=common.QUANTIZE)
+    quantize: str = common.option("none", common.quantize_help("translator"), choices=common.QUANTIZE)
     length_penalty: float = common.option(0.6, "beam search's GNMT length penalty alpha", minimum=0.0)
     eval_sentences: int = common.option(1000, "test sentences scored by evaluate; 0: all", minimum=0)
     steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
     seed: int = common.option(0, "random seed (initialisation, shuffling, dropout)")
-    determinism: str = common.option(
-        "auto", "TensorFlow op determinism, for the same weights from the same command on the same "
-        "machine; auto: on when no GPU is visible", choices=common.DETERMINISM)
+    determinism: str = common.option("auto", common.DETERMINISM_HELP, choices=common.DETERMINISM)
 
 
 def build_tokenizers(config, splits):
