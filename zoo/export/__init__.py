@@ -5,6 +5,7 @@ from zoo.export.quantization import QuantizationSummary, quantize_model, read_qu
 from zoo.export.translator import TranslatorModule, export_translator, translate_with_saved_model
 from zoo.export.versions import VersionExistsError, next_version, write_version
 from zoo.export.warmup import read_warmup_requests, write_warmup_requests
+from zoo.export.writer import export_saved_model
 
 __all__ = [
     "ALLOWED_CUSTOM_OPS",
@@ -21,4 +22,5 @@ __all__ = [
     "write_version",
     "read_warmup_requests",
     "write_warmup_requests",
+    "export_saved_model",
 ]

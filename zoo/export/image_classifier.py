@@ -30,11 +30,8 @@ import tempfile
 import tensorflow as tf
 
 from zoo.data.image_preprocessing import ImagePreprocessing
-from zoo.export.archive import write_saved_model
-from zoo.export.op_audit import audit_saved_model
-from zoo.export.quantization import check_mode, quantize_model, quantized_name, write_quantization
-from zoo.export.versions import write_version
-from zoo.export.warmup import write_warmup_requests
+from zoo.export.quantization import check_mode, quantize_model, quantized_name
+from zoo.export.writer import export_saved_model
 
 CLASS_NAMES_FILE = "class_names.txt"
 
@@ -231,19 +228,16 @@ def export_image_classifier(model, preprocessing, base, name=None, version=None,
         model, summary = quantize_model(model, quantize)
     module = ImageClassifierModule(model, preprocessing, top_k)
 
-    def write(directory):
-        write_saved_model(
-            directory,
-            {"serving_default": module.serving_default, "classify_pixels": module.classify_pixels},
-            resources=(module.class_names,),
-        )
-        audit_saved_model(directory)
-        warmup = [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]
-        write_warmup_requests(directory, [{"image_bytes": warmup}], model_name=name)
-        if summary is not None:
-            write_quantization(directory, summary)
-
-    return write_version(base, name, write, version=version)
+    warmup = [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]
+    return export_saved_model(
+        base,
+        name,
+        {"serving_default": module.serving_default, "classify_pixels": module.classify_pixels},
+        resources=(module.class_names,),
+        warmup_requests=[{"image_bytes": warmup}],
+        version=version,
+        quantization=summary,
+    )
 
 
 def classify_with_saved_model(saved_model_dir, image_bytes):

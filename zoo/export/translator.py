@@ -44,11 +44,8 @@ import tensorflow as tf
 
 from zoo.decoding import beam_search
 from zoo.decoding.beam_search import NEG_INF
-from zoo.export.archive import write_saved_model
-from zoo.export.op_audit import audit_saved_model
-from zoo.export.quantization import check_mode, quantize_model, quantized_name, write_quantization
-from zoo.export.versions import write_version
-from zoo.export.warmup import write_warmup_requests
+from zoo.export.quantization import check_mode, quantize_model, quantized_name
+from zoo.export.writer import export_saved_model
 
 WARMUP_SENTENCES = ("Hello.", "", "This sentence is a warm-up request for the server.")
 WARMUP_N = 2
@@ -228,27 +225,20 @@ def export_translator(
         model, summary = quantize_model(model, quantize)
     module = TranslatorModule(model, source_tokenizer, target_tokenizer, beam_width, max_length, alpha, search_options)
 
-    def write(directory):
-        write_saved_model(
-            directory,
-            {
-                "serving_default": module.serving_default,
-                "translate_ids": module.translate_ids,
-                "translate_nbest": module.translate_nbest,
-            },
-            resources=(source_tokenizer, target_tokenizer),
-        )
-        audit_saved_model(directory)
-        sentences = [s.encode("utf-8") for s in WARMUP_SENTENCES]
-        write_warmup_requests(
-            directory,
-            [{"sentences": sentences}, ("translate_nbest", {"sentences": sentences, "n": np.int32(WARMUP_N)})],
-            model_name=name,
-        )
-        if summary is not None:
-            write_quantization(directory, summary)
-
-    return write_version(base, name, write, version=version)
+    sentences = [s.encode("utf-8") for s in WARMUP_SENTENCES]
+    return export_saved_model(
+        base,
+        name,
+        {
+            "serving_default": module.serving_default,
+            "translate_ids": module.translate_ids,
+            "translate_nbest": module.translate_nbest,
+        },
+        resources=(source_tokenizer, target_tokenizer),
+        warmup_requests=[{"sentences": sentences}, ("translate_nbest", {"sentences": sentences, "n": np.int32(WARMUP_N)})],
+        version=version,
+        quantization=summary,
+    )
 
 
 def translate_with_saved_model(saved_model_dir, sentences):
