@@ -182,8 +182,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory):
-        directory = os.fspath(directory)
-        config = read_config(directory, cls)
-        with tf.io.gfile.GFile(os.path.join(directory, config["vocabulary_file"])) as f:
+        config = read_config(os.fspath(directory), cls, files=["vocabulary_file"], fields=["lowercase"])
+        with tf.io.gfile.GFile(config["vocabulary_file"]) as f:
             vocabulary = [token for token in f.read().split("\n") if token]
         return cls(vocabulary, lowercase=config["lowercase"])
