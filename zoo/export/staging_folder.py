@@ -14,8 +14,9 @@ Replacing a folder takes two renames (`<name>` -> `old/`, `new/` ->
 leaves no `<name>`, but `old/` and `new/` are both whole (the swap starts
 only once `new/` is written and synced), so `settle` completes the swap:
 `load` of a missing folder and every later save or export into the same
-parent call it. A kill at any other point leaves the old folder, or the new
-one, under the name.
+parent call it. (An exception between the renames, which the writer lives
+to see, rolls the swap back instead.) A kill at any other point leaves the
+old folder, or the new one, under the name.
 
 `settle` removes the staging folders of writers that are gone. Whether a
 writer is gone is asked of the lock, never guessed from the folder's age:
@@ -149,7 +150,9 @@ class StagingFolder:
     staging folder; `new` is the path to write (it does not exist yet);
     `publish` renames it into place, replacing an existing destination
     only when asked. Leaving removes the staging folder, with the replaced
-    destination in it, whether or not `publish` ran.
+    destination in it, whether or not `publish` ran; if an exception
+    stopped `publish` between its two renames, the replaced destination is
+    put back first.
 
     Args:
         destination: str. The folder to write.
@@ -211,6 +214,9 @@ class StagingFolder:
 
     def __exit__(self, *exc):
         try:
+            old = os.path.join(self.path, "old")
+            if os.path.isdir(old) and not os.path.lexists(self.destination):
+                os.rename(old, self.destination)  # stopped between the two renames (an error, Ctrl-C): roll back
             shutil.rmtree(self.path, ignore_errors=True)
         finally:
             os.close(self._fd)
