@@ -182,3 +182,16 @@ def test_paths_leading_out_of_the_folder_are_refused_unread(saved, tmp_path):
     (folder / "notes").symlink_to(outside)  # a task file linked from elsewhere
     with pytest.raises(ValueError, match="notes/tag.txt='notes/tag.txt' leads outside"):
         TinyTask.load(folder)
+
+
+def test_a_translator_folder_asking_for_an_unservable_beam_is_refused_at_load(tiny_translator, tmp_path):
+    """beam_width 10**9 in task.json loaded, and the first translate was OOM-killed at 18 GB."""
+    from zoo.tasks import Translator
+
+    folder = Translator(*tiny_translator).save(tmp_path / "translator")
+    task_json = tmp_path / "translator" / "task.json"
+    meta = json.loads(task_json.read_text())
+    meta["settings"]["search"]["beam_width"] = 10**9
+    task_json.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"beam_width must be at most 64 .*Received: beam_width=1000000000"):
+        Translator.load(folder)
