@@ -300,8 +300,9 @@ def violations(report, max_rss_growth_mb):
         if result["failures"]:
             found.append(f"{name}: {result['failures']} requests failed, e.g. {result['failure_examples'][0]}")
         if result["wrong_answers"]:
-            found.append(f"{name}: {len(result['wrong_answers'])} requests sent alone are answered unlike the task object "
-                         f"in process (requests {result['wrong_answers'][:5]})")
+            wrong = result["wrong_answers"]
+            found.append(f"{name}: {len(wrong)} requests sent alone are answered unlike the task object in process "
+                         f"(requests {wrong[:5]})")
         if result["answers_differing_under_load"]:
             found.append(f"{name}: {result['answers_differing_under_load']} answers under load differ from the task "
                          "object's")

@@ -96,12 +96,16 @@ def test_lf_crlf_and_cr_all_end_lines(tmp_path, end):
     pairs, report = read_tsv(str(path))
     assert len(pairs) == 3000 and pairs[-1] == ("sentence 2999 Å", "Satz 2999")
     assert (report.lines, report.blank, report.extra_columns, report.bad) == (3002, 1, 0, {"not UTF-8": 1})
-    assert report.examples == [f"{path}:3002: not valid UTF-8 (invalid continuation byte at byte 1: b'K\\xe4se\\tcheese')"]
+    assert report.examples == [
+        f"{path}:3002: not valid UTF-8 (invalid continuation byte at byte 1: b'K\\xe4se\\tcheese')"
+    ]
 
 
 def test_a_tsv_too_small_to_split_is_one_clear_error(tmp_path):
     path = tmp_path / "two.tsv"
-    path.write_text("I buy apples.\tIch kaufe Äpfel.\nWe go home.\tWir gehen nach Hause.\nWe go home.\tWir gehen heim.\n")
+    path.write_text(
+        "I buy apples.\tIch kaufe Äpfel.\nWe go home.\tWir gehen nach Hause.\nWe go home.\tWir gehen heim.\n"
+    )
     with pytest.raises(DataError, match=rf"{path} has 2 distinct source sentences; splitting it into train, validation "
                                          r"and test needs at least 3 \(one each\)"):
         load_translation_data(f"tsv:{path}")
@@ -117,7 +121,8 @@ def test_the_recipe_on_a_two_pair_tsv_ends_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "recipes.translation", "train", "--data", f"tsv:{path}", "--output",
          str(tmp_path / "run"), "--epochs", "1", "--steps-per-epoch", "1", "--d-model", "16", "--num-layers", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1] == (

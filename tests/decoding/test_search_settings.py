@@ -58,7 +58,7 @@ def test_check_model_names_what_the_model_cannot_serve():
                                   d_ff=16, max_length=12)
     SearchSettings(max_length=12, suppress_token_ids=[39]).check_model(model)
     SearchSettings().check_model(model)
-    with pytest.raises(ValueError, match=r"max_length must be at most the model's max_length=12 .*Received: max_length=13"):
+    with pytest.raises(ValueError, match=r"max_length must be at most the model's max_length=12 .*max_length=13"):
         SearchSettings(max_length=13).check_model(model)
     with pytest.raises(ValueError, match=r"suppress_token_ids must be ids of the model's target vocabulary \(< 40\). "
                                          r"Received: \[40\]"):

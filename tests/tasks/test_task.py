@@ -110,7 +110,7 @@ def test_a_folder_missing_while_its_save_is_alive_is_not_touched(tmp_path):
             TinyTask(tiny_model(1), "new").save(os.path.join(staging.path, "new-task"))
             os.rename(os.path.join(staging.path, "new-task"), staging.new)
             os.rename(folder, os.path.join(staging.path, "old"))
-            with pytest.raises(FileNotFoundError, match=r"a save to it is running or was interrupted: \.task\.staging-"):
+            with pytest.raises(FileNotFoundError, match=r"a save to it is running or was interrupted: \.task\.st"):
                 TinyTask.load(folder)
             assert os.path.isdir(staging.new) and os.path.isdir(os.path.join(staging.path, "old"))
             raise OSError("no room")

@@ -61,7 +61,7 @@ class SearchSettings:
     >>> SearchSettings(beam_width=10**9)
     Traceback (most recent call last):
     ...
-    ValueError: beam_width must be at most 64 (memory grows with it and quality does not; see zoo.decoding.search_settings). Received: beam_width=1000000000
+    ValueError: beam_width must be at most 64 (...). Received: beam_width=1000000000
     """
 
     beam_width: int = 4

@@ -185,6 +185,9 @@ class Task:
             directory: str. The folder to write (its parent is created).
             overwrite: bool. Replace an existing folder. Defaults to `False`.
 
+        Atomic: at every instant the name holds the old folder or the new
+        one (`zoo.export.staging_folder`).
+
         Raises:
             FileExistsError: `directory` exists and `overwrite` is False.
         """
@@ -236,9 +239,14 @@ class Task:
     def load(cls, directory):
         """Reads a folder that `save` (or, for older folders, the recipes) wrote.
 
+        A folder missing because a save was killed between its two renames
+        is put in place first (the new one: it was whole before the swap).
+
         Raises:
             FileNotFoundError: the folder or a file in it is missing (named).
-            ValueError: a file is unreadable, or the folder holds another task.
+            ValueError: a file is unreadable, damaged (not the size or SHA-256
+                `save` recorded) or outside the folder, a setting is out of
+                range, or the folder holds another task.
         """
         directory = os.fspath(directory)
         if not os.path.lexists(directory):  # a save killed between its two renames? complete it
