@@ -180,7 +180,7 @@ def test_paths_leading_out_of_the_folder_are_refused_unread(saved, tmp_path):
         entry.unlink()
     (folder / "notes").rmdir()
     (folder / "notes").symlink_to(outside)  # a task file linked from elsewhere
-    with pytest.raises(ValueError, match="notes/tag.txt='notes/tag.txt' leads outside"):
+    with pytest.raises(ValueError, match="path='notes/tag.txt' leads outside"):
         TinyTask.load(folder)
 
 

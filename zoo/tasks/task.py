@@ -73,7 +73,7 @@ def read_json_file(path):
 def check_files(directory, names, what):
     """Raises a FileNotFoundError naming each of `names` missing in `directory`, a ValueError for one
     that leads outside it (through a link)."""
-    missing = [name for name in names if not os.path.exists(path_in_folder(directory, name, name))]
+    missing = [name for name in names if not os.path.exists(path_in_folder(directory, name, "path"))]
     if missing:
         raise FileNotFoundError(
             f"{directory} is not a complete {what} folder: missing {', '.join(missing)}."
@@ -129,7 +129,7 @@ def check_digests(directory, recorded):
 
 def load_keras_model(directory):
     """`directory/model.keras`, with an error naming it when it is missing or unreadable."""
-    path = path_in_folder(directory, MODEL_FILE, MODEL_FILE)
+    path = path_in_folder(directory, MODEL_FILE, "path")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Missing {MODEL_FILE} in {directory}.")
     if not zipfile.is_zipfile(path):  # Keras would say "File not found" of it
