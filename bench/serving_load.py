@@ -2,10 +2,11 @@
 
     python -m bench.serving_load --translator runs/translation --classifier runs/vit --threads 8 --seconds 30
 
-Exports each model as float32 and int8 (`--sides`, as `bench/quantization.py`
-does), loads each export with `tf.saved_model.load` and calls its
-`serving_default` signature the way TF Serving runs it (in process: no
-Docker here). A seeded pool of requests mixes good and bad inputs, 1 to 8
+`--translator` / `--classifier` take a task folder or a recipe's run folder
+(whose task folder is `<run>/model`). Exports each model as float32 and
+int8 (`--sides`, as `bench/quantization.py` does), loads each export with
+`tf.saved_model.load` and calls its `serving_default` signature the way TF
+Serving runs it (in process: no Docker here). A seeded pool of requests mixes good and bad inputs, 1 to 8
 per request:
 
 - translator: test sentences; empty and whitespace-only strings, 600-word
@@ -14,20 +15,27 @@ per request:
   PNG; empty bytes, random bytes, a truncated PNG, a header claiming 10
   gigapixels, text.
 
-Every request is first sent alone, one at a time: that answer is its
-reference. Then `--threads` clients send requests drawn at random from the
-pool for `--seconds`, per export, in `--rounds` rounds (the export order
-flips every round), and each answer is compared with its reference
-(translations and labels exactly, scores and probabilities within
-`1e-5`). Reported per export: requests and items answered, failures
-(exceptions), answers that differ from their reference, requests/s and
-items/s, latency p50 / p90 / p99 / max. The process's resident memory
+Every request's reference answer is computed independently of the export:
+each of its items alone, by the task object in process (`translate`,
+`predict`; for an int8 export, the task with the same int8 copy of the
+model). Each request is first sent to the export alone, one at a time, and
+must answer as the reference does (`wrong_answers`: an export that answers
+every item with the first item's answer fails here). Then `--threads`
+clients send requests drawn at random from the pool for `--seconds`, per
+export, in `--rounds` rounds (the export order flips every round), and each
+answer is compared with the reference again (translations and labels
+exactly, scores and probabilities within `1e-5`, absolute or relative: a
+sentence's score sums dozens of float32 log-probabilities, and a batch pads
+and rounds them a little differently from the sentence alone). Reported per export:
+requests and items answered, failures (exceptions), answers that differ,
+requests/s and items/s, latency p50 / p90 / p99 / max. The process's resident memory
 (RSS) is sampled throughout; the growth of its peak from the first half of
 the run to the second shows whether memory stays bounded. The run fails
-(exit status 1) if any request fails, any answer differs, or RSS grows by
-more than `--max-rss-growth-mb`.
+(exit status 1) if any request fails, any answer differs from the
+reference, or RSS grows by more than `--max-rss-growth-mb`.
 """
 
+import os
 import random
 import statistics
 import struct
@@ -40,7 +48,7 @@ import numpy as np
 
 from bench import common
 
-TOLERANCE = 1e-5
+TOLERANCE = 1e-5  # absolute, and relative to the reference (scores of -40 differ by 1e-5 between batch and alone)
 
 
 # -- request pools --------------------------------------------------------------------
@@ -85,13 +93,18 @@ def image_pool(pngs, size, seed=0):
     ]
 
 
-# -- one call and its comparison ------------------------------------------------------
+# -- one call, its reference and their comparison ----------------------------------------
+def _texts(values):
+    """Strings as the task objects return them (UTF-8, bad bytes replaced)."""
+    return [v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v) for v in values]
+
+
 def translator_call(signature):
     import tensorflow as tf
 
     def call(items):
         out = signature(sentences=tf.constant(items, tf.string))
-        return {"translations": out["translations"].numpy().tolist(), "scores": out["scores"].numpy()}
+        return {"translations": _texts(out["translations"].numpy().tolist()), "scores": out["scores"].numpy()}
 
     return call
 
@@ -102,7 +115,7 @@ def image_call(signature):
     def call(items):
         out = signature(image_bytes=tf.constant(items, tf.string))
         return {
-            "labels": out["top_k_labels"].numpy().tolist(),
+            "labels": [_texts(row) for row in out["top_k_labels"].numpy().tolist()],
             "valid": out["valid"].numpy().tolist(),
             "probabilities": out["probabilities"].numpy(),
         }
@@ -110,11 +123,66 @@ def image_call(signature):
     return call
 
 
+def translator_reference(translator):
+    """One item's answer from the `zoo.Translator` in process: `item -> answer to [item]`."""
+
+    def reference(item):
+        ((text, score),) = translator.translate([item], return_scores=True)
+        return {"translations": [text], "scores": np.array([score], np.float32)}
+
+    return reference
+
+
+def image_reference(classifier):
+    """One item's answer from the `zoo.ImageClassifier` in process: `item -> answer to [item]`."""
+
+    def reference(item):
+        out = classifier.predict([item])
+        return {"labels": [list(row) for row in out["top_k_labels"].tolist()], "valid": out["valid"].tolist(),
+                "probabilities": out["probabilities"]}
+
+    return reference
+
+
+def with_model(task, model):
+    """`task` with another model (e.g. the int8 copy an export was written from), all else shared."""
+    if type(task).__name__ == "Translator":
+        return type(task)(model, task.source_tokenizer, task.target_tokenizer, task.settings)
+    return type(task)(model, task.preprocessing, task.top_k)
+
+
+def reference_task(task, side):
+    """The task object whose answers an export of `side` must give (`bench.quantization.export_sides`)."""
+    from bench import quantization
+    from zoo.export.quantization import quantize_model
+
+    if side == "float":
+        return task
+    if side == "int8":
+        return with_model(task, quantize_model(task.model, "int8")[0])
+    return quantization.keras_default_int8(task)
+
+
+def expected_answers(reference, pool):
+    """Each request's reference answer: its items' answers, each computed alone (once per distinct item)."""
+    answers = {}
+    for items in pool:
+        for item in items:
+            if item not in answers:
+                answers[item] = reference(item)
+    expected = []
+    for items in pool:
+        rows = [answers[item] for item in items]
+        expected.append({key: np.concatenate([row[key] for row in rows]) if isinstance(rows[0][key], np.ndarray)
+                         else [value for row in rows for value in row[key]] for key in rows[0]})
+    return expected
+
+
 def same_answer(got, want):
-    """Strings and flags equal, numbers within `TOLERANCE`."""
+    """Strings and flags equal, numbers within `TOLERANCE` (absolute plus relative)."""
     for key, value in want.items():
         if isinstance(value, np.ndarray):
-            if got[key].shape != value.shape or not np.allclose(got[key], value, atol=TOLERANCE, rtol=0):
+            if got[key].shape != value.shape or not np.allclose(got[key], value, atol=TOLERANCE, rtol=TOLERANCE):
                 return False
         elif got[key] != value:
             return False
@@ -168,9 +236,9 @@ class MemorySampler:
 
 
 # -- the load --------------------------------------------------------------------------
-def references(call, pool):
-    """Each request's answer sent alone, one at a time."""
-    return [call(items) for items in pool]
+def wrong_answers(call, pool, expected):
+    """Each request sent alone, one at a time: the indices of those not answered as `expected`."""
+    return [k for k, items in enumerate(pool) if not same_answer(call(items), expected[k])]
 
 
 def run_load(call, pool, expected, threads, seconds, seed=0):
@@ -216,7 +284,7 @@ def summarize(runs):
         "items": sum(run["items"] for run in runs),
         "failures": sum(len(run["failures"]) for run in runs),
         "failure_examples": [f for run in runs for f in run["failures"]][:3],
-        "answers_differing_from_alone": sum(len(run["mismatches"]) for run in runs),
+        "answers_differing_under_load": sum(len(run["mismatches"]) for run in runs),
         "requests_per_s": len(latencies) / seconds,
         "items_per_s": sum(run["items"] for run in runs) / seconds,
         "latency_ms": {"p50": percentile(0.5), "p90": percentile(0.9), "p99": percentile(0.99),
@@ -231,8 +299,13 @@ def violations(report, max_rss_growth_mb):
     for name, result in report["exports"].items():
         if result["failures"]:
             found.append(f"{name}: {result['failures']} requests failed, e.g. {result['failure_examples'][0]}")
-        if result["answers_differing_from_alone"]:
-            found.append(f"{name}: {result['answers_differing_from_alone']} answers differ from the request sent alone")
+        if result["wrong_answers"]:
+            wrong = result["wrong_answers"]
+            found.append(f"{name}: {len(wrong)} requests sent alone are answered unlike the task object in process "
+                         f"(requests {wrong[:5]})")
+        if result["answers_differing_under_load"]:
+            found.append(f"{name}: {result['answers_differing_under_load']} answers under load differ from the task "
+                         "object's")
         if not result["requests"]:
             found.append(f"{name}: no request was answered")
     if report["memory"]["growth_mb"] > max_rss_growth_mb:
@@ -240,9 +313,11 @@ def violations(report, max_rss_growth_mb):
     return found
 
 
-def load_test(calls, pools, threads, seconds, rounds, seed=0):
-    """Runs every `{name: call}` against its pool; returns the report (without the verdict)."""
-    expected = {name: references(call, pools[name]) for name, call in calls.items()}
+def load_test(calls, pools, references, threads, seconds, rounds, seed=0):
+    """Runs every `{name: call}` against its pool, answers checked against `{name: reference}` (`item ->
+    answer to [item]`, computed apart from the export); returns the report (without the verdict)."""
+    expected = {name: expected_answers(references[name], pools[name]) for name in calls}
+    wrong = {name: wrong_answers(call, pools[name], expected[name]) for name, call in calls.items()}
     runs = {name: [] for name in calls}
     names = list(calls)
     with MemorySampler() as memory:
@@ -250,15 +325,26 @@ def load_test(calls, pools, threads, seconds, rounds, seed=0):
             for name in names if round_index % 2 == 0 else names[::-1]:
                 runs[name].append(run_load(calls[name], pools[name], expected[name], threads, seconds, seed + round_index))
     return {
-        "exports": {name: summarize(runs[name]) for name in names},
+        "exports": {name: {**summarize(runs[name]), "wrong_answers": wrong[name]} for name in names},
         "memory": {**memory.growth(), "start_mb": memory.samples[0][1], "end_mb": memory.samples[-1][1]},
     }
 
 
+def task_folder(path):
+    """`path` if it holds a task (or is None: a random model), else a recipe run's task folder `<path>/model`."""
+    from recipes.common import task_folder as run_task_folder
+
+    if path and not os.path.exists(os.path.join(path, "task.json")) and os.path.isdir(run_task_folder(path)):
+        return run_task_folder(path)
+    return path
+
+
 def main(argv=None):
     parser = common.base_parser(__doc__.splitlines()[0], batch_size=8)
-    parser.add_argument("--translator", default=None, help="a zoo.Translator folder (default: random transformer_tiny)")
-    parser.add_argument("--classifier", default=None, help="a zoo.ImageClassifier folder (default: random ViT)")
+    parser.add_argument("--translator", default=None,
+                        help="a zoo.Translator folder or a translation run folder (default: random transformer_tiny)")
+    parser.add_argument("--classifier", default=None,
+                        help="a zoo.ImageClassifier folder or an image run folder (default: random ViT)")
     parser.add_argument("--models", default="translator,classifier", help="comma list")
     parser.add_argument("--sides", default="float,int8", help="comma list of float, int8, int8_dynamic")
     parser.add_argument("--threads", type=int, default=8)
@@ -275,10 +361,10 @@ def main(argv=None):
     from bench import quantization
 
     args.translator_preset, args.classifier_preset = "transformer_tiny", "vit_tiny_patch4_32"
-    calls, pools, tasks = {}, {}, {}
+    calls, pools, references, tasks = {}, {}, {}, {}
     with tempfile.TemporaryDirectory() as base:
         for kind in args.models.split(","):
-            path = args.translator if kind == "translator" else args.classifier
+            path = task_folder(args.translator if kind == "translator" else args.classifier)
             task = quantization.load_task(kind, path, args)
             tasks[kind] = path or "random"
             if kind == "translator":
@@ -289,11 +375,13 @@ def main(argv=None):
                 signature = tf.saved_model.load(export).signatures["serving_default"]
                 name = f"{kind}/{side}"
                 calls[name] = translator_call(signature) if kind == "translator" else image_call(signature)
+                reference = translator_reference if kind == "translator" else image_reference
+                references[name] = reference(reference_task(task, side))
                 pools[name] = pool
         report = {"benchmark": "serving_load", "system": common.system_info(), "models": tasks,
                   "threads": args.threads, "seconds_per_export_per_round": args.seconds, "rounds": args.rounds,
                   "pool": args.pool}
-        report.update(load_test(calls, pools, args.threads, args.seconds, args.rounds, args.seed))
+        report.update(load_test(calls, pools, references, args.threads, args.seconds, args.rounds, args.seed))
     report["violations"] = violations(report, args.max_rss_growth_mb)
     common.emit(report, args.json)
     if report["violations"]:

@@ -1,6 +1,11 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from tests.tasks.conftest import ROOT
 from zoo.data.translation_data import DataError, load_translation_data, make_batches, read_tsv
 from zoo.text import WordPieceTokenizer
 
@@ -80,6 +85,55 @@ def test_tsv_source_splits_disjointly(tmp_path):
     assert not (sources[0] & sources[1]) and not (sources[0] & sources[2]) and not (sources[1] & sources[2])
     with pytest.raises(DataError, match="Unknown data source 'csv:x'"):
         load_translation_data("csv:x")
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n", b"\r"])
+def test_lf_crlf_and_cr_all_end_lines(tmp_path, end):
+    # "Å" is C3 85 in UTF-8: a 0x85 byte (Latin-1's NEL) must not end a line either.
+    lines = [f"sentence {i} Å\tSatz {i}".encode() for i in range(3000)] + [b"", b"K\xe4se\tcheese"]
+    path = tmp_path / "corpus.tsv"
+    path.write_bytes(end.join(lines) + end)
+    pairs, report = read_tsv(str(path))
+    assert len(pairs) == 3000 and pairs[-1] == ("sentence 2999 Å", "Satz 2999")
+    assert (report.lines, report.blank, report.extra_columns, report.bad) == (3002, 1, 0, {"not UTF-8": 1})
+    assert report.examples == [
+        f"{path}:3002: not valid UTF-8 (invalid continuation byte at byte 1: b'K\\xe4se\\tcheese')"
+    ]
+
+
+def test_a_tsv_too_small_to_split_is_one_clear_error(tmp_path):
+    path = tmp_path / "two.tsv"
+    path.write_text(
+        "I buy apples.\tIch kaufe Äpfel.\nWe go home.\tWir gehen nach Hause.\nWe go home.\tWir gehen heim.\n"
+    )
+    with pytest.raises(DataError, match=rf"{path} has 2 distinct source sentences; splitting it into train, validation "
+                                         r"and test needs at least 3 \(one each\)"):
+        load_translation_data(f"tsv:{path}")
+    path.write_text(path.read_text() + "She reads.\tSie liest.\n")
+    splits = load_translation_data(f"tsv:{path}")
+    assert [len({s for s, _ in splits[k]}) for k in ("train", "validation", "test")] == [1, 1, 1]
+
+
+def test_the_recipe_on_a_two_pair_tsv_ends_in_one_line(tmp_path):
+    """It ended in `error: StopIteration` (the WordPiece learner, on an empty training split)."""
+    path = tmp_path / "two.tsv"
+    path.write_text("I buy apples.\tIch kaufe Äpfel.\nWe go home.\tWir gehen nach Hause.\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "recipes.translation", "train", "--data", f"tsv:{path}", "--output",
+         str(tmp_path / "run"), "--epochs", "1", "--steps-per-epoch", "1", "--d-model", "16", "--num-layers", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {path} has 2 distinct source sentences; splitting it into train, validation and test needs at "
+        "least 3 (one each). (--verbose shows the traceback)"
+    )
+
+
+def test_word_piece_learning_on_no_words_is_a_value_error():
+    with pytest.raises(ValueError, match="from_corpus needs texts with at least one word"):
+        WordPieceTokenizer.from_corpus(["", "  ", "\t"], 60)
 
 
 def test_teacher_forcing_masks_and_counts(tokenizers):

@@ -36,3 +36,30 @@ def test_replace_checks_names_and_values():
         settings.replace(early_stopping=True)
     with pytest.raises(ValueError, match="search_rules must be one of"):
         SearchSettings.from_config({"search_rules": "fairseq"})
+
+
+def test_settings_that_cannot_be_served_are_refused_with_the_limit_named():
+    with pytest.raises(ValueError, match=r"beam_width must be at most 64 .*Received: beam_width=1000000000"):
+        SearchSettings.from_config({"beam_width": 10**9})  # as read from a task.json
+    assert SearchSettings(beam_width=64).beam_width == 64
+    for alpha in (float("nan"), float("inf"), "0.6x", None):
+        with pytest.raises(ValueError, match=r"alpha must be a finite number. Received: alpha="):
+            SearchSettings(alpha=alpha)
+    with pytest.raises(ValueError, match=r"suppress_token_ids must be ids >= 0. Received: \[-3\]"):
+        SearchSettings(suppress_token_ids=[1, -3])
+    with pytest.raises(ValueError, match="suppress_token_ids must be a list of ids. Received: 5"):
+        SearchSettings.from_config({"suppress_token_ids": 5})
+
+
+def test_check_model_names_what_the_model_cannot_serve():
+    from zoo.models import TransformerTranslator
+
+    model = TransformerTranslator(30, 40, num_encoder_layers=1, num_decoder_layers=1, d_model=8, num_heads=2,
+                                  d_ff=16, max_length=12)
+    SearchSettings(max_length=12, suppress_token_ids=[39]).check_model(model)
+    SearchSettings().check_model(model)
+    with pytest.raises(ValueError, match=r"max_length must be at most the model's max_length=12 .*max_length=13"):
+        SearchSettings(max_length=13).check_model(model)
+    with pytest.raises(ValueError, match=r"suppress_token_ids must be ids of the model's target vocabulary \(< 40\). "
+                                         r"Received: \[40\]"):
+        SearchSettings(suppress_token_ids=[40]).check_model(model)

@@ -87,17 +87,22 @@ def _parse_tsv_line(raw):
 def read_tsv(path, strict=False, max_bad_share=MAX_BAD_SHARE):
     """Reads `source<TAB>target` lines (further columns ignored); returns `(pairs, TsvReport)`.
 
-    Blank lines are skipped and counted. A bad line (no tab, an empty side,
-    bytes that are not UTF-8) is skipped, counted by kind and, for the first
-    few, named as `path:line` in the report; with `strict` it raises
-    `DataError` instead. More than `max_bad_share` of the non-blank lines
-    bad raises `DataError` too: the file is likely not a UTF-8 TSV.
+    Lines end at LF, CRLF or a lone CR (old Mac files). Blank lines are
+    skipped and counted. A bad line (no tab, an empty side, bytes that are
+    not UTF-8) is skipped, counted by kind and, for the first few, named as
+    `path:line` in the report; with `strict` it raises `DataError` instead.
+    More than `max_bad_share` of the non-blank lines bad raises `DataError`
+    too: the file is likely not a UTF-8 TSV.
     """
     if not os.path.exists(path):
         raise DataError(f"TSV file not found: {path!r}")
     pairs, report = [], TsvReport(path)
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
+    # Latin-1 maps every byte to one character, so each line's bytes come back exactly (for the UTF-8
+    # check below), and newline=None ends lines at LF, CRLF and a lone CR alike (UTF-8 never puts
+    # those bytes inside a character).
+    with open(path, encoding="latin-1", newline=None) as f:
+        for number, line in enumerate(f, start=1):
+            raw = line.encode("latin-1")
             report.lines = number
             try:
                 parsed = _parse_tsv_line(raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw)  # BOM
@@ -126,9 +131,18 @@ def read_tsv(path, strict=False, max_bad_share=MAX_BAD_SHARE):
     return pairs, report
 
 
-def _split_deterministically(pairs, validation_fraction=0.05, test_fraction=0.05, seed=0):
-    """Train/validation/test by a fixed permutation, held out by unique source sentence."""
+def _split_deterministically(pairs, validation_fraction=0.05, test_fraction=0.05, seed=0, source="the data"):
+    """Train/validation/test by a fixed permutation, held out by unique source sentence.
+
+    Validation and test hold at least one source sentence each, so `pairs`
+    need at least 3 distinct sources (a `DataError` naming `source` below that).
+    """
     sources = sorted({s for s, _ in pairs})
+    if len(sources) < len(SPLITS):
+        raise DataError(
+            f"{source} has {len(sources)} distinct source sentence{'s' * (len(sources) != 1)}; splitting it into "
+            f"train, validation and test needs at least {len(SPLITS)} (one each)."
+        )
     order = np.random.default_rng(seed).permutation(len(sources))
     n_test = max(1, int(len(sources) * test_fraction))
     n_val = max(1, int(len(sources) * validation_fraction))
@@ -167,7 +181,8 @@ def load_tfds(name, data_dir=None):
 def load_translation_data(spec, data_dir=None, strict=False):
     """`{"train": pairs, "validation": pairs, "test": pairs}` from a data spec.
 
-    `spec` is `builtin`, `tsv:PATH` (split 90/5/5 by source sentence; what
+    `spec` is `builtin`, `tsv:PATH` (split 90/5/5 by source sentence, at
+    least one sentence each, so at least 3 distinct sources; what
     was read and skipped is printed, see `read_tsv` for `strict`) or
     `tfds:NAME`.
     """
@@ -176,7 +191,7 @@ def load_translation_data(spec, data_dir=None, strict=False):
     if spec.startswith("tsv:"):
         pairs, report = read_tsv(spec[4:], strict=strict)
         print(report)
-        return _split_deterministically(pairs)
+        return _split_deterministically(pairs, source=spec[4:])
     if spec.startswith("tfds:"):
         return load_tfds(spec[5:], data_dir=data_dir)
     raise DataError(f"Unknown data source {spec!r}. Expected 'builtin', 'tsv:PATH' or 'tfds:NAME'.")

@@ -1,8 +1,30 @@
-"""How a translator decodes: the `beam_search` arguments, as one saved value."""
+"""How a translator decodes: the `beam_search` arguments, as one saved value.
+
+Settings come from `task.json` files that may have travelled, so each is
+range-checked where it is made, with the limit named:
+
+- `beam_width` from 1 to `MAX_BEAM_WIDTH` (64). A request of B sentences
+  holds B x 2W candidate rows of logits and B x W cached decoder states, so
+  memory grows linearly with the width (10**9 was OOM-killed at the first
+  translate), while translation quality stops improving at small widths
+  and drops at large ones (Koehn and Knowles, 2017, "Six Challenges for
+  Neural Machine Translation", challenge 6: beam search). 64 is 16 times
+  the default, room for n-best lists and reranking; a width past it is a
+  mistake, not a choice;
+- `max_length` from 1 to the model's own `max_length` (`check_model`): the
+  model has no positions past it (learned positions end there; sinusoidal
+  ones were never trained past it), and the export would silently cut a
+  longer setting to it;
+- `alpha` finite (a NaN or infinite penalty makes every score NaN or
+  infinite), suppressed ids inside the model's target vocabulary.
+"""
 
 import dataclasses
+import math
 
 from zoo.decoding.beam_search import check_search_options
+
+MAX_BEAM_WIDTH = 64  # see the module docstring
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,14 +37,16 @@ class SearchSettings:
     (beam search of width 1 picks the best token at every step).
 
     Args:
-        beam_width: int. Hypotheses kept per sentence. Defaults to `4`.
-        alpha: float. Length penalty exponent. Defaults to `0.6`.
+        beam_width: int. Hypotheses kept per sentence, 1 to `MAX_BEAM_WIDTH`
+            (64). Defaults to `4`.
+        alpha: float. Length penalty exponent (finite). Defaults to `0.6`.
         length_penalty_form: str. `"gnmt"` or `"power"`. Defaults to `"gnmt"`.
         search_rules: str. `"zoo"` or `"transformers"`. Defaults to `"zoo"`.
-        max_length: int or None. Most target tokens (end token included);
-            None: the model's `max_length`. Defaults to `None`.
-        suppress_token_ids: tuple of int. Target ids never generated.
-            Defaults to `()`.
+        max_length: int or None. Most target tokens (end token included), at
+            most the model's `max_length` (`check_model`); None: the
+            model's. Defaults to `None`.
+        suppress_token_ids: tuple of int. Target ids never generated (in
+            the model's target vocabulary, `check_model`). Defaults to `()`.
         force_end_at_max_length: bool. The last allowed token is the end
             token. Defaults to `False`.
         early_stopping: `False`, `True` or `"never"` (transformers' rules
@@ -34,6 +58,10 @@ class SearchSettings:
     (1.0, 2)
     >>> SearchSettings.from_config(settings.get_config()) == settings
     True
+    >>> SearchSettings(beam_width=10**9)
+    Traceback (most recent call last):
+    ...
+    ValueError: beam_width must be at most 64 (...). Received: beam_width=1000000000
     """
 
     beam_width: int = 4
@@ -56,12 +84,27 @@ class SearchSettings:
             return int(value)
 
         object.__setattr__(self, "beam_width", integer("beam_width", self.beam_width))
-        object.__setattr__(self, "alpha", float(self.alpha))
+        if self.beam_width > MAX_BEAM_WIDTH:
+            raise ValueError(
+                f"beam_width must be at most {MAX_BEAM_WIDTH} (memory grows with it and quality does not; "
+                f"see zoo.decoding.search_settings). Received: beam_width={self.beam_width}"
+            )
+        try:
+            alpha = float(self.alpha)
+        except (TypeError, ValueError):
+            alpha = math.nan
+        if not math.isfinite(alpha):
+            raise ValueError(f"alpha must be a finite number. Received: alpha={self.alpha!r}")
+        object.__setattr__(self, "alpha", alpha)
         if self.max_length is not None:
             object.__setattr__(self, "max_length", integer("max_length", self.max_length))
             if self.max_length < 1:
                 raise ValueError(f"max_length must be None or >= 1. Received: max_length={self.max_length}")
+        if isinstance(self.suppress_token_ids, (str, bytes)) or not hasattr(self.suppress_token_ids, "__iter__"):
+            raise ValueError(f"suppress_token_ids must be a list of ids. Received: {self.suppress_token_ids!r}")
         ids = tuple(integer("suppress_token_ids", t) for t in self.suppress_token_ids)
+        if any(t < 0 for t in ids):
+            raise ValueError(f"suppress_token_ids must be ids >= 0. Received: {[t for t in ids if t < 0][:10]}")
         object.__setattr__(self, "suppress_token_ids", ids)
         if not isinstance(self.force_end_at_max_length, bool):
             raise ValueError(f"force_end_at_max_length must be a bool. Received: {self.force_end_at_max_length!r}")
@@ -74,6 +117,24 @@ class SearchSettings:
         if unknown:
             raise ValueError(f"Unknown decoding settings {unknown}. Expected some of {sorted(known)}.")
         return dataclasses.replace(self, **changes)
+
+    def check_model(self, model):
+        """Raises a ValueError naming the first setting `model` cannot serve.
+
+        `max_length` above the model's `max_length`, or a suppressed id
+        outside its target vocabulary (`model.target_vocab_size`).
+        """
+        if self.max_length is not None and self.max_length > model.max_length:
+            raise ValueError(
+                f"max_length must be at most the model's max_length={model.max_length} (it has no positions "
+                f"past it). Received: max_length={self.max_length}"
+            )
+        outside = [t for t in self.suppress_token_ids if t >= model.target_vocab_size]
+        if outside:
+            raise ValueError(
+                f"suppress_token_ids must be ids of the model's target vocabulary (< {model.target_vocab_size}). "
+                f"Received: {outside[:10]}"
+            )
 
     def search_options(self):
         """The `beam_search` keyword arguments besides `beam_width`, `alpha` and `max_length`."""

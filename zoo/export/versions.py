@@ -4,13 +4,14 @@ TF Serving loads the highest integer sub-directory of a model's base path and
 hot-swaps when a higher one appears. So a version must never be overwritten
 and must appear whole: we write into a hidden, non-numeric staging directory
 beside it (which TF Serving ignores) and `os.rename` it into place, an atomic
-step on POSIX file systems. A crash mid-export leaves only the staging
-directory, never a half-written version.
+step on POSIX file systems (`zoo.export.staging_folder`). A crash mid-export
+leaves only the staging directory, never a half-written version, and the
+next export of the same model removes it once its writer is gone.
 """
 
 import os
-import shutil
-import uuid
+
+from zoo.export.staging_folder import StagingFolder
 
 
 class VersionExistsError(FileExistsError):
@@ -37,7 +38,7 @@ def write_version(base, name, write_fn, version=None):
         base: str. Model base directory (TF Serving's `--model_base_path` parent).
         name: str. Model name (the `<name>` of `/v1/models/<name>:predict`).
         write_fn: callable writing a complete SavedModel into the directory
-            it is given.
+            it is given (which does not exist yet).
         version: int. Defaults to the next free version.
 
     Returns:
@@ -57,13 +58,9 @@ def write_version(base, name, write_fn, version=None):
     if os.path.exists(final):
         raise VersionExistsError(f"{final} exists; exported versions are never overwritten. Existing: "
                                  f"{existing_versions(model_dir)}")
-    staging = os.path.join(model_dir, f".staging-{version}-{uuid.uuid4().hex[:8]}")
-    try:
-        write_fn(staging)
+    with StagingFolder(final) as staging:
+        write_fn(staging.new)
         if os.path.exists(final):  # another export won the race
             raise VersionExistsError(f"{final} appeared while exporting; not overwriting it")
-        os.rename(staging, final)
-    finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging, ignore_errors=True)
+        staging.publish()
     return final

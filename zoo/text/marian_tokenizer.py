@@ -175,10 +175,13 @@ class MarianTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory):
-        directory = os.fspath(directory)
-        config = read_config(directory, cls)
-        with tf.io.gfile.GFile(os.path.join(directory, config["model_file"]), "rb") as f:
+        tokens = ("end_token", "unk_token", "pad_token")
+        config = read_config(os.fspath(directory), cls, files=["model_file", "vocabulary_file"], fields=tokens)
+        with tf.io.gfile.GFile(config["model_file"], "rb") as f:
             proto = f.read()
-        with tf.io.gfile.GFile(os.path.join(directory, config["vocabulary_file"])) as f:
-            vocabulary = json.loads(f.read())
-        return cls(proto, vocabulary, config["end_token"], config["unk_token"], config["pad_token"])
+        with tf.io.gfile.GFile(config["vocabulary_file"]) as f:
+            try:
+                vocabulary = json.loads(f.read())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{config['vocabulary_file']} is not valid JSON: {error}") from None
+        return cls(proto, vocabulary, *(config[t] for t in tokens))

@@ -177,7 +177,6 @@ class SentencePieceTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory):
-        directory = os.fspath(directory)
-        config = read_config(directory, cls)
-        ids = {k: config[k] for k in ("pad_id", "start_id", "end_id", "unk_id")}
-        return cls.from_file(os.path.join(directory, config["model_file"]), **ids)
+        names = ("pad_id", "start_id", "end_id", "unk_id")
+        config = read_config(os.fspath(directory), cls, files=["model_file"], fields=names)
+        return cls.from_file(config["model_file"], **{k: config[k] for k in names})

@@ -6,14 +6,45 @@ TensorFlow ops, so they trace into an exported SavedModel. The export
 target side's `detokenize` (and reads `end_id` and `appends_end_id` when
 they exist), so a tokenizer of the user's own with those can be exported
 too. The ids, `vocabulary_size`, `save` and `load` serve training.
+
+A saved tokenizer is a folder: `tokenizer.json` names the class, its
+options and its files (a vocabulary, a SentencePiece model). `load` reads
+those files only inside the folder: a name that is absolute, climbs out
+with `..` or goes through a link to elsewhere is refused, and the error
+shows the name, never the contents of what it points to.
 """
 
 import json
 import os
+import re
 
 import tensorflow as tf
 
 CONFIG_FILE = "tokenizer.json"
+
+
+def path_in_folder(directory, name, what):
+    """`directory/name`, or a ValueError if `name` leads outside `directory`.
+
+    Outside is an absolute path, a `..` that climbs out, or (on local disks)
+    a link whose target is elsewhere. `what` says where `name` came from,
+    for the error, which never shows the file's contents.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must name a file inside {directory}. Received: {name!r}")
+    path = os.path.join(directory, name)
+    if "://" in directory:  # a remote file system (gs://...): no links to follow
+        parts = re.split(r"[\\/]", name)
+        inside = not os.path.isabs(name) and ".." not in parts
+    else:
+        root = os.path.realpath(directory)
+        inside = os.path.commonpath([root, os.path.realpath(path)]) == root
+    if not inside:
+        raise ValueError(
+            f"{what}={name!r} leads outside {directory}; a saved folder's files must be inside it "
+            "(copy the file in rather than linking to it)."
+        )
+    return path
 
 
 def write_config(directory, tokenizer, **fields):
@@ -23,12 +54,26 @@ def write_config(directory, tokenizer, **fields):
         f.write(json.dumps(config, indent=2) + "\n")
 
 
-def read_config(directory, cls):
-    """Reads `tokenizer.json`, checking it was written by a `cls`."""
-    with tf.io.gfile.GFile(os.path.join(directory, CONFIG_FILE)) as f:
-        config = json.loads(f.read())
-    if config.get("class") != cls.__name__:
-        raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={config.get('class')!r}")
+def read_config(directory, cls, files=(), fields=()):
+    """Reads `tokenizer.json`, checking it was written by a `cls` and holds the keys `files` and `fields`.
+
+    Returns the config with each key of `files` replaced by its path, checked
+    to be inside `directory` (`path_in_folder`).
+    """
+    path = os.path.join(directory, CONFIG_FILE)
+    with tf.io.gfile.GFile(path) as f:
+        try:
+            config = json.loads(f.read())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict) or config.get("class") != cls.__name__:
+        name = config.get("class") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={name!r}")
+    missing = [key for key in (*files, *fields) if key not in config]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; a {cls.__name__} needs {sorted((*files, *fields))}.")
+    for key in files:
+        config[key] = path_in_folder(directory, config[key], f"{path}: {key}")
     return config
 
 
@@ -44,9 +89,10 @@ def load_tokenizer(directory):
         raise FileNotFoundError(f"Missing {CONFIG_FILE} in {directory}.")
     with tf.io.gfile.GFile(path) as f:
         try:
-            name = json.loads(f.read()).get("class")
+            config = json.loads(f.read())
         except json.JSONDecodeError as error:
             raise ValueError(f"{path} is not valid JSON: {error}") from None
+    name = config.get("class") if isinstance(config, dict) else None
     classes = {cls.__name__: cls for cls in Tokenizer.__subclasses__()}
     if name not in classes:
         raise ValueError(f"{path} names class={name!r}; expected one of {sorted(classes)}.")

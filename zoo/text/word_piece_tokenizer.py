@@ -163,13 +163,16 @@ class WordPieceTokenizer(Tokenizer):
         if not isinstance(texts, tf.data.Dataset):
             texts = tf.data.Dataset.from_tensor_slices(tf.constant(list(texts), tf.string))
         texts = texts.map(lambda text: clean_text(text, lowercase))
-        vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-            texts,
-            vocabulary_size,
-            lowercase=lowercase,
-            strip_accents=False,
-            reserved_tokens=list(RESERVED_TOKENS),
-        )
+        try:
+            vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+                texts,
+                vocabulary_size,
+                lowercase=lowercase,
+                strip_accents=False,
+                reserved_tokens=list(RESERVED_TOKENS),
+            )
+        except StopIteration:  # tensorflow-text's learner, on a corpus without a single word
+            raise ValueError("from_corpus needs texts with at least one word. Received: no words") from None
         return cls(vocabulary, lowercase=lowercase)
 
     def save(self, directory):
@@ -182,8 +185,7 @@ class WordPieceTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, directory):
-        directory = os.fspath(directory)
-        config = read_config(directory, cls)
-        with tf.io.gfile.GFile(os.path.join(directory, config["vocabulary_file"])) as f:
+        config = read_config(os.fspath(directory), cls, files=["vocabulary_file"], fields=["lowercase"])
+        with tf.io.gfile.GFile(config["vocabulary_file"]) as f:
             vocabulary = [token for token in f.read().split("\n") if token]
         return cls(vocabulary, lowercase=config["lowercase"])
