@@ -78,7 +78,7 @@ FRESH_CLASSIFIER = """
 import json, sys, zoo
 classifier = zoo.ImageClassifier.load(sys.argv[1])
 out = classifier.predict(sys.argv[2:])
-print(json.dumps(dict(preprocessing=classifier.preprocessing.get_config(), probabilities=out["probabilities"].tolist(),
+print(json.dumps(dict(preprocessing=classifier.preprocessor.get_config(), probabilities=out["probabilities"].tolist(),
                       top_k_labels=out["top_k_labels"].tolist(), valid=out["valid"].tolist())))
 """
 
@@ -104,7 +104,7 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device():
 
 
 def test_training_batches_are_normalised_as_the_saved_classifier_normalises(tmp_path):
-    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD
+    from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD
 
     config = image_classification.ImageClassificationConfig(output=str(tmp_path), batch_size=8)
     data, batches = image_classification.load_run(config)
@@ -123,12 +123,12 @@ CLASSES = ["zero", "one", "two"]
 def tiny_run(tmp_path_factory):
     """A small random classifier (16x16, top 2): its export and its task folder."""
     import zoo
-    from zoo.data.image_preprocessing import ImagePreprocessing
+    from zoo.preprocessing import ImagePreprocessor
     from zoo.models import VisionTransformer
 
     model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, num_encoder_layers=1,
                               num_heads=2, d_ff=32)
-    classifier = zoo.ImageClassifier(model, ImagePreprocessing(16, (0.5,) * 3, (0.5,) * 3, CLASSES), top_k=2)
+    classifier = zoo.ImageClassifier(model, ImagePreprocessor(16, (0.5,) * 3, (0.5,) * 3, CLASSES), top_k=2)
     base = tmp_path_factory.mktemp("tiny")
     return dict(export=classifier.export(str(base / "export")), task=classifier.save(base / "model"))
 

@@ -237,7 +237,8 @@ class ImagePreprocessor:
         if labels.dtype == tf.string:
             matches = tf.equal(tf.expand_dims(labels, -1), tf.constant(self.class_names))
             found = tf.reduce_all(tf.reduce_any(matches, -1))
-            message = f"Labels must be among the class names {list(self.class_names)}. Received"
+            shown = ", ".join(self.class_names[:20]) + (", ..." if self.num_classes > 20 else "")
+            message = f"Labels must be class names ({shown}). Received"
             with tf.control_dependencies([tf.debugging.Assert(found, [message, labels], summarize=10)]):
                 return tf.argmax(tf.cast(matches, tf.int32), -1, output_type=tf.int32)
         if not labels.dtype.is_integer:
