@@ -110,7 +110,8 @@ class ImageClassifier(Task):
             images: a list of file paths, encoded image bytes (JPEG, PNG,
                 GIF, BMP), PIL images or arrays (`(H, W[, C])` uint8, or
                 `(H, W, 3)` float in `[0, 1]`), mixed freely; or a
-                `(B, H, W, C)` array; or one image.
+                `(B, H, W, C)` array or an object array of them (as
+                `zoo.data.image_data` holds a folder's files); or one image.
             top_k: int. Overrides the classifier's `top_k` for this call.
             batch_size: int. Images per call of the graph (encoded images
                 together; float pixels together when of one size).
@@ -195,7 +196,7 @@ class ImageClassifier(Task):
     def _run(self, images, on_bytes, on_pixels, batch_size):
         """Runs `on_bytes` on the encoded images and `on_pixels` on float arrays of one size, in
         batches; gathers their dict outputs in the images' order (one host copy per output and batch)."""
-        if isinstance(images, np.ndarray) and images.ndim == 4:
+        if isinstance(images, np.ndarray) and (images.ndim == 4 or images.dtype == object):  # a batch
             images = list(images)
         elif not isinstance(images, (list, tuple)):
             images = [images]
