@@ -5,6 +5,7 @@ batches are what serving feeds the model (the checkpoint's resize, crop and norm
 
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -72,8 +73,9 @@ def test_fine_tune_save_reload_export(tmp_path, kind):
     np.testing.assert_array_equal(one_hot.numpy().argmax(-1), labels)
 
     before = classifier.predict(encoded)["probabilities"]
+    classifier.compile(optimizer=keras.optimizers.AdamW(1e-3))  # random weights: a rate that moves them in 6 steps
     history = classifier.fit(str(tmp_path / "images"), validation_data=str(tmp_path / "images"), epochs=2,
-                             batch_size=4, learning_rate=1e-3, verbose=0)
+                             batch_size=4, verbose=0)
     assert len(history.history["val_loss"]) == 2
     assert history.history["loss"][-1] < history.history["loss"][0]
     after = classifier.predict(encoded)

@@ -17,7 +17,6 @@ its signatures to `zoo.export.writer.export_saved_model` (and the model to
 knows no model.
 """
 
-import math
 import os
 import warnings
 
@@ -41,10 +40,9 @@ from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 # defaults, for run folders written before `task.json`.
 _RECIPE_DEFAULTS = dict(mean=DEFAULT_MEAN, std=DEFAULT_STD, image_size=32, top_k=5)
 OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid")
-# `fit`'s default peak learning rate (keras-hub's ImageClassifier and transformers' Trainer use
-# 5e-5 to fine-tune), reached after WARMUP_FRACTION of the steps.
-DEFAULT_LEARNING_RATE = 5e-5
-WARMUP_FRACTION = 0.1
+# `compile("auto")`: fine-tuning rates (see `ImageClassifier.compile`).
+FINE_TUNING_LEARNING_RATE = 5e-5
+FINE_TUNING_WEIGHT_DECAY = 0.01
 
 
 class ImageClassifier(Task):
@@ -227,89 +225,101 @@ class ImageClassifier(Task):
         return {key: np.zeros((0, *value.shape[1:]), value.dtype.as_numpy_dtype) for key, value in out.items()}
 
     # -- training --------------------------------------------------------------
-    def fit(self, x, y=None, *, validation_data=None, epochs=1, batch_size=32, callbacks=None, augment=None,
-            optimizer=None, learning_rate=None, steps_per_epoch=None, shuffle=True, seed=0, verbose="auto"):
-        """Trains (fine-tunes) the model on labelled images; returns Keras' `History`.
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """Compiles the model for `fit` (`keras.Model.compile`); `"auto"` picks the defaults below.
+
+        Args:
+            optimizer: `"auto"`: `keras.optimizers.AdamW` at 5e-5 (keras-hub's
+                `ImageClassifier` and transformers' `Trainer` fine-tune at
+                that rate), weight decay 0.01, gradients clipped to global
+                norm 1 (as ViT fine-tuning does): rates for fine-tuning a
+                trained or converted model. From scratch, pass a higher rate
+                or a schedule (the recipe's warm-up and cosine decay,
+                `keras.optimizers.schedules.CosineDecay`). Or any Keras
+                optimizer.
+            loss: `"auto"`: `keras.losses.CategoricalCrossentropy` on the
+                logits and the one-hot labels of `ImagePreprocessor.batches`
+                (so MixUp and CutMix labels work).
+            metrics: `"auto"`: accuracy (`"accuracy"`).
+            **kwargs: more `keras.Model.compile` arguments.
+        """
+        if optimizer == "auto":
+            optimizer = keras.optimizers.AdamW(
+                FINE_TUNING_LEARNING_RATE, weight_decay=FINE_TUNING_WEIGHT_DECAY, global_clipnorm=1.0
+            )
+        if loss == "auto":
+            loss = keras.losses.CategoricalCrossentropy(from_logits=True)
+        if metrics == "auto":
+            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        self.model.compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
+
+    def fit(self, x, y=None, validation_data=None, epochs=1, batch_size=32, callbacks=None, verbose="auto",
+            augment=None, shuffle=True, seed=0, **kwargs):
+        """Trains the model on labelled images (fine-tunes it, when it was trained or converted).
 
         Every image goes through the preprocessor as `predict` and the export
-        take it (decode or pixels, resize, crop, normalise), inside `tf.data`;
-        `augment` runs between the resize and the normalisation. Keras' own
-        `Model.fit` trains, with its progress bars and callbacks, on the
-        TensorFlow and JAX backends.
+        take it (decode or pixels, resize, crop, normalise), inside `tf.data`
+        (`ImagePreprocessor.batches`); `augment` runs between the resize and
+        the normalisation. A model not compiled yet is compiled with
+        `compile()`'s defaults first. Runs on any Keras backend (Keras' JAX
+        and PyTorch trainers read `tf.data`).
 
         Args:
             x: the training images, one of:
-                - a folder path: one sub-folder per class, named as the
-                  classifier's classes (`zoo.data.image_data.load_folder`:
+                - a folder path: one sub-folder per class, each named as one
+                  of the classifier's classes (`zoo.data.image_data.load_folder`:
                   unreadable files are skipped and listed);
                 - an array `(N, H, W, C)`, uint8 or float in `[0, 1]`, C of
                   1 to 4 (then `y` holds the labels);
                 - a `tf.data.Dataset` of `(image, label)`: encoded bytes or
-                  `(H, W, C)` pixels, and a class index or name (batched
-                  datasets are unbatched and batched by `batch_size`; used in
-                  their own order).
+                  `(H, W, C)` pixels, and a class index or name (a dataset of
+                  batches is unbatched and batched by `batch_size`; read in
+                  its own order).
             y: `(N,)` class indices or class names, with an array `x`.
-            validation_data: None, a folder path, an `(x, y)` tuple or a
-                `tf.data.Dataset`, as `x`. Evaluated after each epoch, never
-                augmented. Defaults to `None`.
+            validation_data: a folder path, an `(x, y)` tuple, a
+                `tf.data.Dataset` as `x`, or None. Never augmented. Defaults
+                to `None`.
             epochs: int. Defaults to `1`.
-            batch_size: int. Images per step. Defaults to `32`.
-            callbacks: list of `keras.callbacks.Callback`. Defaults to none.
+            batch_size: int. Images per batch. Defaults to `32`.
+            callbacks: list of `keras.callbacks.Callback`. Defaults to `None`.
+            verbose: Keras' `verbose` (`"auto"`, 0, 1, 2). Defaults to `"auto"`.
             augment: None or a callable on `{"images", "labels"}` batches:
                 Keras image preprocessing layers (see
                 `ImagePreprocessor.batches`). Defaults to `None`.
-            optimizer: None or a Keras optimizer (or its name). None: AdamW
-                at `learning_rate` (Keras' default weight decay), warmed up
-                linearly over the first 10% of the steps and cosine-decayed to
-                zero when the number of steps is known (arrays, folders,
-                datasets of known length, or `steps_per_epoch`), constant
-                otherwise. Each `fit` starts a fresh optimizer.
-            learning_rate: float. The default optimizer's peak rate. Defaults
-                to `5e-5`: keras-hub's `ImageClassifier` and transformers'
-                `Trainer` default for fine-tuning a pretrained model (raise
-                it to train from scratch).
-            steps_per_epoch: int or None. Batches per epoch (the data
-                repeats); None: one pass over `x`. Defaults to `None`.
-            shuffle: bool. Shuffle array and folder images each epoch
-                (seeded). Defaults to `True`.
-            seed: int. The shuffle's seed. Defaults to `0`.
-            verbose: Keras' `verbose` (`"auto"`, 0, 1 or 2). Defaults to `"auto"`.
+            shuffle: bool. Shuffle a folder's or an array's images (anew each
+                epoch, with `seed`); a dataset is read in its own order.
+                Defaults to `True`.
+            seed: int. Defaults to `0`.
+            **kwargs: more `keras.Model.fit` arguments (`initial_epoch`,
+                `steps_per_epoch`: then the images repeat, ...).
+
+        Returns:
+            Keras' `History`.
 
         Raises:
-            ValueError: labels that are not the classifier's classes (named),
-                images that are not images, or a bad argument.
+            ValueError: labels that are not the classifier's class names or
+                indices (named), or images that are not images.
         """
-        if optimizer is not None and learning_rate is not None:
-            raise ValueError("learning_rate sets the default optimizer's rate; with optimizer= set the rate there. "
-                             f"Received: optimizer={optimizer!r}, learning_rate={learning_rate}")
-        for name, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch or 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
-        train, count = training_dataset(x, y, self.class_names, "x", shuffle=shuffle, seed=seed)
-        batches = self.preprocessor.batches(train, batch_size, augment=augment)
+        train = training_dataset(x, y, self.class_names, "x", shuffle=shuffle, seed=seed)
+        train = self.preprocessor.batches(train, batch_size, augment=augment)
         validation = None
         if validation_data is not None:
             pair = isinstance(validation_data, tuple) and len(validation_data) == 2
             x_val, y_val = validation_data if pair else (validation_data, None)
-            validation, _ = training_dataset(x_val, y_val, self.class_names, "validation_data")
+            validation = training_dataset(x_val, y_val, self.class_names, "validation_data")
             validation = self.preprocessor.batches(validation, batch_size)
-        if steps_per_epoch is not None:
-            batches = batches.repeat()
-        steps = steps_per_epoch or (None if count is None else math.ceil(count / batch_size))
-        if optimizer is None:
-            optimizer = default_optimizer(DEFAULT_LEARNING_RATE if learning_rate is None else learning_rate,
-                                          None if steps is None else steps * epochs)
-        self.model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        )
+        if kwargs.get("steps_per_epoch"):
+            train = train.repeat()
+        if not self.model.compiled:
+            self.compile()
         with warnings.catch_warnings():
             # Keras warns at the end of each pass over a dataset of unknown length (an unbatched one)
             # that the input "ran out of data"; for a finite dataset that is the end of an epoch.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-            return self.model.fit(batches, validation_data=validation, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                                  callbacks=callbacks, shuffle=False, verbose=verbose)  # the data shuffles itself
+            return self.model.fit(
+                train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                shuffle=False, **kwargs,  # the images are shuffled already
+            )
 
     # -- export ----------------------------------------------------------------
     def export(self, base, name=None, version=None, quantize=None):
@@ -376,16 +386,3 @@ class ImageClassifier(Task):
             f"<ImageClassifier {type(self.model).__name__} ({self.model.count_params():,} parameters), "
             f"{len(self.class_names)} classes, {self.preprocessor.image_size}>"
         )
-
-
-
-def default_optimizer(learning_rate, total_steps=None):
-    """`fit`'s optimizer: AdamW at `learning_rate`, with linear warm-up over 10% of `total_steps`
-    and cosine decay to zero when `total_steps` is known, else constant."""
-    if total_steps is None:
-        return keras.optimizers.AdamW(learning_rate)
-    warmup = min(int(WARMUP_FRACTION * total_steps), total_steps - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(total_steps - warmup, 1), warmup_target=learning_rate, warmup_steps=warmup
-    )
-    return keras.optimizers.AdamW(schedule)

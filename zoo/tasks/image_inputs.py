@@ -62,7 +62,7 @@ def as_input(image, index):
 
 
 def training_dataset(x, y, class_names, what, shuffle=False, seed=0):
-    """`(tf.data.Dataset of (image, label) elements, number of images or None)` from `fit`'s `x` and `y`.
+    """A `tf.data.Dataset` of `(image, label)` elements from `fit`'s `x` and `y`, every label checked.
 
     Args:
         x: a class-folder path, an `(N, H, W, C)` image array, or a
@@ -79,7 +79,7 @@ def training_dataset(x, y, class_names, what, shuffle=False, seed=0):
         data = load_folder(os.fspath(x), validation_fraction=0.0, test_fraction=0.0)
         names = np.array(data.class_names)[data.train[1]]
         labels = label_indices(names, class_names, f"{what} (the class folders of {os.fspath(x)})")
-        return image_dataset(data.train[0], labels, shuffle=shuffle, seed=seed), len(labels)
+        return image_dataset(data.train[0], labels, shuffle=shuffle, seed=seed)
     if isinstance(x, tf.data.Dataset):
         if y is not None:
             raise ValueError(f"{what} is a tf.data.Dataset of (image, label): give no separate labels.")
@@ -87,15 +87,14 @@ def training_dataset(x, y, class_names, what, shuffle=False, seed=0):
         if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], tf.TensorSpec):
             if spec[0].shape.rank == (1 if spec[0].dtype == tf.string else 4):  # batched
                 x = x.unbatch()
-        count = int(x.cardinality())
-        return x, count if count >= 0 else None
+        return x
     images = image_array(x, what)
     if y is None:
         raise ValueError(f"{what} is an array of images: give its labels (y) too.")
     labels = np.asarray(y)
     if labels.shape != (len(images),):
         raise ValueError(f"{what} needs one label per image: {len(images)} images. Received labels of shape {labels.shape}")
-    return image_dataset(images, label_indices(labels, class_names, what), shuffle=shuffle, seed=seed), len(images)
+    return image_dataset(images, label_indices(labels, class_names, what), shuffle=shuffle, seed=seed)
 
 
 def label_indices(labels, class_names, what):
