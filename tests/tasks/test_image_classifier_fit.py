@@ -140,7 +140,8 @@ def test_labels_and_images_it_cannot_use_are_named(tmp_path):
         ((arrays,), {}, ValueError, "give its labels"),
         ((folder, labels), {}, ValueError, "its labels are its sub-folder names"),
         ((arrays / 100.0, labels), {}, ValueError, rf"pixels in \[0, 1\]. Received: values 0.0..{arrays.max() / 100}"),
-        ((arrays.astype(np.int32) * 2, labels), {}, ValueError, f"Received: dtype int32, values 0..{int(arrays.max()) * 2}"),
+        ((arrays.astype(np.int32) * 2, labels), {}, ValueError,
+         f"Received: dtype int32, values 0..{int(arrays.max()) * 2}"),
         ((arrays[..., 0], labels), {}, ValueError, r"\(N, H, W, C\) with C of 1 to 4. Received: shape \(12, 6, 7\)"),
         (([b"png"], [0]), {}, TypeError, "folder path, an \\(N, H, W, C\\) image array or a tf.data.Dataset"),
         ((arrays, labels), dict(validation_data=(arrays, labels[:3])), ValueError,
@@ -165,7 +166,8 @@ history = classifier.fit(_write_folder(out / "train", images, labels),
                          steps_per_epoch=2, verbose=0)
 changed = any(not np.array_equal(a, b) for a, b in zip(before, classifier.model.get_weights()))
 optimizer = classifier.model.optimizer  # compile()'s default, as fit found the model uncompiled
-defaults = [type(optimizer).__name__, float(optimizer.learning_rate), optimizer.global_clipnorm, optimizer.iterations.numpy().item()]
+defaults = [type(optimizer).__name__, float(optimizer.learning_rate), optimizer.global_clipnorm,
+            optimizer.iterations.numpy().item()]
 classifier.save(out / "fitted")
 probabilities = classifier.predict([str(p) for p in sorted((out / "train").rglob("*.png"))])["probabilities"]
 print(json.dumps(dict(backend=keras.backend.backend(), history=history.history, changed=changed, defaults=defaults,

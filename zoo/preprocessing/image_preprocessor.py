@@ -242,7 +242,9 @@ class ImagePreprocessor:
             with tf.control_dependencies([tf.debugging.Assert(found, [message, labels], summarize=10)]):
                 return tf.argmax(tf.cast(matches, tf.int32), -1, output_type=tf.int32)
         if not labels.dtype.is_integer:
-            raise TypeError(f"Labels must be class indices (int) or class names (str). Received: dtype {labels.dtype.name}")
+            raise TypeError(
+                f"Labels must be class indices (int) or class names (str). Received: dtype {labels.dtype.name}"
+            )
         labels = tf.cast(labels, tf.int32)
         inside = tf.reduce_all((labels >= 0) & (labels < self.num_classes))
         message = f"Label indices must be in [0, {self.num_classes}) ({self.num_classes} class names). Received"
@@ -279,7 +281,7 @@ class ImagePreprocessor:
             raise ValueError(f"The dataset must give (image, label) pairs. Received elements of {spec}")
         image_spec, label_spec = spec
         encoded = image_spec.dtype == tf.string
-        if (encoded and image_spec.shape.rank != 0) or (not encoded and image_spec.shape.rank != 3) or label_spec.shape.rank != 0:
+        if image_spec.shape.rank != (0 if encoded else 3) or label_spec.shape.rank != 0:
             raise ValueError(
                 "The dataset must give one image and one label at a time (unbatched): encoded bytes (a scalar "
                 f"string) or pixels (H, W, C), and a scalar label. Received elements of {spec}"

@@ -323,8 +323,8 @@ class ImageClassifier(Task):
 
     # -- export ----------------------------------------------------------------
     def export(self, base, name=None, version=None, quantize=None):
-        """Writes the TF Serving export `<base>/<name>/<version>/` (next free version by default) and returns its path;
-        on JAX or PyTorch through the TensorFlow backend in a subprocess (`Task.export`).
+        """Writes the TF Serving export `<base>/<name>/<version>/` (the next free version by default) and
+        returns its path; on JAX or PyTorch through the TensorFlow backend in a subprocess (`Task.export`).
 
         The graph is `ImageClassifierGraph`'s (`serving_default` on image
         bytes, `classify_pixels`), written by `zoo.export.writer` with

@@ -93,7 +93,9 @@ def training_dataset(x, y, class_names, what, shuffle=False, seed=0):
         raise ValueError(f"{what} is an array of images: give its labels (y) too.")
     labels = np.asarray(y)
     if labels.shape != (len(images),):
-        raise ValueError(f"{what} needs one label per image: {len(images)} images. Received labels of shape {labels.shape}")
+        raise ValueError(
+            f"{what} needs one label per image: {len(images)} images. Received labels of shape {labels.shape}"
+        )
     return image_dataset(images, label_indices(labels, class_names, what), shuffle=shuffle, seed=seed)
 
 
