@@ -89,9 +89,12 @@ class ImageClassifier(Task):
         self.top_k = top_k
         self._graphs = {}  # (top_k, model, preprocessor) -> ImageClassifierGraph (its functions trace once)
         self._logits = {}  # model -> CompiledCall, off TensorFlow
-        self._graph(top_k)  # checks the class names against the model, and top_k
+        self.graph()  # checks the class names against the model, and top_k
 
-    def _graph(self, top_k):
+    def graph(self, top_k=None):
+        """The `ImageClassifierGraph` that `predict` runs (and `export` writes), for `top_k` (default: the
+        classifier's); one per top-k, model and preprocessor, so its functions trace once."""
+        top_k = self.top_k if top_k is None else top_k
         key = (top_k, id(self.model), self.preprocessor)
         if key not in self._graphs:
             self._graphs[key] = ImageClassifierGraph(self.model, self.preprocessor, top_k)
@@ -120,7 +123,7 @@ class ImageClassifier(Task):
             `(N, classes)`, `top_k_labels` `(N, k)` str, `top_k_scores`
             `(N, k)` and `valid` `(N,)` bool.
         """
-        graph = self._graph(self.top_k if top_k is None else top_k)
+        graph = self.graph(top_k)
         if keras.backend.backend() == "tensorflow":
             on_bytes, on_pixels = graph.serving_default, graph.classify_pixels
         else:  # the same functions, with the model run on the backend between TF halves
@@ -145,7 +148,7 @@ class ImageClassifier(Task):
             normalisation (resized and cropped: what the model sees); and
             `valid` `(N,)` bool (an image that does not decode: zeros, False).
         """
-        graph = self._graph(self.top_k)
+        graph = self.graph()
         outputs = self._run(
             images, lambda b: dict(zip(("inputs", "valid"), graph.prepare_bytes(b))),
             lambda p: {"inputs": graph.prepare_pixels(p), "valid": tf.ones(tf.shape(p)[:1], tf.bool)}, batch_size,
@@ -336,8 +339,11 @@ class ImageClassifier(Task):
         name = quantized_name("image_classifier", check_mode(quantize)) if name is None else name
         if keras.backend.backend() != "tensorflow":
             return self._export_on_tensorflow(base, name, version, quantize)
-        model, summary = (self.model, None) if quantize is None else quantize_model(self.model, quantize)
-        graph = ImageClassifierGraph(model, self.preprocessor, self.top_k)
+        if quantize is None:
+            graph, summary = self.graph(), None
+        else:
+            model, summary = quantize_model(self.model, quantize)
+            graph = ImageClassifierGraph(model, self.preprocessor, self.top_k)
         return export_saved_model(
             base, name, graph.endpoints(), resources=(graph.class_names,), warmup_requests=[graph.warmup_request()],
             version=version, quantization=summary,
