@@ -3,7 +3,7 @@
     python -m bench.image_export                         # vit_tiny_patch4_32, 32x32 PNGs, batch 1 and 32
     python -m bench.image_export --preset vit_tiny_patch16_224 --png-size 256
 
-Exports a randomly initialised ViT with `zoo.export.export_image_classifier`,
+Exports a randomly initialised ViT with `zoo.ImageClassifier.export`,
 loads it with `tf.saved_model.load` (graph mode, as the server runs it) and
 times the `serving_default` signature on a batch of encoded PNG bytes
 (decode, resize, normalise, model, softmax, top-k, labels), interleaved
@@ -37,9 +37,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    from zoo.data.image_preprocessing import ImagePreprocessing
-    from zoo.export.image_classifier import export_image_classifier
     from zoo.models import VisionTransformer
+    from zoo.preprocessing import ImagePreprocessor
+    from zoo.tasks import ImageClassifier
 
     common.set_policy(args.dtype_policy)
     overrides = {"num_encoder_layers": args.layers} if args.layers else {}
@@ -51,7 +51,8 @@ def main(argv=None):
     cases = {}
     with tempfile.TemporaryDirectory() as base:
         names = [f"class_{i}" for i in range(model.num_classes)]
-        path = export_image_classifier(model, ImagePreprocessing(model.image_size, (0.5,) * 3, (0.5,) * 3, names), base)
+        preprocessor = ImagePreprocessor(model.image_size, (0.5,) * 3, (0.5,) * 3, names)
+        path = ImageClassifier(model, preprocessor).export(base)
         loaded = tf.saved_model.load(path)
         serve, raw = loaded.signatures["serving_default"], loaded.signatures["classify_pixels"]
         for batch in batch_sizes:

@@ -77,7 +77,7 @@ def random_translator(preset="transformer_tiny", layers=None):
 def random_classifier(preset="vit_tiny_patch4_32", layers=None):
     import keras
 
-    from zoo.data.image_preprocessing import ImagePreprocessing
+    from zoo.preprocessing import ImagePreprocessor
     from zoo.models import VisionTransformer
     from zoo.tasks import ImageClassifier
 
@@ -85,7 +85,7 @@ def random_classifier(preset="vit_tiny_patch4_32", layers=None):
     overrides = {"num_encoder_layers": layers} if layers else {}
     model = VisionTransformer.from_preset(preset, num_classes=10, **overrides)
     names = [str(i) for i in range(10)]
-    return ImageClassifier(model, ImagePreprocessing(model.image_size, (0.5,) * 3, (0.5,) * 3, names))
+    return ImageClassifier(model, ImagePreprocessor(model.image_size, (0.5,) * 3, (0.5,) * 3, names))
 
 
 def keras_default_int8(task):
@@ -96,7 +96,7 @@ def keras_default_int8(task):
     model.quantize("int8", filters=is_quantizable)
     if type(task).__name__ == "Translator":
         return type(task)(model, task.source_tokenizer, task.target_tokenizer, task.settings)
-    return type(task)(model, task.preprocessing, task.top_k)
+    return type(task)(model, task.preprocessor, task.top_k)
 
 
 def export_sides(task, base, kind, sides=SIDES):
@@ -122,12 +122,12 @@ def test_sentences():
 
 
 def digit_pngs():
-    """The digits test split as PNG bytes, with integer labels and class names."""
+    """The digits test split (8x8) as PNG bytes, with integer labels and class names."""
     import tensorflow as tf
 
     from zoo.data.image_data import load_builtin
 
-    data = load_builtin(32)
+    data = load_builtin()
     images, labels = data.test
     return [tf.io.encode_png(image).numpy() for image in images], labels, data.class_names
 

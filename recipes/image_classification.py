@@ -18,8 +18,9 @@ an interruption resumes from the last epoch. Other subcommands:
 
 `evaluate` and `export` read `<output>/model` (or, for runs trained before
 task folders, `model.keras` and `class_names.json` in `<output>`); `--top-k`
-overrides its saved setting. Images are normalised by the classifier's
-`zoo.data.ImagePreprocessing` in training, evaluation and the export alike.
+overrides its saved setting. Images are decoded, resized and normalised by
+the classifier's `zoo.preprocessing.ImagePreprocessor` in training,
+evaluation and the export alike (the 8x8 digits upsampled to `--image-size`).
 Data: `--data builtin` (default), `--data folder:PATH` (one sub-folder per
 class), `--data tfds:cifar10`. The built-in digits are white strokes on
 black, thick and filling the frame; `classify --help` says what that means
@@ -110,27 +111,28 @@ def augmenter(config):
     return lambda batch: pipeline(batch, training=True)
 
 
-def image_preprocessing(config, class_names):
-    """The run's `zoo.data.ImagePreprocessing`: its image size, zoo's default mean/std, the data's class names."""
-    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
+def image_preprocessor(config, class_names):
+    """The run's `zoo.preprocessing.ImagePreprocessor`: its image size, zoo's default mean/std, the data's
+    class names."""
+    from zoo.preprocessing import ImagePreprocessor
+    from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD
 
-    return ImagePreprocessing(config.image_size, DEFAULT_MEAN, DEFAULT_STD, class_names)
+    return ImagePreprocessor(config.image_size, DEFAULT_MEAN, DEFAULT_STD, class_names)
 
 
 def load_run(config):
-    from zoo.data.image_data import load_image_data, make_image_batches
+    """The run's data and its train / validation batches, made by the classifier's preprocessor
+    (decode, resize; augmentation on training batches; normalise)."""
+    from zoo.data.image_data import image_dataset, load_image_data
 
-    data = load_image_data(config.data, config.image_size, strict=config.strict)
-    preprocessing = image_preprocessing(config, data.class_names)
+    data = load_image_data(config.data, strict=config.strict)
+    preprocessor = image_preprocessor(config, data.class_names)
     batches = {}
     for split in ("train", "validation"):
         images, labels = getattr(data, split)
-        ds = make_image_batches(
-            images, labels, config.batch_size, data.num_classes, training=split == "train",
-            augment=augmenter(config), seed=config.seed,
-        )
-        # Images are already image_size: of the preprocessing, only mean/std is left to apply.
-        batches[split] = ds.map(lambda x, y: (preprocessing.normalize(x), y))
+        training = split == "train"
+        ds = image_dataset(images, labels, shuffle=training, seed=config.seed)
+        batches[split] = preprocessor.batches(ds, config.batch_size, augment=augmenter(config) if training else None)
         print(f"{split}: {len(labels)} images, {data.num_classes} classes")
     return data, batches
 
@@ -190,7 +192,7 @@ def train(config):
         model = VisionTransformer(**architecture)
         compile_model(model, config, steps)
         common.fit(model, batches["train"], batches["validation"], config, engine)
-    classifier = zoo.ImageClassifier(model, image_preprocessing(config, data.class_names), config.top_k)
+    classifier = zoo.ImageClassifier(model, image_preprocessor(config, data.class_names), config.top_k)
     common.save_task(classifier, config.output)
     evaluate(config, classifier=classifier, data=data)
     export(config, classifier=classifier)
@@ -204,15 +206,15 @@ def load_classifier(config):
     classifier = common.load_task(zoo.ImageClassifier, config.output, "image_classification")
     if classifier.top_k == config.top_k:
         return classifier
-    return zoo.ImageClassifier(classifier.model, classifier.preprocessing, config.top_k)
+    return zoo.ImageClassifier(classifier.model, classifier.preprocessor, config.top_k)
 
 
 def evaluate(config, classifier=None, data=None):
     """Top-1/top-k accuracy on the test split, a confusion matrix, attention maps and rollouts.
 
     The test images run through the export's graph (`classifier.predict`
-    on `[0, 1]` pixels, in batches): the same preprocessing and model as a
-    served PNG of the image, without encoding and decoding each one.
+    in batches; arrays as `[0, 1]` pixels): the same preprocessing and model
+    as a served PNG of the image, without encoding and decoding each one.
     """
     import numpy as np
     import tensorflow as tf
@@ -221,12 +223,12 @@ def evaluate(config, classifier=None, data=None):
     from zoo.plots import plot_attention_maps, plot_confusion_matrix, plot_rollout_grid
 
     classifier = load_classifier(config) if classifier is None else classifier
-    data = load_image_data(config.data, config.image_size, strict=config.strict) if data is None else data
+    data = load_image_data(config.data, strict=config.strict) if data is None else data
     images, labels = data.test
 
-    def probabilities_of(chunk):  # uint8 to [0, 1] pixels with the export's decoding op
-        pixels = tf.image.convert_image_dtype(chunk, tf.float32).numpy()
-        return classifier.predict(pixels, batch_size=config.batch_size)["probabilities"]
+    def probabilities_of(chunk):  # encoded bytes as they are; uint8 to [0, 1] pixels with the export's op
+        chunk = list(chunk) if chunk.dtype == object else tf.image.convert_image_dtype(chunk, tf.float32).numpy()
+        return classifier.predict(chunk, batch_size=config.batch_size)["probabilities"]
 
     probabilities = np.concatenate([probabilities_of(images[i : i + 1024]) for i in range(0, len(images), 1024)])
     k = min(config.top_k, probabilities.shape[1])
@@ -271,7 +273,7 @@ def classifier_function(model_path):
         import zoo
 
         return zoo.ImageClassifier.load(path).predict
-    from zoo.export.image_classifier import classify_with_saved_model
+    from zoo.tasks.image_classifier_graph import classify_with_saved_model
 
     return lambda images: classify_with_saved_model(path, images)
 

@@ -43,11 +43,11 @@ def test_classify_in_python(tmp_path, monkeypatch, capsys):
     import keras
 
     import zoo
-    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
+    from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessor
 
     run = tmp_path / "runs" / "vit"  # where recipes/image_classification.py saves its task folder: <output>/model
-    preprocessing = ImagePreprocessing(8, DEFAULT_MEAN, DEFAULT_STD, ["zero", "one", "two"])
-    zoo.ImageClassifier(keras.saving.load_model(MAIN_VIT), preprocessing, top_k=2).save(run / "model")
+    preprocessor = ImagePreprocessor(8, DEFAULT_MEAN, DEFAULT_STD, ["zero", "one", "two"])
+    zoo.ImageClassifier(keras.saving.load_model(MAIN_VIT), preprocessor, top_k=2).save(run / "model")
     buffer = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8), dtype=np.uint8)).save(buffer, format="PNG")
     (tmp_path / "digit.png").write_bytes(buffer.getvalue())

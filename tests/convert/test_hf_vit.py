@@ -56,7 +56,7 @@ def test_logits_match(tmp_path, safe, qkv_bias):
 
 def test_preprocessing_carries_normalisation_and_class_names(tmp_path):
     _save_reference(tmp_path)
-    prep = ImageClassifier.from_hf(tmp_path).preprocessing
+    prep = ImageClassifier.from_hf(tmp_path).preprocessor
     assert prep.class_names == ("cat", "dog", "tabby cat", "bird")
     np.testing.assert_allclose(prep.mean, (0.485, 0.456, 0.406), rtol=1e-6)
     np.testing.assert_allclose(prep.std, (0.229, 0.224, 0.225), rtol=1e-6)

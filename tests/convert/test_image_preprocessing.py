@@ -1,11 +1,11 @@
-"""How HF / timm preprocessing configs become a `zoo.data.ImagePreprocessing`."""
+"""How HF / timm preprocessing configs become a `zoo.data.ImagePreprocessor`."""
 
 import numpy as np
 import pytest
 
 from zoo.convert import CheckpointError
-from zoo.convert.hf_vit import preprocessing_from_hf
-from zoo.convert.timm_vit import preprocessing_from_timm
+from zoo.convert.hf_vit import preprocessor_from_hf
+from zoo.convert.timm_vit import preprocessor_from_timm
 from zoo.convert.vit_weights import class_names_from_mapping
 
 CONFIG = {"id2label": {"1": "dog", "0": "cat"}}
@@ -26,7 +26,7 @@ def test_hf_normalisation_in_unit_pixels(processor, mean, std):
     """The export computes (x - mean) / std on x in [0, 1]; HF on 0..255 pixels p:
     (p * rescale_factor - image_mean) / image_std. Both must give the same numbers."""
     processor = dict(dict(do_rescale=True, rescale_factor=1 / 255, do_normalize=True), **processor)
-    prep = preprocessing_from_hf(processor, CONFIG, (32, 32))
+    prep = preprocessor_from_hf(processor, CONFIG, (32, 32))
     np.testing.assert_allclose(prep.mean, mean, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(prep.std, std, rtol=1e-6)
     pixels = np.array([0.0, 100.0, 255.0])[:, None]
@@ -41,14 +41,14 @@ def test_hf_normalisation_in_unit_pixels(processor, mean, std):
 
 def test_hf_processors_zoo_cannot_match_are_refused():
     with pytest.raises(CheckpointError, match="image_processor_type='ConvNextImageProcessor'"):
-        preprocessing_from_hf({"image_processor_type": "ConvNextImageProcessor"}, CONFIG, (32, 32))
+        preprocessor_from_hf({"image_processor_type": "ConvNextImageProcessor"}, CONFIG, (32, 32))
     with pytest.raises(CheckpointError, match="do_center_crop"):
-        preprocessing_from_hf({"do_center_crop": True}, CONFIG, (32, 32))
+        preprocessor_from_hf({"do_center_crop": True}, CONFIG, (32, 32))
     with pytest.raises(CheckpointError, match="resample=4"):  # PIL's BOX filter
-        preprocessing_from_hf({"resample": 4}, CONFIG, (32, 32))
+        preprocessor_from_hf({"resample": 4}, CONFIG, (32, 32))
     with pytest.raises(CheckpointError, match="preprocessor_config.json: std must be positive"):
-        preprocessing_from_hf({"image_std": [0.5, 0.0, 0.5]}, CONFIG, (32, 32))
-    assert preprocessing_from_hf({"resample": 3}, CONFIG, (32, 32)).interpolation == "bicubic"
+        preprocessor_from_hf({"image_std": [0.5, 0.0, 0.5]}, CONFIG, (32, 32))
+    assert preprocessor_from_hf({"resample": 3}, CONFIG, (32, 32)).interpolation == "bicubic"
 
 
 def test_class_names_must_name_every_class():
@@ -63,16 +63,16 @@ def test_class_names_must_name_every_class():
 
 
 def test_timm_needs_mean_and_std_and_names_indices_by_default():
-    prep = preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.9), None, 3, (32, 32))
+    prep = preprocessor_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=0.9), None, 3, (32, 32))
     assert prep.class_names == ("0", "1", "2") and prep.crop_pct == 0.9 and prep.interpolation == "bicubic"
     assert prep.crop_mode == "center"
-    squash = preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_mode="squash"), None, 3, (32, 32))
+    squash = preprocessor_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_mode="squash"), None, 3, (32, 32))
     assert (squash.crop_mode, squash.crop_pct) == ("squash", 0.875)  # timm's default crop_pct
     with pytest.raises(CheckpointError, match="needs mean and std"):
-        preprocessing_from_timm(dict(crop_pct=0.9), None, 3, (32, 32))
+        preprocessor_from_timm(dict(crop_pct=0.9), None, 3, (32, 32))
     with pytest.raises(CheckpointError, match="crop_mode='border'"):
-        preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_mode="border"), None, 3, (32, 32))
+        preprocessor_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, crop_mode="border"), None, 3, (32, 32))
     with pytest.raises(CheckpointError, match="interpolation='random'"):
-        preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="random"), None, 3, (32, 32))
+        preprocessor_from_timm(dict(mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="random"), None, 3, (32, 32))
     with pytest.raises(CheckpointError, match="timm pretrained_cfg: std must be positive"):
-        preprocessing_from_timm(dict(mean=(0.5,) * 3, std=(0.5, 0.0, 0.5)), None, 3, (32, 32))
+        preprocessor_from_timm(dict(mean=(0.5,) * 3, std=(0.5, 0.0, 0.5)), None, 3, (32, 32))

@@ -58,7 +58,7 @@ def test_logits_match_from_a_hub_folder(tmp_path, architecture, overrides, pooli
     assert model.qkv_bias is overrides.get("qkv_bias", True)
     diff = _max_diff(model, reference, _images())
     assert diff < 1e-4, diff
-    prep = classifier.preprocessing
+    prep = classifier.preprocessor
     assert prep.class_names == tuple(LABELS)
     assert prep.mean == tuple(reference.pretrained_cfg["mean"]) and prep.std == tuple(reference.pretrained_cfg["std"])
     assert prep.image_size == (32, 32) and prep.crop_pct == reference.pretrained_cfg["crop_pct"]
@@ -73,9 +73,9 @@ def test_state_dict_and_pth_file_with_architecture_and_pretrained_cfg(tmp_path):
         reference.state_dict(), "vit_tiny_patch16_224", pretrained_cfg=cfg, **SMALL
     )
     assert _max_diff(from_dict.model, reference, images) < 1e-4
-    assert from_dict.preprocessing.class_names == ("0", "1", "2", "3", "4")  # no label names: indices
-    assert from_dict.preprocessing.mean == cfg["mean"]
-    assert from_dict.preprocessing.crop_pct == 0.875  # timm's default when pretrained_cfg names none
+    assert from_dict.preprocessor.class_names == ("0", "1", "2", "3", "4")  # no label names: indices
+    assert from_dict.preprocessor.mean == cfg["mean"]
+    assert from_dict.preprocessor.crop_pct == 0.875  # timm's default when pretrained_cfg names none
     torch.save(reference.state_dict(), tmp_path / "vit.pth")
     from_file = ImageClassifier.from_timm(tmp_path / "vit.pth", "vit_tiny_patch16_224", pretrained_cfg=cfg, **SMALL)
     assert _max_diff(from_file.model, reference, images) < 1e-4
@@ -91,7 +91,7 @@ def test_older_flat_hub_config(tmp_path):
     flat = dict(config["pretrained_cfg"], architecture="vit_tiny_patch16_224", labels=LABELS, mean=[0.1, 0.2, 0.3])
     (tmp_path / "config.json").write_text(json.dumps(flat))
     classifier = ImageClassifier.from_timm(tmp_path, **SMALL)
-    assert classifier.preprocessing.class_names == tuple(LABELS) and classifier.preprocessing.mean == (0.1, 0.2, 0.3)
+    assert classifier.preprocessor.class_names == tuple(LABELS) and classifier.preprocessor.mean == (0.1, 0.2, 0.3)
     assert _max_diff(classifier.model, reference, _images()) < 1e-4
 
 

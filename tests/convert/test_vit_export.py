@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from tests.convert.test_hf_vit import LABELS, _save_reference
-from zoo.export.image_classifier import classify_with_saved_model
 from zoo.tasks import ImageClassifier
+from zoo.tasks.image_classifier_graph import classify_with_saved_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -62,7 +62,7 @@ def test_hf_tool_export_scores_like_vit_image_processor(tmp_path):
 
     # The folder reloads as an ImageClassifier: the same model, preprocessing and scores.
     loaded = ImageClassifier.load(output)
-    prep = loaded.preprocessing
+    prep = loaded.preprocessor
     assert prep.class_names == tuple(LABELS.values()) and loaded.top_k == 2
     images = ((pixels / 255.0 - np.array(prep.mean)) / np.array(prep.std)).astype("float32")
     with torch.no_grad():
@@ -100,7 +100,7 @@ def test_export_resize_matches_vit_image_processor_up_to_8_bit_rounding(tmp_path
     import tensorflow as tf
 
     _save_reference(tmp_path / "hf")
-    prep = ImageClassifier.from_hf(tmp_path / "hf").preprocessing  # what the export and predict run
+    prep = ImageClassifier.from_hf(tmp_path / "hf").preprocessor  # what the export and predict run
     pixels = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
     ours = prep.prepare(tf.image.convert_image_dtype(pixels, tf.float32)).numpy()
     processor = transformers.ViTImageProcessor.from_pretrained(tmp_path / "hf")
@@ -121,10 +121,10 @@ def test_resize_and_center_crop_match_timms_eval_transform(shape, crop_pct):
     timm = pytest.importorskip("timm")
     import tensorflow as tf
 
-    from zoo.convert.timm_vit import preprocessing_from_timm
+    from zoo.convert.timm_vit import preprocessor_from_timm
 
     cfg = dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), crop_pct=crop_pct, interpolation="bicubic")
-    prep = preprocessing_from_timm(cfg, None, 3, (32, 32))
+    prep = preprocessor_from_timm(cfg, None, 3, (32, 32))
     transform = timm.data.create_transform(input_size=(3, 32, 32), **cfg)
     pixels = np.random.default_rng(3).integers(0, 256, (*shape, 3), dtype=np.uint8)
     pixels = np.clip(pixels.astype(float) * 0.5 + np.linspace(0, 127, shape[1])[None, :, None], 0, 255).astype(np.uint8)
@@ -150,5 +150,5 @@ def test_timm_tool_from_a_bare_state_dict(tmp_path):
     assert export_path is None
     loaded = ImageClassifier.load(output)
     assert _max_diff(loaded.model, reference, _images()) < 1e-4
-    prep = loaded.preprocessing
+    prep = loaded.preprocessor
     assert prep.mean == (0.485, 0.456, 0.406) and prep.class_names == ("0", "1", "2", "3", "4")

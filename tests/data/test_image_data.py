@@ -1,14 +1,13 @@
 import io
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 from zoo.data.image_data import (
-    ImageSplits, _stratified_split, _tfds_class_names, load_builtin, load_folder, load_image_data, load_tfds,
-    make_image_batches)
+    ImageSplits, _stratified_split, _tfds_class_names, image_dataset, load_builtin, load_folder, load_image_data,
+    load_tfds)
 from zoo.data.translation_data import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -16,7 +15,7 @@ SPLITS = ("train", "validation", "test")
 
 @pytest.fixture(scope="module")
 def digits():
-    return load_builtin(image_size=16)
+    return load_builtin()
 
 
 def test_builtin_shapes_dtypes_and_classes(digits):
@@ -25,18 +24,18 @@ def test_builtin_shapes_dtypes_and_classes(digits):
     sizes = []
     for name in SPLITS:
         images, labels = getattr(digits, name)
-        assert images.shape[1:] == (16, 16, 3) and images.dtype == np.uint8
+        assert images.shape[1:] == (8, 8, 3) and images.dtype == np.uint8  # as scanned: the preprocessor resizes
         assert labels.shape == (len(images),) and labels.dtype == np.int32
         np.testing.assert_array_equal(images[..., 0], images[..., 2])  # gray in 3 channels
         assert set(np.unique(labels)) == set(range(10))  # stratified: every class in every split
         sizes.append(len(labels))
     assert sum(sizes) == 1797 and 0.78 < sizes[0] / 1797 < 0.82
-    assert digits.train[0].max() >= 250 and digits.train[0].min() == 0  # 0..16 scaled to 0..255
+    assert digits.train[0].max() == 255 and digits.train[0].min() == 0  # 0..16 scaled to 0..255
     assert digits.skipped == []
 
 
 def test_builtin_is_deterministic(digits):
-    again = load_builtin(image_size=16)
+    again = load_builtin()
     for name in SPLITS:
         np.testing.assert_array_equal(getattr(digits, name)[0], getattr(again, name)[0])
         np.testing.assert_array_equal(getattr(digits, name)[1], getattr(again, name)[1])
@@ -82,7 +81,7 @@ def _write_folder(root, classes=("cat", "dog", "emu"), per_class=6, bad=True):
         folder.mkdir(parents=True)
         for i in range(per_class):
             fmt = formats[i % len(formats)]
-            size = (10 + i, 12, 3) if i % 2 else (9, 7, 3)  # mixed sizes, all resized
+            size = (10 + i, 12, 3) if i % 2 else (9, 7, 3)  # mixed sizes, kept
             array = np.full(size, 40 * c, np.uint8) + rng.integers(0, 20, size, dtype=np.uint8)
             (folder / f"img_{i}.{fmt}").write_bytes(_encode(array, {"JPEG": "jpg", "PNG": "png"}.get(fmt, fmt)))
     (root / "notes.txt").write_text("top-level files are not classes")
@@ -99,58 +98,60 @@ def _write_folder(root, classes=("cat", "dog", "emu"), per_class=6, bad=True):
 
 def test_folder_skips_and_reports_bad_files(tmp_path, capsys):
     bad = _write_folder(tmp_path)
-    data = load_folder(str(tmp_path), image_size=8)
+    data = load_folder(str(tmp_path))
     assert data.class_names == ["cat", "dog", "emu"]
     assert sorted(data.skipped) == bad
     summary, *named = capsys.readouterr().out.strip().splitlines()
     assert "skipped 3 unreadable image file(s)" in summary and "ignored 1 file(s)" in summary
     assert sorted(line.strip() for line in named) == bad  # each skipped file named
     with pytest.raises(DataError, match=r"Cannot decode image .*truncated.jpg.*without --strict"):
-        load_folder(str(tmp_path), image_size=8, strict=True)
+        load_folder(str(tmp_path), strict=True)
     total = 0
     for name in SPLITS:
         images, labels = getattr(data, name)
-        assert images.shape[1:] == (8, 8, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
-        assert set(labels.tolist()) == {0, 1, 2}  # every class in every split
+        assert images.dtype == object and all(isinstance(image, bytes) for image in images)  # the files' bytes
+        assert labels.dtype == np.int32 and set(labels.tolist()) == {0, 1, 2}  # every class in every split
         total += len(labels)
     assert total == 18
-    # class c was drawn around 40 * c: labels follow the sorted folder names
+    # class c was drawn around 40 * c: labels follow the sorted folder names; sizes are the files' own
     train_images, train_labels = data.train
+    decoded = [tf.io.decode_image(image, channels=3, expand_animations=False).numpy() for image in train_images]
+    assert {image.shape for image in decoded} >= {(9, 7, 3), (11, 12, 3)}
     for c in range(3):
-        assert abs(train_images[train_labels == c].mean() - (40 * c + 10)) < 6
-    again = load_image_data(f"folder:{tmp_path}", 8)
-    np.testing.assert_array_equal(data.test[0], again.test[0])
+        assert abs(np.mean([d.mean() for d, label in zip(decoded, train_labels) if label == c]) - (40 * c + 10)) < 6
+    again = load_image_data(f"folder:{tmp_path}")
+    assert data.test[0].tolist() == again.test[0].tolist()
 
 
 def test_folder_errors(tmp_path):
     with pytest.raises(DataError, match="Image folder not found: .*missing"):
-        load_folder(str(tmp_path / "missing"), 8)
+        load_folder(str(tmp_path / "missing"))
     (tmp_path / "flat").mkdir()
     (tmp_path / "flat" / "a.png").write_bytes(_encode(np.zeros((4, 4, 3), np.uint8), "png"))
     with pytest.raises(DataError, match="No class sub-folders"):
-        load_folder(str(tmp_path / "flat"), 8)
+        load_folder(str(tmp_path / "flat"))
     _write_folder(tmp_path / "one", classes=("only",), bad=False)
     with pytest.raises(DataError, match="at least 2 classes.*'only'"):
-        load_folder(str(tmp_path / "one"), 8)
+        load_folder(str(tmp_path / "one"))
     _write_folder(tmp_path / "broken", classes=("a", "b"), bad=False)
     (tmp_path / "broken" / "c").mkdir()
     (tmp_path / "broken" / "c" / "x.jpg").write_bytes(b"garbage")
     with pytest.raises(DataError, match=r"'.*c' has no readable images.*found 1 such file\(s\), none decodable"):
-        load_folder(str(tmp_path / "broken"), 8)
+        load_folder(str(tmp_path / "broken"))
     with pytest.raises(DataError, match="Unknown image data source 'csv:x'"):
-        load_image_data("csv:x", 8)
+        load_image_data("csv:x")
 
 
 def test_tfds_via_mock_data(monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40):
-        data = load_tfds("cifar10", image_size=12)
+        data = load_tfds("cifar10")
         assert data.class_names == [str(i) for i in range(10)]  # mocked info has no label names
         for name in SPLITS:
             images, labels = getattr(data, name)
-            assert images.shape == (40, 12, 12, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
-        gray = load_image_data("tfds:mnist", 8)  # (28, 28, 1) -> (8, 8, 3)
-        assert gray.train[0].shape[1:] == (8, 8, 3)
+            assert images.shape == (40, 32, 32, 3) and images.dtype == np.uint8 and labels.dtype == np.int32
+        gray = load_image_data("tfds:mnist")  # (28, 28, 1) -> (28, 28, 3)
+        assert gray.train[0].shape[1:] == (28, 28, 3)
         np.testing.assert_array_equal(gray.train[0][..., 0], gray.train[0][..., 1])
 
         real_load = tfds.load
@@ -161,7 +162,7 @@ def test_tfds_via_mock_data(monkeypatch):
             return real_load(name, split=split, **kwargs)
 
         monkeypatch.setattr(tfds, "load", train_only)
-        carved = load_tfds("cifar10", image_size=12)
+        carved = load_tfds("cifar10")
         sizes = [len(getattr(carved, name)[1]) for name in SPLITS]
         assert sum(sizes) == 40 and min(sizes) >= 1 and sizes[0] > sizes[1]
 
@@ -183,38 +184,19 @@ def test_tfds_class_names_from_info_or_fallback():
     assert _tfds_class_names(Builder(), 2) == ["0", "1"]
 
 
-def test_make_image_batches_shapes_one_hot_and_order():
+def test_image_dataset_keeps_the_order_or_shuffles_seeded():
     images = np.arange(10 * 4 * 4 * 3, dtype=np.int64).reshape(10, 4, 4, 3).astype(np.uint8)
-    labels = np.arange(10, dtype=np.int32) % 3
-    ds = make_image_batches(images, labels, batch_size=4, num_classes=3, training=False)
-    batches = list(ds)
-    assert [b[0].shape[0] for b in batches] == [4, 4, 2]
-    x, y = batches[0]
-    assert x.dtype == tf.float32 and x.shape == (4, 4, 4, 3) and y.dtype == tf.float32 and y.shape == (4, 3)
-    np.testing.assert_allclose(x.numpy(), images[:4] / 255.0, rtol=1e-6)
-    np.testing.assert_array_equal(y.numpy(), np.eye(3)[labels[:4]])
-    shuffled = make_image_batches(images, labels, batch_size=10, num_classes=3, training=True, seed=1)
-    first = next(iter(shuffled))[1].numpy().argmax(-1)
-    again = next(iter(make_image_batches(images, labels, 10, 3, training=True, seed=1)))[1].numpy().argmax(-1)
-    np.testing.assert_array_equal(first, again)  # seeded
-    assert sorted(first.tolist()) == sorted(labels.tolist())
-    with pytest.raises(DataError, match=r"Labels must be in \[0, 2\)"):
-        make_image_batches(images, labels, 4, num_classes=2, training=False)
-
-
-def test_augment_runs_only_when_training():
-    images = np.full((6, 4, 4, 3), 255, np.uint8)
-    labels = np.zeros(6, np.int32)
-
-    def blackout(batch):
-        return {"images": tf.zeros_like(batch["images"]), "labels": batch["labels"] * 0.5}
-
-    x, y = next(iter(make_image_batches(images, labels, 6, 2, training=True, augment=blackout)))
-    assert float(tf.reduce_max(x)) == 0.0 and float(tf.reduce_max(y)) == 0.5
-    x, y = next(iter(make_image_batches(images, labels, 6, 2, training=False, augment=blackout)))
-    assert float(tf.reduce_min(x)) == 1.0 and float(tf.reduce_max(y)) == 1.0
-    # Keras preprocessing layers take the same dict, so a Pipeline plugs in as it is.
-    pipeline = keras.layers.Pipeline([keras.layers.RandomFlip(seed=0), keras.layers.MixUp(seed=0)])
-    x, y = next(iter(make_image_batches(images, np.arange(6) % 2, 6, 2, training=True, augment=pipeline)))
-    assert x.shape == (6, 4, 4, 3) and y.shape == (6, 2)
-    np.testing.assert_allclose(y.numpy().sum(-1), 1.0, rtol=1e-5)
+    labels = np.arange(10, dtype=np.int64) % 3
+    elements = list(image_dataset(images, labels).as_numpy_iterator())
+    assert len(elements) == 10 and elements[0][0].dtype == np.uint8 and elements[0][1].dtype == np.int32
+    np.testing.assert_array_equal(np.stack([e[0] for e in elements]), images)
+    assert [int(e[1]) for e in elements] == labels.tolist()
+    first = [int(e[1]) for e in image_dataset(images, np.arange(10), shuffle=True, seed=1)]
+    again = [int(e[1]) for e in image_dataset(images, np.arange(10), shuffle=True, seed=1)]
+    assert first == again != list(range(10)) and sorted(first) == list(range(10))  # seeded, a permutation
+    encoded = image_dataset(np.array([b"png", b"jpeg bytes"], dtype=object), ["cat", "dog"])
+    assert encoded.element_spec[0].dtype == tf.string and encoded.element_spec[1].dtype == tf.string
+    with pytest.raises(ValueError, match="Received: 10 images, 9 labels"):
+        image_dataset(images, labels[:9])
+    with pytest.raises(DataError, match="class indices or class names. Received: float64 labels"):
+        image_dataset(images, labels / 2)

@@ -31,10 +31,10 @@ import tensorflow as tf
 from tests.export.conftest import DE, EN
 from zoo import distribution
 from zoo.decoding import SearchSettings
-from zoo.export.image_classifier import classify_with_saved_model
 from zoo.models import TransformerTranslator, VisionTransformer
+from zoo.preprocessing import ImagePreprocessor
 from zoo.tasks import ImageClassifier, Translator
-from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.tasks.image_classifier_graph import classify_with_saved_model
 from zoo.text import WordPieceTokenizer
 
 BATCH, FIRST, MORE = 8, 3, 2
@@ -119,7 +119,7 @@ def vit_parts():
     images = rng.normal(size=(BATCH * (FIRST + MORE), 8, 8, 3)).astype("float32")
     labels = rng.integers(0, 3, size=len(images))
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(BATCH, drop_remainder=True)
-    prep = ImagePreprocessing(8, (0.5,) * 3, (0.25,) * 3, ("cat", "dog", "bird"))
+    prep = ImagePreprocessor(8, (0.5,) * 3, (0.25,) * 3, ("cat", "dog", "bird"))
 
     def task(model):
         return ImageClassifier(model, prep, top_k=2)

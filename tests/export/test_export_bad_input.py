@@ -2,23 +2,17 @@
 
 Translator: a row of invalid UTF-8 translates exactly as its repaired text
 (U+FFFD for each bad sequence), an over-long row exactly as its first
-`max_length` tokens, in a batch or alone. Image classifier: the byte and
-pixel limits hold at their boundaries for every format, and a rejected image
-leaves the others of its batch as they would be alone.
+`max_length` tokens, in a batch or alone. (The image classifier's byte and
+pixel limits: tests/preprocessing/test_image_decoding.py.)
 """
-
-import io
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from tests.export.conftest import EN
-from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.export import TranslatorModule
-from zoo.export.image_classifier import ImageClassifierModule
-from zoo.models import TransformerTranslator, VisionTransformer
+from zoo.models import TransformerTranslator
 
 
 @pytest.fixture(scope="module")
@@ -83,80 +77,3 @@ def test_over_long_rows_with_learned_positions(tiny_translator):
     assert got == expected and got[1] == ""
     np.testing.assert_allclose(got_scores, expected_scores, atol=1e-5)
     assert module.prepare(tf.constant(["", " "]))[0].shape == (2, 1)  # a batch of empty rows has one column
-
-
-CLASSES = ["cat", "dog", "bird"]
-HEIGHT, WIDTH = 20, 30  # 600 pixels
-FORMATS = ("PNG", "JPEG", "GIF", "BMP")
-
-
-@pytest.fixture(scope="module")
-def classifier():
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
-    preprocessing = ImagePreprocessing(32, (0.5,) * 3, (0.5,) * 3, tuple(CLASSES))
-    return lambda **limits: ImageClassifierModule(model, preprocessing, top_k=2, **limits)
-
-
-@pytest.fixture(scope="module")
-def encoded():
-    rgb = np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-
-    def encode(fmt, array=rgb):
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format=fmt)
-        return buffer.getvalue()
-
-    images = {fmt: encode(fmt) for fmt in FORMATS}
-    # Top-down BMP rows: the header stores a negative height.
-    bmp = bytearray(images["BMP"])
-    offset = int.from_bytes(bmp[10:14], "little")
-    bmp[22:26] = (-HEIGHT).to_bytes(4, "little", signed=True)
-    bmp[offset:] = np.frombuffer(bytes(bmp[offset:]), np.uint8).reshape(HEIGHT, -1)[::-1].tobytes()
-    images["BMP top-down"] = bytes(bmp)
-    images["small PNG"] = encode("PNG", np.zeros((4, 5, 3), np.uint8))  # 20 pixels, always within the limits
-    return images
-
-
-def _classify(module, images):
-    return {k: v.numpy() for k, v in module.serving_default(tf.constant(images)).items()}
-
-
-def test_pixel_limit_at_its_boundary_for_every_format(classifier, encoded):
-    names = ["small PNG", *FORMATS, "BMP top-down"]
-    batch = [encoded[name] for name in names]
-    at_limit = _classify(classifier(max_pixels=HEIGHT * WIDTH), batch)
-    over = _classify(classifier(max_pixels=HEIGHT * WIDTH - 1), batch)
-    assert dict(zip(names, at_limit["valid"].tolist())) == dict.fromkeys(names, True)
-    assert dict(zip(names, over["valid"].tolist())) == {name: name == "small PNG" for name in names}
-    assert np.all(over["probabilities"][1:] == 0) and np.all(over["top_k_labels"][1:] == b"")
-    np.testing.assert_allclose(over["probabilities"][0], at_limit["probabilities"][0], atol=1e-6)
-    # Bottom-up and top-down BMPs (negative header height) hold the same pixels.
-    np.testing.assert_allclose(at_limit["probabilities"][4], at_limit["probabilities"][5], atol=1e-6)
-
-
-def test_byte_limit_at_its_boundary(classifier, encoded):
-    # Bytes after the end of an image are ignored by the decoders: pad each
-    # format to exactly the limit, and to one byte more.
-    limit = max(len(encoded[fmt]) for fmt in FORMATS)
-    names = [f"{fmt} {size}" for fmt in FORMATS for size in ("at limit", "over")]
-    batch = [encoded[fmt] + b"\0" * (limit - len(encoded[fmt]) + (size == "over")) for fmt in FORMATS
-             for size in ("at limit", "over")]
-    out = _classify(classifier(max_bytes=limit), batch)
-    assert dict(zip(names, out["valid"].tolist())) == {name: name.endswith("at limit") for name in names}
-    alone = _classify(classifier(), [encoded[fmt] for fmt in FORMATS])
-    np.testing.assert_allclose(out["probabilities"][::2], alone["probabilities"], atol=1e-6)
-
-
-def test_gif_and_bmp_headers_are_read_before_decoding(encoded):
-    """The pixel count comes from the header, so a small file declaring a huge
-    image is refused before any pixel is allocated (what the PNG and JPEG
-    paths do with their headers)."""
-    from zoo.export.image_classifier import _gif_or_bmp_pixels
-
-    for fmt in ("GIF", "BMP", "BMP top-down"):
-        assert int(_gif_or_bmp_pixels(tf.constant(encoded[fmt]))) == HEIGHT * WIDTH
-    huge_gif = encoded["GIF"][:6] + (65535).to_bytes(2, "little") * 2 + encoded["GIF"][10:]
-    huge_bmp = encoded["BMP"][:18] + (100_000).to_bytes(4, "little") * 2 + encoded["BMP"][26:]
-    assert int(_gif_or_bmp_pixels(tf.constant(huge_gif))) == 65535**2
-    assert int(_gif_or_bmp_pixels(tf.constant(huge_bmp))) == 100_000**2
-    assert int(_gif_or_bmp_pixels(tf.constant(encoded["PNG"]))) == 0  # other formats: their own checks

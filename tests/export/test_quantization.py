@@ -10,13 +10,13 @@ import tensorflow as tf
 
 from tests.export.conftest import EN
 from tests.helpers import run_without_zoo
-from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.decoding import SearchSettings
 from zoo.export import TranslatorModule, audit_saved_model, export_translator, quantize_model, read_quantization
-from zoo.export.image_classifier import classify_with_saved_model, export_image_classifier
 from zoo.export.quantization import describe
 from zoo.models import TransformerTranslator, VisionTransformer
+from zoo.preprocessing import ImagePreprocessor
 from zoo.tasks import ImageClassifier, Translator
+from zoo.tasks.image_classifier_graph import classify_with_saved_model
 
 FRESH = r"""
 model = tf.saved_model.load(sys.argv[1])
@@ -206,8 +206,8 @@ def test_int8_export_never_fails_on_bad_requests(exports):
 def test_int8_image_classifier_export(tmp_path):
     keras.utils.set_random_seed(1)
     model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
-    preprocessing = ImagePreprocessing(32, (0.5,) * 3, (0.5,) * 3, ["cat", "dog", "bird"])
-    classifier = ImageClassifier(model, preprocessing, top_k=2)
+    preprocessor = ImagePreprocessor(32, (0.5,) * 3, (0.5,) * 3, ["cat", "dog", "bird"])
+    classifier = ImageClassifier(model, preprocessor, top_k=2)
     float_path = classifier.export(str(tmp_path))
     int8_path = classifier.export(str(tmp_path), quantize="int8")
     assert int8_path.endswith(os.path.join("image_classifier_int8", "1"))

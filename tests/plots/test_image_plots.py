@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.models import VisionTransformer
 from zoo.plots import class_token_attention, plot_attention_maps, plot_confusion_matrix
+from zoo.preprocessing import ImagePreprocessor
 from zoo.tasks import ImageClassifier
 
 
@@ -13,7 +13,7 @@ from zoo.tasks import ImageClassifier
 def classifier():
     model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, num_encoder_layers=1,
                               num_heads=2, d_ff=32)
-    return ImageClassifier(model, ImagePreprocessing(16, (0.5,) * 3, (0.5,) * 3, ("zero", "one", "two")), top_k=2)
+    return ImageClassifier(model, ImagePreprocessor(16, (0.5,) * 3, (0.5,) * 3, ("zero", "one", "two")), top_k=2)
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns(tmp_path):

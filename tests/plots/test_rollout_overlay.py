@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.models import VisionTransformer
 from zoo.plots import pick_correct_and_wrong, plot_rollout, plot_rollout_grid
+from zoo.preprocessing import ImagePreprocessor
 from zoo.tasks import ImageClassifier
 
 CLASSES = ("cat", "dog", "bird")
@@ -55,7 +55,7 @@ def test_pick_correct_and_wrong():
 def classifier():
     model = VisionTransformer(image_size=16, patch_size=8, num_classes=3, d_model=16, num_encoder_layers=2,
                               num_heads=2, d_ff=32)
-    return ImageClassifier(model, ImagePreprocessing(16, (0.5,) * 3, (0.25,) * 3, CLASSES), top_k=2)
+    return ImageClassifier(model, ImagePreprocessor(16, (0.5,) * 3, (0.25,) * 3, CLASSES), top_k=2)
 
 
 def _images(count, seed=0):

@@ -39,7 +39,7 @@ def test_train_evaluate_export_and_serve(tmp_path):
     # Real encoded test images, written as files as a user would send them.
     from zoo.data.image_data import load_image_data
 
-    images, labels = load_image_data("builtin", 32).test
+    images, labels = load_image_data("builtin").test  # 8x8 scans: the export resizes them
     paths = []
     for i, encode in enumerate((tf.io.encode_png, tf.io.encode_jpeg, tf.io.encode_png)):
         path = str(tmp_path / f"digit_{i}.{'jpg' if encode is tf.io.encode_jpeg else 'png'}")
@@ -51,9 +51,11 @@ def test_train_evaluate_export_and_serve(tmp_path):
     assert served["valid"] == [True, True, True, False]
     assert served["top_k_labels"][3] == [""] * 5
 
-    # Same probabilities as the trained model on the decoded PNGs, normalised to [-1, 1] as in training.
+    # Same probabilities as the trained model on the decoded PNGs, resized to 32 (bilinear) and normalised
+    # to [-1, 1] as in training.
     decoded = np.stack([tf.io.decode_png(tf.io.read_file(p)).numpy() for p in (paths[0], paths[2])])
-    expected = tf.nn.softmax(np.asarray(model((decoded.astype("float32") / 255.0 - 0.5) / 0.5), "float32")).numpy()
+    resized = tf.image.resize(decoded.astype("float32") / 255.0, (32, 32), antialias=True).numpy()
+    expected = tf.nn.softmax(np.asarray(model((resized - 0.5) / 0.5), "float32")).numpy()
     np.testing.assert_allclose(np.array(served["probabilities"])[[0, 2]], expected, atol=1e-4)
 
     # The trained classifier is one task folder, <output>/model; in a fresh process it predicts as the export.
@@ -78,7 +80,7 @@ FRESH_CLASSIFIER = """
 import json, sys, zoo
 classifier = zoo.ImageClassifier.load(sys.argv[1])
 out = classifier.predict(sys.argv[2:])
-print(json.dumps(dict(preprocessing=classifier.preprocessing.get_config(), probabilities=out["probabilities"].tolist(),
+print(json.dumps(dict(preprocessing=classifier.preprocessor.get_config(), probabilities=out["probabilities"].tolist(),
                       top_k_labels=out["top_k_labels"].tolist(), valid=out["valid"].tolist())))
 """
 
@@ -103,17 +105,19 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device():
     )
 
 
-def test_training_batches_are_normalised_as_the_saved_classifier_normalises(tmp_path):
-    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD
+def test_training_batches_are_what_the_saved_classifier_feeds_its_model(tmp_path):
+    from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD
 
     config = image_classification.ImageClassificationConfig(output=str(tmp_path), batch_size=8)
     data, batches = image_classification.load_run(config)
     images, _ = next(iter(batches["validation"]))  # in order, not augmented
-    preprocessing = image_classification.image_preprocessing(config, data.class_names)
-    assert (preprocessing.mean, preprocessing.std, preprocessing.image_size) == (DEFAULT_MEAN, DEFAULT_STD, (32, 32))
-    assert preprocessing.class_names == tuple(data.class_names)
-    expected = preprocessing.prepare(tf.image.convert_image_dtype(data.validation[0][:8], tf.float32))  # as served
-    np.testing.assert_allclose(images, expected, atol=1e-6)
+    preprocessor = image_classification.image_preprocessor(config, data.class_names)
+    assert (preprocessor.mean, preprocessor.std, preprocessor.image_size) == (DEFAULT_MEAN, DEFAULT_STD, (32, 32))
+    assert preprocessor.class_names == tuple(data.class_names) and data.validation[0].shape[1:] == (8, 8, 3)
+    pngs = tf.constant([tf.io.encode_png(image).numpy() for image in data.validation[0][:8]])
+    served, valid = preprocessor.prepare_bytes(pngs)  # the 8x8 scans upsampled as the export does
+    assert valid.numpy().all()
+    np.testing.assert_allclose(images, served, atol=1e-6)
 
 
 CLASSES = ["zero", "one", "two"]
@@ -123,12 +127,12 @@ CLASSES = ["zero", "one", "two"]
 def tiny_run(tmp_path_factory):
     """A small random classifier (16x16, top 2): its export and its task folder."""
     import zoo
-    from zoo.data.image_preprocessing import ImagePreprocessing
+    from zoo.preprocessing import ImagePreprocessor
     from zoo.models import VisionTransformer
 
     model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, num_encoder_layers=1,
                               num_heads=2, d_ff=32)
-    classifier = zoo.ImageClassifier(model, ImagePreprocessing(16, (0.5,) * 3, (0.5,) * 3, CLASSES), top_k=2)
+    classifier = zoo.ImageClassifier(model, ImagePreprocessor(16, (0.5,) * 3, (0.5,) * 3, CLASSES), top_k=2)
     base = tmp_path_factory.mktemp("tiny")
     return dict(export=classifier.export(str(base / "export")), task=classifier.save(base / "model"))
 

@@ -224,7 +224,7 @@ def test_image_export_uses_the_saved_config_and_flags(image_run):
     output, _ = image_run
     _main(image_classification, ["export", "--output", output, "--top-k", "2"])
     assert _versions(output, "image_classifier") == ["1", "2"]
-    images = load_image_data("builtin", 32).test[0][:3]
+    images = load_image_data("builtin").test[0][:3]
     request = tf.constant([tf.io.encode_png(image).numpy() for image in images])
     outputs = [
         tf.saved_model.load(os.path.join(output, "export", "image_classifier", v)).signatures["serving_default"](

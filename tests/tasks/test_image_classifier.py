@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from tests.tasks.conftest import run_fresh
-from zoo.data.image_preprocessing import ImagePreprocessing
-from zoo.export.image_classifier import classify_with_saved_model
 from zoo.models import VisionTransformer
+from zoo.preprocessing import ImagePreprocessor
 from zoo.tasks import ImageClassifier, Translator
+from zoo.tasks.image_classifier_graph import classify_with_saved_model
 
 CLASSES = ("cat", "dog", "bird")
 MAIN_VIT = os.path.join(os.path.dirname(__file__), "..", "models", "data", "vit_saved_by_main.keras")
@@ -30,7 +30,7 @@ def saved(tmp_path_factory):
     """A small classifier (timm-style resize and center crop) saved as a folder, and its export."""
     model = VisionTransformer(image_size=16, patch_size=8, num_classes=3, d_model=16, num_encoder_layers=1,
                               num_heads=2, d_ff=32)
-    prep = ImagePreprocessing(16, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), CLASSES, "bicubic", crop_pct=0.9)
+    prep = ImagePreprocessor(16, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), CLASSES, "bicubic", crop_pct=0.9)
     classifier = ImageClassifier(model, prep, top_k=2)
     base = tmp_path_factory.mktemp("classifier")
     return classifier.save(base / "classifier"), classifier.export(str(base / "serving"))
@@ -137,7 +137,7 @@ def test_bad_inputs_are_named(saved, tmp_path):
     with pytest.raises(ValueError, match="dtype int64, values -1..-1 at images"):
         classifier.predict([np.full((2, 3, 3), -1)])
     with pytest.raises(ValueError, match="the model has 3. Received: 2 names"):
-        ImageClassifier(classifier.model, classifier.preprocessing.replace(class_names=("a", "b")))
+        ImageClassifier(classifier.model, classifier.preprocessor.replace(class_names=("a", "b")))
 
 
 def test_round_trip_in_a_fresh_process(saved, images):
@@ -148,10 +148,10 @@ def test_round_trip_in_a_fresh_process(saved, images):
         "import json, sys, zoo\n"
         "c = zoo.ImageClassifier.load(sys.argv[1])\n"
         "out = c.predict(sys.argv[2:])\n"
-        "print(json.dumps([c.preprocessing.get_config(), c.top_k, out['probabilities'].tolist()]))\n"
+        "print(json.dumps([c.preprocessor.get_config(), c.top_k, out['probabilities'].tolist()]))\n"
     )
     config, top_k, probabilities = json.loads(run_fresh(code, folder, *paths))
-    assert config == classifier.preprocessing.get_config() and config["crop_pct"] == 0.9 and top_k == 2
+    assert config == classifier.preprocessor.get_config() and config["crop_pct"] == 0.9 and top_k == 2
     np.testing.assert_allclose(probabilities, classifier.predict(paths)["probabilities"], atol=1e-6)
 
 
@@ -185,7 +185,7 @@ def test_image_recipe_run_folder_loads_with_its_settings(tmp_path):
     (folder / "class_names.json").write_text(json.dumps(list(CLASSES)))
     (folder / "config.json").write_text(json.dumps(dict(preset="vit_tiny_patch4_32", image_size=8, top_k=2)))
     classifier = ImageClassifier.load(folder)
-    assert classifier.preprocessing == ImagePreprocessing(8, (0.5,) * 3, (0.5,) * 3, CLASSES)
+    assert classifier.preprocessor == ImagePreprocessor(8, (0.5,) * 3, (0.5,) * 3, CLASSES)
     assert classifier.top_k == 2 and classifier.model.num_encoder_layers == 2
     pixels = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     expected = classifier.model(((pixels / 255.0 - 0.5) / 0.5)[None].astype("float32"))

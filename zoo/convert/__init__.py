@@ -11,7 +11,7 @@ objects, which the command lines in `tools/` save and export.
   decoding settings (`zoo.decoding.SearchSettings`).
 - `hf_vit.load_hf_vit`: HF `ViTForImageClassification`.
 - `timm_vit.load_timm_vit`: timm `vit_*` / `deit_*`.
-- Both ViT converters return the model with its `zoo.data.ImagePreprocessing`
+- Both ViT converters return the model with its `zoo.preprocessing.ImagePreprocessor`
   (size, resize, crop, mean/std, class names).
 """
 

@@ -31,9 +31,9 @@ class ClassifierComponents:
 
     Attributes:
         model: `zoo.models.VisionTransformer` with the checkpoint's weights.
-        preprocessing: `zoo.data.ImagePreprocessing`: size, resize, crop,
+        preprocessor: `zoo.preprocessing.ImagePreprocessor`: size, resize, crop,
             mean/std and class names the checkpoint was trained with.
     """
 
     model: object
-    preprocessing: object
+    preprocessor: object

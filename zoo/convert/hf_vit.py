@@ -29,7 +29,7 @@ from zoo.convert.components import ClassifierComponents
 from zoo.convert.torch_layout import Tensors
 from zoo.convert.vit_weights import (
     TARGET,
-    checkpoint_preprocessing,
+    checkpoint_preprocessor,
     checkpoint_size,
     class_names_from_mapping,
     load_vit_weights,
@@ -69,7 +69,7 @@ _LEFTOVER_HINTS = (
 # Saved by some checkpoints but never run by ViTForImageClassification
 # (transformers drops them on load too).
 _UNUSED = ("vit.pooler.", "vit.embeddings.mask_token")
-# PIL resampling filters (HF's `resample`) -> `ImagePreprocessing.interpolation`.
+# PIL resampling filters (HF's `resample`) -> `ImagePreprocessor.interpolation`.
 _RESAMPLE = {0: "nearest", 1: "lanczos3", 2: "bilinear", 3: "bicubic"}
 
 
@@ -122,8 +122,8 @@ def vit_kwargs_from_hf_config(config, where="config.json"):
     )
 
 
-def preprocessing_from_hf(processor, config, image_size, where="preprocessor_config.json"):
-    """`ImagePreprocessing` from a `ViTImageProcessor` config and the model's `id2label`.
+def preprocessor_from_hf(processor, config, image_size, where="preprocessor_config.json"):
+    """`ImagePreprocessor` from a `ViTImageProcessor` config and the model's `id2label`.
 
     HF computes `(x * rescale_factor - mean) / std` on 0..255 pixels `x`; in
     the export's `[0, 1]` units that is `mean / (255 * rescale_factor)` and
@@ -151,7 +151,7 @@ def preprocessing_from_hf(processor, config, image_size, where="preprocessor_con
             f"{where}: resample={resample!r}; zoo resizes with PIL filters {_RESAMPLE} "
             "(0 nearest, 1 Lanczos, 2 bilinear, 3 bicubic)."
         )
-    return checkpoint_preprocessing(
+    return checkpoint_preprocessor(
         where,
         image_size=image_size,
         mean=[m / scale for m in mean],
@@ -171,7 +171,7 @@ def load_hf_vit(path):
 
     Returns:
         `ClassifierComponents`: the `zoo.models.VisionTransformer` with the
-        checkpoint's weights and its `zoo.data.ImagePreprocessing`.
+        checkpoint's weights and its `zoo.preprocessing.ImagePreprocessor`.
 
     Raises:
         CheckpointError: a file is missing, the configuration describes
@@ -188,8 +188,8 @@ def load_hf_vit(path):
         tensors.ignore(prefix)
     processor = read_json(path, "preprocessor_config.json")
     names = _MODULES if "vit.layers.0.layernorm_before.weight" in tensors else _LEGACY
-    preprocessing = preprocessing_from_hf(processor, config, tuple(kwargs["image_size"]))
+    preprocessor = preprocessor_from_hf(processor, config, tuple(kwargs["image_size"]))
     model = VisionTransformer(**kwargs)
     load_vit_weights(model, tensors, names)
     tensors.check_all_used(_LEFTOVER_HINTS)
-    return ClassifierComponents(model, preprocessing)
+    return ClassifierComponents(model, preprocessor)

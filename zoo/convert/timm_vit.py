@@ -21,7 +21,7 @@ from zoo.convert.components import ClassifierComponents
 from zoo.convert.torch_layout import Tensors
 from zoo.convert.vit_weights import (
     TARGET,
-    checkpoint_preprocessing,
+    checkpoint_preprocessor,
     checkpoint_size,
     class_names_from_mapping,
     load_vit_weights,
@@ -108,7 +108,7 @@ _HINTS = (
 _NAMES = dict(patch="patch_embed.proj", cls="cls_token", pos="pos_embed", norm1="blocks.{i}.norm1",
               qkv="blocks.{i}.attn.qkv", o="blocks.{i}.attn.proj", norm2="blocks.{i}.norm2",
               fc1="blocks.{i}.mlp.fc1", fc2="blocks.{i}.mlp.fc2", norm="norm", head="head")
-# timm's interpolation names -> `ImagePreprocessing.interpolation`.
+# timm's interpolation names -> `ImagePreprocessor.interpolation`.
 _INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest", "lanczos": "lanczos3"}
 _DEFAULT_CROP_PCT = 0.875  # timm's, when pretrained_cfg names none
 
@@ -170,8 +170,8 @@ def vit_kwargs_from_timm(args):
     return kwargs, "fc_norm" if fc_norm else "norm"
 
 
-def preprocessing_from_timm(pretrained_cfg, label_names, num_classes, image_size):
-    """`ImagePreprocessing` from timm's `pretrained_cfg`: mean and std (in [0, 1]
+def preprocessor_from_timm(pretrained_cfg, label_names, num_classes, image_size):
+    """`ImagePreprocessor` from timm's `pretrained_cfg`: mean and std (in [0, 1]
     units already), and its evaluation transform's resize and center crop."""
     if "mean" not in pretrained_cfg or "std" not in pretrained_cfg:
         raise CheckpointError(
@@ -191,7 +191,7 @@ def preprocessing_from_timm(pretrained_cfg, label_names, num_classes, image_size
             f"timm pretrained_cfg crop_mode={crop_mode!r} (resize the longest side, then pad) has no zoo "
             "equivalent; expected 'center' or 'squash'."
         )
-    return checkpoint_preprocessing(
+    return checkpoint_preprocessor(
         "timm pretrained_cfg",
         image_size=image_size,
         mean=pretrained_cfg["mean"],
@@ -232,7 +232,7 @@ def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
 
     Returns:
         `ClassifierComponents`: the `zoo.models.VisionTransformer` with the
-        weights and its `zoo.data.ImagePreprocessing` (timm's evaluation
+        weights and its `zoo.preprocessing.ImagePreprocessor` (timm's evaluation
         transform: resize, center crop, mean and std).
 
     Raises:
@@ -261,5 +261,5 @@ def load_timm_vit(source, architecture=None, pretrained_cfg=None, **model_args):
     stored = config.get("pretrained_cfg", config if config and "pretrained_cfg" not in config else {})
     cfg = dict(stored, **(pretrained_cfg or {}))
     labels = config.get("label_names", cfg.get("label_names", cfg.get("labels")))
-    preprocessing = preprocessing_from_timm(cfg, labels, kwargs["num_classes"], tuple(kwargs["image_size"]))
-    return ClassifierComponents(model, preprocessing)
+    preprocessor = preprocessor_from_timm(cfg, labels, kwargs["num_classes"], tuple(kwargs["image_size"]))
+    return ClassifierComponents(model, preprocessor)

@@ -6,12 +6,12 @@ module moves them into zoo's layers (layouts in `zoo.convert.torch_layout`;
 besides those, the patch `Conv2d` weight `(D, C, ph, pw)` -> `(ph, pw, C,
 D)` and positions `(1, N, D)` -> `(N, D)`). Every tensor of the checkpoint
 must be used. Also what both converters share: sizes, class names and the
-`ImagePreprocessing`, each with a `CheckpointError` naming the checkpoint.
+`ImagePreprocessor`, each with a `CheckpointError` naming the checkpoint.
 """
 
 from zoo.convert.checkpoint import CheckpointError
 from zoo.convert.torch_layout import attention, dense, expect, layer_norm
-from zoo.data.image_preprocessing import ImagePreprocessing
+from zoo.preprocessing.image_preprocessor import ImagePreprocessor
 from zoo.layers import size_pair
 
 TARGET = "zoo's VisionTransformer"  # what the checkpoint goes into, for errors
@@ -25,10 +25,10 @@ def checkpoint_size(value, name, where):
         raise CheckpointError(f"{where}: {error}") from None
 
 
-def checkpoint_preprocessing(where, **fields):
-    """An `ImagePreprocessing`, with a CheckpointError naming the checkpoint if a value is wrong."""
+def checkpoint_preprocessor(where, **fields):
+    """An `ImagePreprocessor`, with a CheckpointError naming the checkpoint if a value is wrong."""
     try:
-        return ImagePreprocessing(**fields)
+        return ImagePreprocessor(**fields)
     except ValueError as error:
         raise CheckpointError(f"{where}: {error}") from None
 

@@ -1,33 +1,37 @@
-"""Labelled images in, batches for image classification out.
+"""Labelled images in, as they are: the sources of image classification.
 
-Sources (`load_image_data`), each giving an `ImageSplits` of uint8
-`(N, image_size, image_size, 3)` images, int32 labels and class names:
+Sources (`load_image_data`), each giving an `ImageSplits` of images,
+int32 labels and class names. Images are never resized here: the
+classifier's `zoo.preprocessing.ImagePreprocessor` decodes, resizes, crops
+and normalises them inside `tf.data`, the same way for training and serving.
 
 - `builtin`: scikit-learn's bundled handwritten digits (`load_digits`, 1797
-  scans of 8x8 grayscale digits, 10 classes). They are real images that ship
-  inside an installed package, so the recipe trains and tests offline with
-  nothing downloaded and nothing synthetic. Values 0..16 are scaled to
-  0..255 and upsampled with bilinear interpolation: it looks like a blurry
-  scan, whereas nearest-neighbour would make each ViT patch one flat pixel.
+  scans of 8x8 grayscale digits, 10 classes), as uint8 `(N, 8, 8, 3)`
+  arrays (values 0..16 scaled to 0..255, gray in three channels). They are
+  real images that ship inside an installed package, so the recipe trains
+  and tests offline with nothing downloaded and nothing synthetic. The
+  preprocessor upsamples them to the model's size with its bilinear
+  filter: a blurry scan, whereas nearest-neighbour would make each ViT
+  patch one flat pixel.
 - `folder:PATH`: one sub-folder per class (class names = sorted folder
-  names), files with an image extension at any depth below it. Files that do
-  not decode are skipped and listed in `ImageSplits.skipped`, never silent,
-  and fatal only with `strict` (or when a class has no readable image).
+  names), files with an image extension at any depth below it, as their
+  encoded bytes (an object array of `bytes`), so images of different sizes
+  mix. Files that do not decode are skipped and listed in
+  `ImageSplits.skipped`, never silent, and fatal only with `strict` (or
+  when a class has no readable image).
 - `tfds:NAME`: a TFDS image dataset with supervised `(image, label)` keys,
-  e.g. `cifar10`; missing validation/test splits are carved out of train.
+  e.g. `cifar10`, as uint8 RGB arrays at the dataset's size (PNG bytes when
+  its images differ in size); missing validation/test splits are carved out
+  of train.
 
 Splits of `builtin` and `folder:` (and carved TFDS splits) are stratified and
 deterministic: each class is permuted with its own fixed seed and cut into
 test, validation and train, so every class with >= 3 images is in every split
 and no image is in two.
 
-Batches (`make_image_batches`): float32 images in [0, 1] (the model or the
-export normalises with mean/std), one-hot float32 labels (so MixUp, CutMix
-and label smoothing work), shuffled when training, with an optional
-per-batch `augment` that takes and returns `{"images", "labels"}` -- the
-dict interface of Keras' image preprocessing layers, so a layer or a
-`keras.layers.Pipeline` can be passed as it is (give them
-`value_range=(0, 1)` where they have one).
+`image_dataset(images, labels)` makes a split a `tf.data.Dataset` of
+`(image, label)` elements (shuffled, seeded, when asked), what
+`ImagePreprocessor.batches` takes.
 """
 
 import dataclasses
@@ -46,8 +50,10 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 class ImageSplits:
     """Train/validation/test `(images, labels)` tuples and the class names.
 
-    Images are uint8 `(N, image_size, image_size, 3)`, labels int32 `(N,)`
-    indexing `class_names`. `skipped` lists files that could not be decoded.
+    Images are as the source holds them: uint8 `(N, H, W, 3)` arrays, or an
+    object array `(N,)` of encoded image bytes (folders). Labels are int32
+    `(N,)` indexing `class_names`. `skipped` lists files that could not be
+    decoded.
     """
 
     train: tuple
@@ -91,25 +97,18 @@ def _take(images, labels, split):
     return {name: (images[idx], labels[idx]) for name, idx in split.items()}
 
 
-def _to_uint8_rgb(image, image_size):
-    """Any `(H, W, C)` image with values 0..255 -> uint8 `(image_size, image_size, 3)`."""
-    image = tf.convert_to_tensor(image)
-    channels = image.shape[-1]
-    if channels == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    elif channels == 4:
-        image = image[..., :3]
-    image = tf.image.resize(tf.cast(image, tf.float32), (image_size, image_size), antialias=True)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+def _rgb(images):
+    """uint8 `(..., H, W, C)` with 1, 3 or 4 channels to 3 (gray repeated, alpha dropped)."""
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images[..., :3]
 
 
-def load_builtin(image_size=32):
-    """The scikit-learn digits, 80/10/10 stratified, as 3-channel uint8 images."""
+def load_builtin():
+    """The scikit-learn digits, 80/10/10 stratified, as uint8 `(N, 8, 8, 3)` images."""
     from sklearn.datasets import load_digits  # only needed for this source
 
     digits = load_digits()
-    gray = (digits.images[..., None] * (255.0 / 16.0)).astype(np.float32)  # (N, 8, 8, 1)
-    images = _to_uint8_rgb(gray, image_size).numpy()
+    gray = np.round(digits.images[..., None] * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8, 1)
+    images = _rgb(gray)
     labels = digits.target.astype(np.int32)
     parts = _take(images, labels, _stratified_split(labels))
     return ImageSplits(**parts, class_names=[str(name) for name in digits.target_names])
@@ -127,9 +126,10 @@ def _image_files(class_dir):
     return sorted(found), others
 
 
-def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, seed=0, strict=False):
-    """Images from `path/<class name>/...`, split stratified and deterministically.
+def load_folder(path, validation_fraction=0.1, test_fraction=0.1, seed=0, strict=False):
+    """Images from `path/<class name>/...` as encoded bytes, split stratified and deterministically.
 
+    Each file is decoded once here to check it (`tf.io.decode_image`).
     Corrupt or unreadable files are skipped, listed in `skipped` and
     summarised in print (the first few named); with `strict` the first one
     raises `DataError`. A class folder with no readable image always does.
@@ -151,14 +151,15 @@ def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, se
         loaded = 0
         for file in files:
             try:
-                image = tf.io.decode_image(tf.io.read_file(file), channels=3, expand_animations=False)
+                data = tf.io.read_file(file)
+                tf.io.decode_image(data, channels=3, expand_animations=False)
             except (tf.errors.OpError, OSError) as e:
                 if strict:
                     raise DataError(f"Cannot decode image {file!r} ({_first_line(e)}); without --strict, "
                                     "unreadable images are skipped") from None
                 skipped.append(file)
                 continue
-            images.append(_to_uint8_rgb(image, image_size).numpy())
+            images.append(data.numpy())
             labels.append(label)
             loaded += 1
         if not loaded:
@@ -174,24 +175,34 @@ def load_folder(path, image_size, validation_fraction=0.1, test_fraction=0.1, se
             + "".join(f"\n  {file}" for file in skipped[:SHOWN_BAD_LINES])
             + (f"\n  ... and {len(skipped) - SHOWN_BAD_LINES} more" if len(skipped) > SHOWN_BAD_LINES else "")
         )
-    images, labels = np.stack(images), np.asarray(labels, np.int32)
+    images, labels = _object_array(images), np.asarray(labels, np.int32)
     parts = _take(images, labels, _stratified_split(labels, validation_fraction, test_fraction, seed))
     return ImageSplits(**parts, class_names=class_names, skipped=skipped)
+
+
+def _object_array(items):
+    """A 1-D object array of `items` (NumPy would make equal-length bytes a fixed-width array)."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
 
 def _first_line(error):
     return (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
 
 
-def _tfds_to_numpy(ds, image_size):
-    ds = ds.map(lambda x, y: (_to_uint8_rgb(x, image_size), tf.cast(y, tf.int32)), num_parallel_calls=tf.data.AUTOTUNE)
+def _tfds_to_numpy(ds):
+    """uint8 RGB images as they are (stacked when of one size, else PNG bytes) and int32 labels."""
     images, labels = [], []
-    for x, y in ds.batch(1024).prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
-        images.append(x)
+    for x, y in ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator():
+        images.append(_rgb(np.asarray(x, np.uint8)))
         labels.append(y)
+    labels = np.asarray(labels, np.int32)
     if not images:
-        return np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0,), np.int32)
-    return np.concatenate(images), np.concatenate(labels)
+        return np.zeros((0, 1, 1, 3), np.uint8), labels
+    if len({image.shape for image in images}) == 1:
+        return np.stack(images), labels
+    return _object_array([tf.io.encode_png(image).numpy() for image in images]), labels
 
 
 def _tfds_class_names(builder, num_labels):
@@ -204,8 +215,8 @@ def _tfds_class_names(builder, num_labels):
     return names if len(names) >= num_labels else [str(i) for i in range(num_labels)]
 
 
-def load_tfds(name, image_size, data_dir=None, validation_fraction=0.1, test_fraction=0.1, seed=0):
-    """A TFDS image dataset (e.g. `cifar10`) at `image_size`, 3-channel uint8.
+def load_tfds(name, data_dir=None, validation_fraction=0.1, test_fraction=0.1, seed=0):
+    """A TFDS image dataset (e.g. `cifar10`), 3-channel uint8 at its own size.
 
     Missing validation/test splits are carved out of train (stratified,
     deterministic); known splits are used as they are.
@@ -224,7 +235,7 @@ def load_tfds(name, image_size, data_dir=None, validation_fraction=0.1, test_fra
             if split == "train":
                 raise DataError(f"TFDS dataset {name!r} has no usable train split: {e}") from None
             continue
-        splits[split] = _tfds_to_numpy(ds, image_size)
+        splits[split] = _tfds_to_numpy(ds)
     if "train" not in splits:
         raise DataError(f"TFDS dataset {name!r} has no train split. Received splits: {sorted(known)}")
     if "validation" not in splits or "test" not in splits:
@@ -240,42 +251,42 @@ def load_tfds(name, image_size, data_dir=None, validation_fraction=0.1, test_fra
     return ImageSplits(**splits, class_names=_tfds_class_names(builder, num_labels))
 
 
-def load_image_data(spec, image_size, strict=False):
+def load_image_data(spec, strict=False):
     """`ImageSplits` from a data spec: `builtin`, `folder:PATH` or `tfds:NAME`; `strict` as `load_folder`."""
     if spec == "builtin":
-        return load_builtin(image_size)
+        return load_builtin()
     if spec.startswith("folder:"):
-        return load_folder(spec[len("folder:"):], image_size, strict=strict)
+        return load_folder(spec[len("folder:"):], strict=strict)
     if spec.startswith("tfds:"):
-        return load_tfds(spec[len("tfds:"):], image_size)
+        return load_tfds(spec[len("tfds:"):])
     raise DataError(f"Unknown image data source {spec!r}. Expected 'builtin', 'folder:PATH' or 'tfds:NAME'.")
 
 
-def make_image_batches(images, labels, batch_size, num_classes, training, augment=None, seed=0):
-    """`tf.data.Dataset` of `(images (B, H, W, 3) float32 in [0, 1], one-hot labels (B, C) float32)`.
+def image_dataset(images, labels, shuffle=False, seed=0):
+    """A `tf.data.Dataset` of `(image, label int32)` elements, one per image.
 
-    When `training`: shuffled (seeded, reshuffled each epoch) and, if given,
-    `augment({"images": ..., "labels": ...}) -> same dict` runs on each batch.
-    Evaluation batches are never augmented and keep the input order.
+    Args:
+        images: uint8 `(N, H, W, C)` array, or `(N,)` encoded image bytes
+            (an object array or a list), as `ImageSplits` holds them.
+        labels: `(N,)` ints (class indices) or strs (class names).
+        shuffle: bool. Shuffle all `N` (seeded; a new order each epoch).
+            Defaults to `False`: the images' order.
+        seed: int. The shuffle's seed. Defaults to `0`.
     """
     if len(images) != len(labels):
         raise ValueError(f"images and labels differ in length. Received: {len(images)} images, {len(labels)} labels")
     labels = np.asarray(labels)
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise DataError(f"Labels must be in [0, {num_classes}). Received labels in [{labels.min()}, {labels.max()}]")
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
-    if training:
+    if labels.dtype.kind in "iu":
+        labels = labels.astype(np.int32)
+    elif labels.dtype.kind in "US":
+        labels = labels.astype(str)
+    else:
+        raise DataError(f"Labels must be class indices or class names. Received: {labels.dtype} labels")
+    if isinstance(images, np.ndarray) and images.dtype != object:
+        images = tf.constant(images)
+    else:
+        images = tf.constant(list(images), tf.string)
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(
-        lambda x, y: (tf.cast(x, tf.float32) / 255.0, tf.one_hot(y, num_classes, dtype=tf.float32)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    if training and augment is not None:
-        def apply(x, y):
-            out = augment({"images": x, "labels": y})
-            # Keras layers compute in the global policy's dtype (bfloat16
-            # under mixed precision); batches stay float32 as documented.
-            return tf.cast(out["images"], tf.float32), tf.cast(out["labels"], tf.float32)
-
-        ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds

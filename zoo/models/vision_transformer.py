@@ -54,7 +54,7 @@ class VisionTransformer(keras.Model):
     - `zoo.ImageClassifier.from_hf(path)` and `zoo.ImageClassifier.from_timm(...)`
       import checkpoints (see `zoo.convert`).
     - The images come normalised (e.g. `(x - mean) / std` or `[-1, 1]`);
-      preprocessing lives in `zoo.data.ImagePreprocessing`, which
+      preprocessing lives in `zoo.preprocessing.ImagePreprocessor`, which
       `zoo.ImageClassifier` keeps and saves next to the model.
 
     The architecture is described in `TransformerTranslator`'s words:

@@ -1,7 +1,6 @@
 """Pictures of a `zoo.ImageClassifier` at work: a confusion matrix and class-token attention maps."""
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
 from matplotlib.figure import Figure
 
@@ -45,20 +44,23 @@ def plot_confusion_matrix(labels, predictions, class_names, path):
 def class_token_attention(classifier, images):
     """The last layer's class-token attention over the patch grid, averaged over heads.
 
-    Images go through `classifier.preprocessing` (resize, crop, mean/std) as
-    in `predict`. With mean pooling there is no class token; the mean
-    attention each patch receives is used instead.
+    Images go through `classifier.prepare` (its preprocessor's decoding,
+    resize, crop, mean/std) as in `predict`. With mean pooling there is no
+    class token; the mean attention each patch receives is used instead.
 
     Args:
         classifier: `zoo.ImageClassifier`.
-        images: uint8 array `(B, H, W, 3)`.
+        images: what `classifier.predict` takes, e.g. a uint8 array
+            `(B, H, W, 3)` or encoded images.
 
     Returns:
         float array `(B, gh, gw)`: the patch grid's weights.
     """
-    pixels = tf.image.convert_image_dtype(tf.constant(images, tf.uint8), tf.float32)  # as the export decodes
-    model = classifier.model
-    maps = ops.convert_to_numpy(model.attention_maps(classifier.preprocessing.prepare(pixels))[-1])  # (B, H, N, N)
+    return _class_token_attention(classifier.model, classifier.prepare(images)["inputs"])
+
+
+def _class_token_attention(model, inputs):
+    maps = ops.convert_to_numpy(model.attention_maps(inputs)[-1])  # (B, H, N, N)
     prefix = 1 if model.pooling == "token" else 0
     weights = maps[:, :, 0, prefix:] if prefix else maps.mean(axis=2)
     weights = weights.mean(axis=1)  # (B, P)
@@ -68,11 +70,13 @@ def class_token_attention(classifier, images):
 
 
 def plot_attention_maps(classifier, images, path, true_labels=None, predicted_labels=None):
-    """Each image, and its class-token attention drawn over it (`class_token_attention`).
+    """Each image as the model sees it (resized, cropped), and its class-token attention drawn over it
+    (`class_token_attention`).
 
     Args:
         classifier: `zoo.ImageClassifier`.
-        images: uint8 array `(B, H, W, 3)`.
+        images: what `classifier.predict` takes, e.g. a uint8 array
+            `(B, H, W, 3)` or encoded images.
         path: str. The PNG file to write.
         true_labels: list of str or None. With `predicted_labels`, each
             column is titled "true X / predicted Y" (red when they differ).
@@ -81,13 +85,14 @@ def plot_attention_maps(classifier, images, path, true_labels=None, predicted_la
     Returns:
         The attention `(B, gh, gw)` and the titles.
     """
-    attention = class_token_attention(classifier, images)
-    count = len(images)
+    prepared = classifier.prepare(images)
+    attention = _class_token_attention(classifier.model, prepared["inputs"])
+    count = len(attention)
     fig = Figure(figsize=(2.2 * count, 4.6))
     axes = fig.subplots(2, count, squeeze=False)
     titles = []
     for i in range(count):
-        image = images[i]
+        image = prepared["pixels"][i]
         axes[0, i].imshow(image)
         axes[1, i].imshow(image)
         axes[1, i].imshow(attention[i], cmap="inferno", alpha=0.6, vmin=0.0, vmax=max(attention[i].max(), 1e-9),

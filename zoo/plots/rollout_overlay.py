@@ -4,7 +4,7 @@ Matplotlib, through its object API (`matplotlib.figure.Figure`): no pyplot
 state and no backend switch, so importing this module changes nothing and
 the figures are freed when dropped. The maps come from
 `zoo.models.attention_rollout`; an `zoo.ImageClassifier` (anything with its
-`prepare`, `preprocessing` and `model`) preprocesses the images itself.
+`prepare`, `class_names` and `model`) preprocesses the images itself.
 """
 
 import numpy as np
@@ -143,12 +143,12 @@ def _predict(model, inputs, batch_size):
 
 def _model_inputs(classifier_or_model, images, inputs, class_names, batch_size):
     """`(model, model inputs, display pixels, class names)` for a classifier or a bare model."""
-    if all(hasattr(classifier_or_model, name) for name in ("prepare", "preprocessing", "model")):
+    if all(hasattr(classifier_or_model, name) for name in ("prepare", "class_names", "model")):
         prepared = classifier_or_model.prepare(images, batch_size=batch_size)
         bad = np.flatnonzero(~prepared["valid"]).tolist()
         if bad:
             raise ValueError(f"Images {bad} could not be decoded; the rollout grid needs decodable images.")
-        names = class_names if class_names is not None else classifier_or_model.preprocessing.class_names
+        names = class_names if class_names is not None else classifier_or_model.class_names
         return classifier_or_model.model, prepared["inputs"], prepared["pixels"], names
     if hasattr(classifier_or_model, "attention_maps"):
         images = np.asarray(images)

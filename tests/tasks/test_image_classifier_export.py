@@ -1,3 +1,5 @@
+"""ImageClassifier.export: image bytes in, labels out, as TF Serving runs it (formats, bad images, assets, audit)."""
+
 import io
 import os
 import struct
@@ -10,13 +12,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from zoo.data.image_preprocessing import ImagePreprocessing
 from zoo.export import audit_saved_model, read_warmup_requests
-from zoo.export.image_classifier import classify_with_saved_model, export_image_classifier
 from zoo.models import VisionTransformer
+from zoo.preprocessing import ImagePreprocessor
+from zoo.tasks import ImageClassifier
+from zoo.tasks.image_classifier_graph import classify_with_saved_model
 
 CLASSES = ["cat", "dog", "bird"]
-PREPROCESSING = ImagePreprocessing(32, (0.5,) * 3, (0.5,) * 3, CLASSES)
+PREPROCESSING = ImagePreprocessor(32, (0.5,) * 3, (0.5,) * 3, CLASSES)
 
 
 def _encode(array, fmt):
@@ -36,7 +39,7 @@ def _huge_png_header(width=100_000, height=100_000):
 def exported(tmp_path_factory):
     model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
     base = str(tmp_path_factory.mktemp("export"))
-    path = export_image_classifier(model, PREPROCESSING, base, top_k=2)
+    path = ImageClassifier(model, PREPROCESSING, top_k=2).export(base)
     return model, path
 
 
@@ -113,10 +116,12 @@ def test_assets_warmup_audit_and_cli(exported):
         assert needle in shown.stdout
 
 
-def test_class_names_must_match_the_model(tmp_path):
-    model = VisionTransformer.from_preset("vit_tiny_patch4_32", num_encoder_layers=1, num_classes=3)
+def test_class_names_must_match_the_model(exported, tmp_path):
+    model, _ = exported
     with pytest.raises(ValueError, match="the model has 3. Received: 2 names"):
-        export_image_classifier(model, PREPROCESSING.replace(class_names=("a", "b")), str(tmp_path))
-    with pytest.raises(TypeError, match="preprocessing must be a zoo.data.ImagePreprocessing .* Received: list"):
-        export_image_classifier(model, CLASSES, str(tmp_path))
+        ImageClassifier(model, PREPROCESSING.replace(class_names=("a", "b")))
+    with pytest.raises(TypeError, match="preprocessor must be a zoo.preprocessing.ImagePreprocessor. Received: list"):
+        ImageClassifier(model, CLASSES)
+    with pytest.raises(ValueError, match=r"one of \('int8',\). Received: quantize='int4'"):
+        ImageClassifier(model, PREPROCESSING).export(str(tmp_path), quantize="int4")
     assert not os.listdir(tmp_path)

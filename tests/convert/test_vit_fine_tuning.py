@@ -1,0 +1,92 @@
+"""Fine-tuning converted ViTs end to end: a random-initialised HF or timm ViT, converted with
+`zoo.ImageClassifier.from_hf` / `from_timm`, fine-tuned a few steps with `fit` on a class folder, saved,
+reloaded and exported in a fresh process; the export answers as the fine-tuned task, and its training
+batches are what serving feeds the model (the checkpoint's resize, crop and normalisation)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.convert.test_hf_vit import _save_reference
+from tests.tasks.conftest import run_fresh
+from zoo.tasks import ImageClassifier
+from zoo.tasks.image_classifier_graph import classify_with_saved_model
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+FRESH = """
+import json, sys, zoo
+folder, base, paths = sys.argv[1], sys.argv[2], sys.argv[3:]
+classifier = zoo.ImageClassifier.load(folder)
+out = classifier.predict(paths)
+print(json.dumps(dict(export=classifier.export(base), probabilities=out["probabilities"].tolist())))
+"""
+
+
+def _converted(kind, folder):
+    if kind == "hf":
+        pytest.importorskip("transformers")
+        _save_reference(folder)  # 4 classes: cat, dog, tabby cat, bird; 32 px, bilinear, no crop
+        return ImageClassifier.from_hf(folder)
+    pytest.importorskip("timm")
+    from tests.convert.test_timm_vit import _reference, _save_for_hf
+
+    _save_for_hf(_reference(), folder, label_names=["cat", "dog", "tabby cat", "bird", "fish"])
+    return ImageClassifier.from_timm(folder)  # timm's eval transform: bicubic, crop_pct 0.875
+
+
+def _class_folder(root, names, per_class=4):
+    """PNGs of several sizes (and a JPEG) in one sub-folder per class, each class its own hue."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            shape = (24 + 9 * i, 40 - 5 * i, 3)
+            image = np.clip(rng.normal(60 + 90 * c, 40, shape), 0, 255).astype(np.uint8)
+            image[..., c % 3] = 255 - image[..., c % 3]
+            encode = tf.io.encode_jpeg if i == 3 else tf.io.encode_png
+            paths.append(root / name / f"{i}.{'jpg' if i == 3 else 'png'}")
+            paths[-1].write_bytes(encode(image).numpy())
+    return paths
+
+
+@pytest.mark.parametrize("kind", ["hf", "timm"])
+def test_fine_tune_save_reload_export(tmp_path, kind):
+    classifier = _converted(kind, tmp_path / "checkpoint")
+    assert (classifier.preprocessor.crop_pct, classifier.preprocessor.interpolation) == (
+        (None, "bilinear") if kind == "hf" else (0.9, "bicubic"))
+    paths = _class_folder(tmp_path / "images", ["cat", "tabby cat", "bird"])  # some of its classes
+    encoded = [p.read_bytes() for p in paths]
+    labels = [classifier.class_names.index(p.parent.name) for p in paths]
+
+    # A training batch holds what serving feeds the model for the same images.
+    batch, one_hot = next(iter(classifier.preprocessor.batches(tf.data.Dataset.from_tensor_slices((encoded, labels)),
+                                                               len(paths))))
+    served = classifier.prepare(encoded)
+    assert served["valid"].all() and batch.shape == (len(paths), 32, 32, 3)
+    np.testing.assert_allclose(batch.numpy(), served["inputs"], atol=1e-6)
+    np.testing.assert_array_equal(one_hot.numpy().argmax(-1), labels)
+
+    before = classifier.predict(encoded)["probabilities"]
+    classifier.compile(optimizer=keras.optimizers.AdamW(1e-3))  # random weights: a rate that moves them in 6 steps
+    history = classifier.fit(str(tmp_path / "images"), validation_data=str(tmp_path / "images"), epochs=2,
+                             batch_size=4, verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    after = classifier.predict(encoded)
+    assert np.abs(after["probabilities"] - before).max() > 1e-3  # it learned something
+    # A class the fine-tuning data lacked is still a class of the fine-tuned classifier.
+    assert after["probabilities"].shape[1] == len(classifier.class_names)
+
+    folder = classifier.save(tmp_path / "fine-tuned")
+    answer = json.loads(run_fresh(FRESH, folder, tmp_path / "serving", *paths))
+    np.testing.assert_allclose(answer["probabilities"], after["probabilities"], atol=1e-5)
+    served = classify_with_saved_model(answer["export"], encoded + [b"not an image"])
+    np.testing.assert_allclose(served["probabilities"][:-1], after["probabilities"], atol=1e-5)
+    assert served["valid"].tolist() == [True] * len(paths) + [False]
+    assert [[label.decode() for label in row] for row in served["top_k_labels"][:-1]] == after["top_k_labels"].tolist()
