@@ -197,6 +197,9 @@ class BatchStats:
         )
 
 
+BUCKET_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batches hold pairs of lengths between two
+
+
 def _columns(pairs):
     """`(sources, targets)`: `(N,)` object arrays of the pairs' two sides."""
     table = np.empty((len(pairs), 2), dtype=object)
@@ -256,11 +259,14 @@ def make_batches(pairs, preprocessor, batch_size, overlong="truncate", shuffle=T
     ds = tf.data.Dataset.from_tensor_slices(tuple(tf.gather(x, kept) for x in (source_ids, target, lengths)))
     if shuffle:
         ds = ds.shuffle(stats.pairs, seed=seed, reshuffle_each_iteration=True)
-    boundaries = tf.constant([b for b in (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if b < preprocessor.max_length])
+    boundaries = np.array([b for b in BUCKET_BOUNDARIES if b < preprocessor.max_length], "int32")
     ds = ds.group_by_window(
         key_func=lambda source, target, length: tf.reduce_sum(tf.cast(boundaries <= length, tf.int64)),
         reduce_func=lambda bucket, rows: rows.ragged_batch(batch_size),
         window_size=batch_size,
     )
     ds = ds.map(lambda source, target, length: preprocessor.pack(source, target), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE), stats
+    # Each bucket ends with one short batch: the count is known, and Keras' progress bars show it.
+    buckets = np.sum(lengths.numpy()[kept, None] >= boundaries[None, :], axis=1)
+    batches = int(np.sum(-(-np.bincount(buckets) // batch_size)))
+    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE), stats

@@ -27,8 +27,12 @@ Keras backend. Written here because keras-hub's `Seq2SeqLMPreprocessor`
 backbones and truncates without keeping Marian's end token.
 """
 
+import os
+
 import numpy as np
 import tensorflow as tf
+
+from zoo.data import translation_data
 
 OVERLONG = ("truncate", "drop")
 _NEEDS = {
@@ -42,6 +46,23 @@ def check_overlong(overlong):
     if overlong not in OVERLONG:
         raise ValueError(f"overlong must be 'truncate' or 'drop'. Received: overlong={overlong!r}")
     return overlong
+
+
+def _string_pairs(data):
+    """`data` if it is a list or tuple of `(str, str)` pairs; a TypeError naming the first bad entry."""
+    if not isinstance(data, (list, tuple)):
+        raise TypeError(
+            "Training data must be a list of (source, target) string pairs, a TSV file path or a tf.data.Dataset. "
+            f"Received: {type(data).__name__}"
+        )
+    for i, pair in enumerate(data):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            shown = repr(pair) if len(repr(pair)) <= 60 else repr(pair)[:57] + "..."
+            raise TypeError(
+                f"Training pairs must be (source, target) pairs of str. Received: {type(pair).__name__} {shown} "
+                f"at index {i}"
+            )
+    return data
 
 
 def _column(value, rows):
@@ -213,6 +234,62 @@ class TranslationPreprocessor(tf.Module):
         source_ids, target, empty, too_long, _ = self.tokenize_pairs(sources, targets)
         keep = tf.logical_not(empty | too_long) if overlong == "drop" else tf.logical_not(empty)
         return self.pack(tf.ragged.boolean_mask(source_ids, keep), tf.ragged.boolean_mask(target, keep))
+
+    def batches(self, data, batch_size, shuffle=True, seed=0, overlong="truncate", log=None):
+        """Training batches of `data`: `(tf.data.Dataset of training_batch outputs, BatchStats or None)`.
+
+        Args:
+            data: a list of `(source, target)` string pairs, the path of a
+                `source<TAB>target` file (`zoo.data.translation_data.read_tsv`:
+                bad lines skipped and reported, a file of mostly bad lines an
+                error), or a `tf.data.Dataset` of `(source, target)` strings,
+                one pair (`()` shapes) or a batch (`(B,)`) per element.
+            batch_size: int. Pairs per batch (a dataset of batches keeps its own).
+            shuffle: bool. Shuffle pairs and paths (with `seed`, anew each
+                epoch); a dataset is used in its own order. Defaults to `True`.
+            seed: int. Defaults to `0`.
+            overlong: `"truncate"` or `"drop"`. Defaults to `"truncate"`.
+            log: callable taking a line, or None. Told what was read and kept.
+
+        Pairs and paths are bucketed by length and counted
+        (`zoo.data.translation_data.make_batches`); a dataset is batched as
+        it comes, and its counts are unknown (`None`).
+
+        Raises:
+            TypeError: `data` is none of these, or holds something other than string pairs.
+            zoo.data.translation_data.DataError: no usable pairs (an empty
+                list, an empty or mostly bad file, pairs empty once tokenized).
+        """
+        check_overlong(overlong)
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int. Received: batch_size={batch_size!r}")
+        if isinstance(data, tf.data.Dataset):
+            return self._dataset_batches(data, batch_size, overlong), None
+        if isinstance(data, (str, os.PathLike)):
+            data, report = translation_data.read_tsv(os.fspath(data))
+            if log is not None:
+                log(str(report))
+        dataset, stats = translation_data.make_batches(
+            _string_pairs(data), self, batch_size, overlong=overlong, shuffle=shuffle, seed=seed
+        )
+        if log is not None:
+            log(str(stats))
+        return dataset, stats
+
+    def _dataset_batches(self, data, batch_size, overlong):
+        spec = data.element_spec
+        ranks = [s.shape.rank for s in spec] if isinstance(spec, tuple) and len(spec) == 2 else []
+        if not (ranks and all(isinstance(s, tf.TensorSpec) and s.dtype == tf.string for s in spec)
+                and ranks[0] == ranks[1] and ranks[0] in (0, 1)):
+            raise TypeError(
+                "A tf.data.Dataset for training must yield (source, target) tf.string pairs, one pair or a batch "
+                f"(shapes () or (None,)) per element. Received: element_spec={spec}"
+            )
+        if ranks[0] == 0:
+            data = data.batch(batch_size)
+        data = data.map(lambda s, t: self.training_batch(s, t, overlong), num_parallel_calls=tf.data.AUTOTUNE)
+        # A batch whose pairs were all dropped would be a step without tokens.
+        return data.filter(lambda inputs, labels, weights: tf.shape(labels)[0] > 0).prefetch(tf.data.AUTOTUNE)
 
     # -- saved settings -----------------------------------------------------------
     def get_config(self):
