@@ -212,8 +212,7 @@ def _columns(pairs):
 
 def _tokenized(preprocessor, sources, targets, chunk):
     """`preprocessor.tokenize_pairs` of all pairs, `chunk` pairs per call, joined."""
-    tokenize = tf.function(preprocessor.tokenize_pairs, input_signature=[tf.TensorSpec([None], tf.string)] * 2)
-    parts = [tokenize(tf.constant(sources[i : i + chunk], tf.string), tf.constant(targets[i : i + chunk], tf.string))
+    parts = [preprocessor.tokenize_pairs(tf.constant(sources[i : i + chunk], tf.string), tf.constant(targets[i : i + chunk], tf.string))
              for i in range(0, len(sources), chunk)]
     return [tf.concat([part[k] for part in parts], axis=0) for k in range(len(parts[0]))]
 
