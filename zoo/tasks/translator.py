@@ -19,6 +19,7 @@ inference and the export alike); the inference graph in
 """
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -159,7 +160,7 @@ class Translator(Task):
         self.model.compile(optimizer=optimizer, loss=loss, weighted_metrics=weighted_metrics, **kwargs)
 
     def fit(self, x, validation_data=None, epochs=1, batch_size=32, callbacks=None, verbose="auto",
-            overlong="truncate", seed=0, **kwargs):
+            overlong="truncate", shuffle=True, seed=0, **kwargs):
         """Trains the model on sentence pairs (fine-tunes it, when it was trained or converted).
 
         Batches come from the preprocessor (`TranslationPreprocessor.batches`):
@@ -182,7 +183,9 @@ class Translator(Task):
                 was read and kept unless 0. Defaults to `"auto"`.
             overlong: `"truncate"` or `"drop"` pairs longer than the
                 preprocessor's `max_length`. Defaults to `"truncate"`.
-            seed: int. Shuffles the pairs (anew each epoch). Defaults to `0`.
+            shuffle: bool. Shuffle pairs (a list or a file; anew each epoch, with
+                `seed`); a dataset is read in its own order. Defaults to `True`.
+            seed: int. Defaults to `0`.
             **kwargs: more `keras.Model.fit` arguments (`initial_epoch`,
                 `steps_per_epoch`, ...).
 
@@ -195,7 +198,7 @@ class Translator(Task):
                 list, an empty or mostly bad file, all pairs empty once tokenized).
         """
         log = None if verbose == 0 else print
-        train, _ = self.preprocessor.batches(x, batch_size, shuffle=True, seed=seed, overlong=overlong, log=log)
+        train, _ = self.preprocessor.batches(x, batch_size, shuffle=shuffle, seed=seed, overlong=overlong, log=log)
         validation = None
         if validation_data is not None:
             validation, _ = self.preprocessor.batches(
@@ -203,9 +206,13 @@ class Translator(Task):
             )
         if not self.model.compiled:
             self.compile()
-        return self.model.fit(
-            train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose, **kwargs
-        )
+        with warnings.catch_warnings():
+            if "steps_per_epoch" not in kwargs:  # a dataset of unknown length ending is an epoch ending
+                warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+            return self.model.fit(
+                train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose,
+                shuffle=False, **kwargs,  # the batches are shuffled already
+            )
 
     # -- inference ---------------------------------------------------------------
     def translate(self, texts, return_scores=False, n_best=None, batch_size=64, **overrides):
