@@ -88,7 +88,8 @@ def test_special_ids_must_agree_and_max_length_is_saved(tiny_translator, tmp_pat
     short = Translator(model, source, target, SearchSettings(beam_width=2), max_length=5)
     folder = short.save(tmp_path / "short")
     loaded = Translator.load(folder)
-    assert loaded.preprocessor.max_length == 5 and loaded.is_truncated(["I buy three apples . I buy", "I buy"]) == [True, False]
+    assert loaded.preprocessor.max_length == 5
+    assert loaded.is_truncated(["I buy three apples . I buy", "I buy"]) == [True, False]
     meta = json.loads((tmp_path / "short" / "task.json").read_text())
     del meta["settings"]["preprocessor"]  # a folder written before the preprocessor: the model's max_length
     (tmp_path / "short" / "task.json").write_text(json.dumps(meta))

@@ -212,8 +212,10 @@ def _columns(pairs):
 
 def _tokenized(preprocessor, sources, targets, chunk):
     """`preprocessor.tokenize_pairs` of all pairs, `chunk` pairs per call, joined."""
-    parts = [preprocessor.tokenize_pairs(tf.constant(sources[i : i + chunk], tf.string), tf.constant(targets[i : i + chunk], tf.string))
-             for i in range(0, len(sources), chunk)]
+    parts = [
+        preprocessor.tokenize_pairs(tf.constant(sources[i : i + chunk], tf.string), tf.constant(targets[i : i + chunk]))
+        for i in range(0, len(sources), chunk)
+    ]
     return [tf.concat([part[k] for part in parts], axis=0) for k in range(len(parts[0]))]
 
 
@@ -229,10 +231,11 @@ def make_batches(pairs, preprocessor, batch_size, overlong="truncate", shuffle=T
     `overlong="truncate"` cuts longer pairs, `"drop"` leaves them out;
     pairs empty once tokenized are left out; both are counted.
 
-    All pairs are tokenized once, `chunk` at a time (`tokenize_pairs`,
-    vectorised on ragged tensors), then shuffled (with `seed`, anew each
-    epoch), grouped into batches of similar length (buckets, so little
-    compute goes to padding) and packed (`pack`) inside the pipeline.
+    All pairs are tokenized and packed once, `chunk` at a time
+    (`tokenize_pairs`, `pack_rows`: vectorised on ragged tensors); each
+    epoch then shuffles them (with `seed`) and pads batches of similar
+    length (buckets, so little compute goes to padding) with the
+    preprocessor's `padding_values`.
     """
     if not hasattr(preprocessor, "tokenize_pairs"):
         raise TypeError(
@@ -255,17 +258,22 @@ def make_batches(pairs, preprocessor, batch_size, overlong="truncate", shuffle=T
     if not stats.pairs:
         raise DataError(f"No usable sentence pairs after tokenization ({stats})")
     kept = np.flatnonzero(~dropped)
-    ds = tf.data.Dataset.from_tensor_slices(tuple(tf.gather(x, kept) for x in (source_ids, target, lengths)))
+    rows = preprocessor.pack_rows(tf.gather(source_ids, kept), tf.gather(target, kept))
+    lengths = tf.gather(lengths, kept)
+    # A row of a ragged batch is a plain tensor, once passed through a function: what padding takes.
+    ds = tf.data.Dataset.from_tensor_slices((*rows, lengths)).map(lambda *row: row)
     if shuffle:
         ds = ds.shuffle(stats.pairs, seed=seed, reshuffle_each_iteration=True)
-    boundaries = np.array([b for b in BUCKET_BOUNDARIES if b < preprocessor.max_length], "int32")
-    ds = ds.group_by_window(
-        key_func=lambda source, target, length: tf.reduce_sum(tf.cast(boundaries <= length, tf.int64)),
-        reduce_func=lambda bucket, rows: rows.ragged_batch(batch_size),
-        window_size=batch_size,
+    boundaries = [b for b in BUCKET_BOUNDARIES if b < preprocessor.max_length]
+    pads = tuple(tf.constant(value, spec.dtype) for value, spec in zip(preprocessor.padding_values, ds.element_spec))
+    ds = ds.bucket_by_sequence_length(
+        lambda *row: row[-1],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padding_values=(*pads, tf.constant(0, tf.int32)),
     )
-    ds = ds.map(lambda source, target, length: preprocessor.pack(source, target), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda *batch: preprocessor.as_batch(*batch[:4]), num_parallel_calls=tf.data.AUTOTUNE)
     # Each bucket ends with one short batch: the count is known, and Keras' progress bars show it.
-    buckets = np.sum(lengths.numpy()[kept, None] >= boundaries[None, :], axis=1)
+    buckets = np.searchsorted(boundaries, lengths.numpy(), side="right")
     batches = int(np.sum(-(-np.bincount(buckets) // batch_size)))
     return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE), stats

@@ -4,8 +4,9 @@ Three users, one set of rules:
 
 - serving (`serving_inputs`): what the export's signatures and
   `zoo.Translator.translate` feed the beam search;
-- training (`training_batch`): what `zoo.data.translation_data.make_batches`
-  and `zoo.Translator.fit` feed `keras.Model.fit`, inside `tf.data` `map`;
+- training (`training_batch`, or its two halves `tokenize_pairs` and `pack`):
+  what `zoo.data.translation_data.make_batches` and `zoo.Translator.fit`
+  (through `batches`) feed `keras.Model.fit`, inside `tf.data`;
 - translations back to text (`detokenize`).
 
 The rules. A row's *content* is its ids other than the tokenizer's end id.
@@ -208,21 +209,36 @@ class TranslationPreprocessor(tf.Module):
         length = tf.maximum(source_ids.row_lengths(), tf.minimum(target_lengths, self.max_length - 1) + 1)
         return source_ids, target, empty, too_long, tf.cast(length, tf.int32)
 
-    def pack(self, source_ids, target):
-        """`tokenize_pairs`' ragged source ids and target content to a teacher-forced batch.
+    def pack_rows(self, source_ids, target):
+        """`tokenize_pairs`' source ids and target content to teacher-forced ragged rows.
 
-        Returns `({"source_ids": (B, S), "target_ids": (B, T)}, labels (B, T),
-        sample_weight (B, T))`: the target cut to `max_length - 1` ids,
-        decoder input `[start] + target`, labels `target + [end]`, padded
-        with the pad ids, weight 0 on padding.
+        Returns ragged `(source ids (B, (S)), decoder input (B, (T)), labels
+        (B, (T)), weights (B, (T)) float32)`: the target cut to
+        `max_length - 1` ids, decoder input `[start] + target`, labels
+        `target + [end]`, weight 1 on every id. Padded with `padding_values`
+        (`pack`, or a bucketing pipeline's padded batches).
         """
         target = target[:, : self.max_length - 1]
         rows = target.nrows()
-        decoder_input = tf.concat([_column(self.start_id, rows), target], axis=1)  # (B, (T))
-        labels = tf.concat([target, _column(self.end_id, rows)], axis=1)  # (B, (T))
-        weights = tf.ones_like(labels, dtype=tf.float32)
-        inputs = {"source_ids": _dense(source_ids, self.source_pad_id), "target_ids": _dense(decoder_input, self.pad_id)}
-        return inputs, _dense(labels, self.pad_id), _dense(weights, 0.0)
+        decoder_input = tf.concat([_column(self.start_id, rows), target], axis=1)
+        labels = tf.concat([target, _column(self.end_id, rows)], axis=1)
+        return source_ids, decoder_input, labels, tf.ones_like(labels, dtype=tf.float32)
+
+    @property
+    def padding_values(self):
+        """What pads `pack_rows`' four rows: the source pad id, the target pad id twice, weight 0."""
+        return (self.source_pad_id, self.pad_id, self.pad_id, 0.0)
+
+    @staticmethod
+    def as_batch(source_ids, decoder_input, labels, weights):
+        """Padded rows as what `keras.Model.fit` takes: `({"source_ids", "target_ids"}, labels, sample_weight)`."""
+        return {"source_ids": source_ids, "target_ids": decoder_input}, labels, weights
+
+    def pack(self, source_ids, target):
+        """`pack_rows`, padded: `({"source_ids": (B, S), "target_ids": (B, T)}, labels (B, T),
+        sample_weight (B, T))`, weight 0 on padding."""
+        rows = self.pack_rows(source_ids, target)
+        return self.as_batch(*(_dense(row, pad) for row, pad in zip(rows, self.padding_values)))
 
     def training_batch(self, sources, targets, overlong="truncate"):
         """Teacher-forced `(inputs, labels, sample_weight)` of `(B,)` string pairs (see `pack`).

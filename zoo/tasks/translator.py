@@ -8,8 +8,9 @@ converters, recipes, quantization and the distribution code already take);
 the preprocessor is TensorFlow (tokenizers, ragged tensors) and could not
 be a layer of a model that also runs on JAX and PyTorch; and the model's
 compile state (optimizer, loss) stays where Keras keeps it, so `fit` is
-`translator.model.fit` on the preprocessor's batches, callbacks, progress
-bars and distribution included.
+`translator.model.fit` on the preprocessor's batches, callbacks and
+progress bars included, and freezing or LoRA are the model's own
+(`translator.model.trainable`, `enable_lora`).
 
 Where each conversion lives: strings <-> ids in `self.preprocessor`
 (`zoo.preprocessing.TranslationPreprocessor`, for training batches, in-process
@@ -138,13 +139,11 @@ class Translator(Task):
         """Compiles the model for `fit` (`keras.Model.compile`); `"auto"` picks the defaults below.
 
         Args:
-            optimizer: `"auto"`: `keras.optimizers.AdamW` at 2e-5, weight
-                decay 0.01, gradients clipped to norm 1, rates for fine-tuning
-                a trained model (`FINE_TUNING_LEARNING_RATE`); from scratch,
-                pass a higher rate or a schedule (the recipe's
-                `zoo.schedules.InverseSqrtSchedule`). Or any Keras optimizer.
-            loss: `"auto"`: `zoo.models.losses.SparseCrossentropyWithSmoothing(0.1)`
-                over the real tokens (padding has weight 0).
+            optimizer: `"auto"`: AdamW at 2e-5, weight decay 0.01, gradients
+                clipped to norm 1: for fine-tuning a trained model. From
+                scratch, pass a higher rate or a schedule (the recipe's
+                `zoo.schedules.InverseSqrtSchedule`).
+            loss: `"auto"`: `SparseCrossentropyWithSmoothing(0.1)` over real tokens.
             weighted_metrics: `"auto"`: token accuracy (`"accuracy"`).
             **kwargs: more `keras.Model.compile` arguments.
         """
@@ -193,16 +192,13 @@ class Translator(Task):
 
         Raises:
             TypeError: `x` or `validation_data` is not string pairs (named).
-            zoo.data.translation_data.DataError: no usable pairs (an empty
-                list, an empty or mostly bad file, all pairs empty once tokenized).
+            zoo.data.translation_data.DataError: no usable pairs (named why).
         """
         log = None if verbose == 0 else print
         train, _ = self.preprocessor.batches(x, batch_size, shuffle=shuffle, seed=seed, overlong=overlong, log=log)
         validation = None
         if validation_data is not None:
-            validation, _ = self.preprocessor.batches(
-                validation_data, batch_size, shuffle=False, overlong=overlong, log=log
-            )
+            validation, _ = self.preprocessor.batches(validation_data, batch_size, False, overlong=overlong, log=log)
         if not self.model.compiled:
             self.compile()
         with warnings.catch_warnings():
@@ -380,7 +376,13 @@ class Translator(Task):
     def _from_folder(cls, directory, model, settings):
         tokenizers = [load_tokenizer(os.path.join(directory, side)) for side in SIDES]
         preprocessor = settings.get("preprocessor", {})  # folders before it: the model's max_length
-        return cls(model, *tokenizers, SearchSettings.from_config(settings.get("search", {})), **preprocessor)
+        if not isinstance(preprocessor, dict) or set(preprocessor) - {"max_length"}:
+            raise ValueError(
+                f"{directory}/task.json: settings.preprocessor must be {{'max_length': int}}. "
+                f"Received: {preprocessor!r}"
+            )
+        search = SearchSettings.from_config(settings.get("search", {}))
+        return cls(model, *tokenizers, search, max_length=preprocessor.get("max_length"))
 
     @classmethod
     def _load_earlier(cls, directory):
