@@ -91,6 +91,10 @@ def test_special_ids_must_agree_and_max_length_is_saved(tiny_translator, tmp_pat
     assert loaded.preprocessor.max_length == 5
     assert loaded.is_truncated(["I buy three apples . I buy", "I buy"]) == [True, False]
     meta = json.loads((tmp_path / "short" / "task.json").read_text())
+    meta["settings"]["preprocessor"] = {"max_len": 5}
+    (tmp_path / "short" / "task.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"settings.preprocessor must be \{'max_length': int\}. Received: \{'max_len'"):
+        Translator.load(folder)
     del meta["settings"]["preprocessor"]  # a folder written before the preprocessor: the model's max_length
     (tmp_path / "short" / "task.json").write_text(json.dumps(meta))
     assert Translator.load(folder).preprocessor.max_length == model.max_length
