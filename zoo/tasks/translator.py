@@ -36,7 +36,7 @@ from zoo.preprocessing import TranslationPreprocessor
 from zoo.tasks.compiled_call import CompiledCall
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 from zoo.tasks.translator_graph import TranslatorGraph
-from zoo.tasks.translator_inputs import bucketed, check_special_ids, sentence_bytes, token_names
+from zoo.tasks.translator_inputs import bucketed, check_special_ids, sentence_bytes, text_of, token_names
 from zoo.text import load_tokenizer
 
 SIDES = ("source_tokenizer", "target_tokenizer")
@@ -51,26 +51,19 @@ FINE_TUNING_WEIGHT_DECAY = 0.01
 LABEL_SMOOTHING = 0.1
 
 
-def _text(value):
-    return value.decode("utf-8", errors="replace")
-
-
 class Translator(Task):
     """A preprocessor, a `TransformerTranslator` and its decoding settings, as one thing.
 
     `translate` runs the very graph the TF Serving export runs
-    (`zoo.tasks.translator_graph.TranslatorGraph`: the preprocessor's
-    tokenization and truncation, `zoo.decoding.beam_search`,
-    detokenization), so it answers exactly as the export does, bad input
-    included: an empty list gives `[]`, empty or whitespace-only sentences
-    give `""` (score 0), invalid UTF-8 bytes are repaired, over-long
-    sentences are truncated. `fit` trains the model on string pairs through
-    the same preprocessor, so training sees the ids serving sends. On the
-    JAX and PyTorch backends tokenization and detokenization are the same
-    TensorFlow functions and the beam search runs on the backend
-    (`zoo.tasks.compiled_call`: jitted on JAX), so the answers are the
-    export's within float rounding; `export` still writes the TensorFlow
-    SavedModel (see `Task.export`).
+    (`TranslatorGraph`: the preprocessor's tokenization and truncation,
+    beam search, detokenization), so it answers as the export does, bad
+    input included: an empty list gives `[]`, empty or whitespace-only
+    sentences `""` (score 0), invalid UTF-8 is repaired, over-long sentences
+    are truncated. `fit` trains through the same preprocessor, so training
+    sees the ids serving sends. On JAX and PyTorch the beam search runs on
+    the backend (`zoo.tasks.compiled_call`) between the same TensorFlow
+    halves, within float rounding of the export; `export` still writes the
+    TensorFlow SavedModel (see `Task.export`).
 
     Args:
         model: `zoo.models.TransformerTranslator`. Its pad, start and end
@@ -244,11 +237,11 @@ class Translator(Task):
             out = self._run(settings, batch, n_best)
             if n_best is None:
                 for text, score in zip(out["translations"].numpy(), out["scores"].numpy()):
-                    results.append((_text(text), float(score)) if return_scores else _text(text))
+                    results.append((text_of(text), float(score)) if return_scores else text_of(text))
                 continue
             for texts_row, scores_row in zip(out["translations"].numpy(), out["scores"].numpy()):
                 # Slots no hypothesis reached have the search's NEG_INF score.
-                kept = [(_text(t), float(s)) for t, s in zip(texts_row, scores_row) if s > NEG_INF / 2][:n_best]
+                kept = [(text_of(t), float(s)) for t, s in zip(texts_row, scores_row) if s > NEG_INF / 2][:n_best]
                 results.append(kept if return_scores else [t for t, _ in kept])
         return results
 

@@ -61,3 +61,8 @@ def token_names(tokenizer, ids):
     if isinstance(vocabulary, (list, tuple)):
         return [vocabulary[int(i)] if 0 <= int(i) < len(vocabulary) else str(int(i)) for i in ids]
     return [str(int(i)) for i in ids]
+
+
+def text_of(value):
+    """Bytes from a TF string tensor as str (invalid UTF-8 replaced)."""
+    return value.decode("utf-8", errors="replace")
