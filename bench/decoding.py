@@ -162,10 +162,10 @@ def bench_batch(batch, repeats, windows, window_seconds):
 
 
 def bench_saved_model(repeats):
-    from zoo.export import export_translator
-    from zoo.text import WordPieceTokenizer
-
     from zoo.data import builtin_translation
+    from zoo.decoding import SearchSettings
+    from zoo.tasks import Translator
+    from zoo.text import WordPieceTokenizer
 
     pairs = builtin_translation.load_splits(num_pairs=3000)["train"]
     source = WordPieceTokenizer.from_corpus([s for s, _ in pairs], 1000, lowercase=False)
@@ -177,7 +177,8 @@ def bench_saved_model(repeats):
     )
     results = {}
     with tempfile.TemporaryDirectory() as base:
-        loaded = tf.saved_model.load(export_translator(model, source, target, base, beam_width=4, max_length=40))
+        translator = Translator(model, source, target, SearchSettings(beam_width=4, max_length=40))
+        loaded = tf.saved_model.load(translator.export(base))
         serve = loaded.signatures["serving_default"]
         for batch in (1, 32):
             sentences = tf.constant([s for s, _ in pairs[:batch]])

@@ -125,10 +125,8 @@ def marian_drift(checkpoint=None, sentences=64):
     model = translator.model
     quantized, summary = quantize_model(model)
     texts = make_sentences(SOURCE_WORDS, sentences, seed=7)
-    module = translator._module(translator.settings)
-    source, _ = module.source_ids(tf.constant(texts))
-    source = tf.cast(source.to_tensor(default_value=model.pad_token_id), tf.int32)
-    target = module.translate_ids(source)["target_ids"]  # (B, L): the float model's own translations
+    source, _, _ = translator.preprocessor.serving_inputs(tf.constant(texts))
+    target = translator.graph().translate_ids(source)["target_ids"]  # (B, L): the float model's own translations
     decoder_input = tf.concat([tf.fill([tf.shape(target)[0], 1], model.start_token_id), target[:, :-1]], axis=1)
     # Real positions: up to and including the first end token.
     ended = tf.cumsum(tf.cast(tf.equal(target, model.end_token_id), tf.int32), axis=1, exclusive=True) > 0

@@ -145,14 +145,16 @@ def compile_model(model, config):
 def load_run(config):
     """Data splits, tokenizers and the datasets for a run."""
     from zoo.data.translation_data import load_translation_data, make_batches
+    from zoo.preprocessing import TranslationPreprocessor
 
     splits = load_translation_data(config.data, strict=config.strict)
     source_tokenizer, target_tokenizer = build_tokenizers(config, splits)
+    preprocessor = TranslationPreprocessor(source_tokenizer, target_tokenizer, config.max_length)
     batches = {}
     for split in ("train", "validation"):
         batches[split], stats = make_batches(
-            splits[split], source_tokenizer, target_tokenizer, config.batch_size, config.max_length,
-            overlong=config.overlong, shuffle=split == "train", seed=config.seed,
+            splits[split], preprocessor, config.batch_size, overlong=config.overlong, shuffle=split == "train",
+            seed=config.seed,
         )
         print(f"{split}: {stats}")
     return splits, source_tokenizer, target_tokenizer, batches
@@ -204,12 +206,10 @@ def load_translator(config):
 def export(config, translator=None):
     """Writes the next version of `<output>/export/translator/` (`translator_int8/` with `--quantize int8`)
     and checks it answers."""
-    from zoo.export import translate_with_saved_model
-
     translator = load_translator(config) if translator is None else translator
     path = translator.export(os.path.join(config.output, "export"), quantize=common.quantize_mode(config))
     sample = "I buy three apples."
-    print(f"exported {path}\n  {sample!r} -> {translate_with_saved_model(path, [sample])[0]!r}")
+    print(f"exported {path}\n  {sample!r} -> {translator_function(path)([sample.encode()])[0][0]!r}")
     return path
 
 

@@ -47,6 +47,13 @@ def test_image_export_runs():
     assert report["batch_2"]["images_per_s"]["png_bytes"]["median"] > 0
 
 
+def test_translation_batches_runs():
+    from bench import translation_batches
+
+    report = translation_batches.main(["--pairs", "200", "--repeats", "1"])
+    assert report["kept"] == 200 and report["median_s"]["zoo"] > 0
+
+
 def test_matmul_ceiling_runs():
     report = matmul_ceiling.main(["--size", "64", "--repeats", "2"])
     assert report["tflops_per_s"] > 0

@@ -241,13 +241,13 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
 
 
 def test_export_truncates_long_sources_keeping_the_end_token(checkpoint, converted):
-    from zoo.export import TranslatorModule
+    from zoo.preprocessing import TranslationPreprocessor
 
     directory, _ = checkpoint
     model = converted.model
-    module = TranslatorModule(model, converted.source_tokenizer, converted.target_tokenizer, beam_width=1, max_length=4)
+    preprocessor = TranslationPreprocessor(converted.source_tokenizer, converted.target_tokenizer, model.max_length)
     long = " ".join(["the green river"] * 40)  # more source tokens than the model's 64 positions
-    ids, lengths = module.source_ids(tf.constant([long, SOURCES[0], ""]))
+    ids, lengths = preprocessor.source_ids(tf.constant([long, SOURCES[0], ""]))
     expected = hf_tokenizer(directory)([long, SOURCES[0], ""], truncation=True, max_length=model.max_length)["input_ids"]
     assert ids.to_list() == expected and len(expected[0]) == model.max_length and expected[0][-1] == model.end_token_id
     assert lengths.numpy().tolist()[1:] == [len(expected[1]) - 1, 0]

@@ -137,9 +137,12 @@ def test_word_piece_learning_on_no_words_is_a_value_error():
 
 
 def test_teacher_forcing_masks_and_counts(tokenizers):
+    from zoo.preprocessing import TranslationPreprocessor
+
     source_tok, target_tok = tokenizers
+    preprocessor = TranslationPreprocessor(source_tok, target_tok, max_length=8)
     pairs = PAIRS[:4] + [("", "leer"), ("word " * 30, "Wort")]
-    ds, stats = make_batches(pairs, source_tok, target_tok, batch_size=8, max_length=8, shuffle=False)
+    ds, stats = make_batches(pairs, preprocessor, batch_size=8, shuffle=False)
     assert (stats.pairs, stats.truncated, stats.dropped_empty) == (5, 1, 1)
     inputs, labels, weights = next(iter(ds))
     source, decoder_in = inputs["source_ids"].numpy(), inputs["target_ids"].numpy()
@@ -150,10 +153,14 @@ def test_teacher_forcing_masks_and_counts(tokenizers):
         n = int(w.sum())
         np.testing.assert_array_equal(row_in[1:n], row_out[: n - 1])  # shifted by one
         assert row_out[n - 1] == target_tok.end_id and np.all(row_out[n:] == 0) and np.all(w[n:] == 0)
-    dropped, stats = make_batches(pairs, source_tok, target_tok, 8, 8, overlong="drop", shuffle=False)
+    dropped, stats = make_batches(pairs, preprocessor, 8, overlong="drop", shuffle=False)
     assert (stats.pairs, stats.dropped_too_long) == (4, 1)
     with pytest.raises(ValueError, match="overlong must be 'truncate' or 'drop'"):
-        make_batches(pairs, source_tok, target_tok, 8, 8, overlong="cut")
+        make_batches(pairs, preprocessor, 8, overlong="cut")
+    with pytest.raises(DataError, match=r"No usable sentence pairs after tokenization \(0 pairs kept.*2 dropped as empty"):
+        make_batches([("", "leer"), ("Hallo", " ")], preprocessor, 8)
+    with pytest.raises(TypeError, match="takes a zoo.preprocessing.TranslationPreprocessor. Received: tuple"):
+        make_batches(pairs, tokenizers, 8)
 
 
 def test_tfds_source_with_mock_data():

@@ -199,7 +199,7 @@ def compare_export(task, base):
                          zip(nbest["translations"].numpy(), nbest["scores"].numpy())],
             "jax_short": [t for t, _ in short], "tf_short": [t.decode() for t in exported_short["translations"].numpy()],
             "jax_short_scores": [s for _, s in short], "tf_short_scores": exported_short["scores"].numpy().tolist(),
-            "short_width": int(task._module(task.settings).prepare(tf.constant(as_bytes[: len(EN)]))[0].shape[1]),
+            "short_width": int(task.graph().prepare(tf.constant(as_bytes[: len(EN)]))[0].shape[1]),
         }
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, size=(12, 10, 3)).astype("uint8") for _ in range(3)]

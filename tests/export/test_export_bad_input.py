@@ -11,14 +11,14 @@ import pytest
 import tensorflow as tf
 
 from tests.export.conftest import EN
-from zoo.export import TranslatorModule
+from zoo.decoding import SearchSettings
 from zoo.models import TransformerTranslator
+from zoo.tasks import Translator
 
 
 @pytest.fixture(scope="module")
 def translator(tiny_translator):
-    model, source, target = tiny_translator
-    return TranslatorModule(model, source, target, beam_width=2, max_length=10)
+    return Translator(*tiny_translator, SearchSettings(beam_width=2, max_length=10)).graph()
 
 
 def _translate(module, rows):
@@ -41,7 +41,7 @@ def test_invalid_utf8_translates_as_its_repaired_text(translator):
 
 
 def test_over_long_rows_translate_as_their_first_max_length_tokens(translator):
-    source = translator.source_tokenizer
+    source = translator.preprocessor.source_tokenizer
     limit = translator.model.max_length
     long_text = " ".join(EN * 4)
     ids = source.tokenize(tf.constant([long_text]))[0].numpy()
@@ -66,7 +66,7 @@ def test_over_long_rows_with_learned_positions(tiny_translator):
     model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size, num_encoder_layers=1,
                                   num_decoder_layers=1, d_model=32, num_heads=4, d_ff=64, max_length=16,
                                   dropout=0.0, position="learned")
-    module = TranslatorModule(model, source, target, beam_width=2, max_length=10)
+    module = Translator(model, source, target, SearchSettings(beam_width=2, max_length=10)).graph()
     long_text = " ".join(EN * 4)
     ids, empty, truncated = module.prepare(tf.constant([long_text, "", EN[0]]))
     assert ids.shape[1] == model.max_length

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tests.export.conftest import EN
 from tests.helpers import run_without_zoo
 from zoo.decoding import SearchSettings
-from zoo.export import TranslatorModule, audit_saved_model, export_translator, quantize_model, read_quantization
+from zoo.export import audit_saved_model, quantize_model, read_quantization
 from zoo.export.quantization import describe
 from zoo.models import TransformerTranslator, VisionTransformer
 from zoo.preprocessing import ImagePreprocessor
@@ -54,12 +54,9 @@ def quantized(tiny_translator):
 @pytest.fixture(scope="module")
 def exports(tiny_translator, tmp_path_factory):
     """The tiny translator exported as float and as int8 under one base."""
-    model, source, target = tiny_translator
+    translator = Translator(*tiny_translator, SearchSettings(beam_width=2, max_length=10))
     base = str(tmp_path_factory.mktemp("serving"))
-    options = dict(beam_width=2, max_length=10)
-    float_path = export_translator(model, source, target, base, **options)
-    int8_path = export_translator(model, source, target, base, quantize="int8", **options)
-    return float_path, int8_path
+    return translator.export(base), translator.export(base, quantize="int8")
 
 
 # -- the quantized copy --------------------------------------------------------
@@ -98,14 +95,15 @@ def test_what_keras_cannot_quantize_is_listed():
     assert [e["layer"] for e in summary.kept_float if e["class"] == "weight"] == [f"{untied.name}/logits_bias"]
 
 
-def test_quantize_model_refuses_what_it_cannot_do(tiny_translator, quantized):
+def test_quantize_model_refuses_what_it_cannot_do(tiny_translator, quantized, tmp_path):
     model, _, _ = tiny_translator
     with pytest.raises(ValueError, match="mode must be one of \\('int8',\\). Received: mode='int4'"):
         quantize_model(model, "int4")
     with pytest.raises(ValueError, match="already quantized"):
         quantize_model(quantized[1])
     with pytest.raises(ValueError, match="quantize must be None \\(float\\) or one of \\('int8',\\). Received: quantize='int4'"):
-        export_translator(model, None, None, "/nowhere", quantize="int4")
+        Translator(*tiny_translator).export(str(tmp_path / "serving"), quantize="int4")
+    assert not os.path.exists(tmp_path / "serving")  # refused before anything is written
 
 
 # -- numbers -------------------------------------------------------------------
@@ -169,8 +167,8 @@ def test_exports_save_each_weight_and_graph_once_and_int8_shrinks_weights(tiny_t
     assert 4 * params <= float_bytes < 4 * params * 1.1  # once, not twice
     for path in exports:
         names = _function_names(path)
-        assert len([n for n in names if n.startswith("__inference__translate_ids_")]) == 1  # traced once
-        assert len([n for n in names if n.startswith("__inference__translate_")]) == 2  # and _translate
+        for endpoint in ("_translate_ids", "translate_strings", "translate_nbest_strings"):  # each traced once
+            assert len([n for n in names if n.startswith(f"__inference_{endpoint}_")]) == 1, endpoint
         assert not [n for n in names if "grad_fn" in n]  # no gradient functions
     summary = quantized[2]
     # One byte per quantized weight, plus the float norms, biases and scales
@@ -182,7 +180,7 @@ def test_exports_save_each_weight_and_graph_once_and_int8_shrinks_weights(tiny_t
 def test_int8_export_answers_as_the_quantized_model_in_process_and_without_zoo(tiny_translator, quantized, exports):
     _, source, target = tiny_translator
     _, int8_path = exports
-    module = TranslatorModule(quantized[1], source, target, beam_width=2, max_length=10)
+    module = Translator(quantized[1], source, target, SearchSettings(beam_width=2, max_length=10)).graph()
     sentences = EN + ["Nothing like the training data at all!"]
     expected = [t.decode() for t in module.serving_default(tf.constant(sentences))["translations"].numpy()]
     fresh = run_without_zoo(FRESH, int8_path, json.dumps(sentences), cwd=os.path.dirname(int8_path))

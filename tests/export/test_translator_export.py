@@ -9,17 +9,10 @@ import tensorflow as tf
 
 from tests.export.conftest import EN
 from tests.helpers import run_without_zoo
-from zoo.export import (
-    TranslatorModule,
-    UnsupportedOpError,
-    VersionExistsError,
-    audit_saved_model,
-    export_translator,
-    read_warmup_requests,
-    translate_with_saved_model,
-    write_version,
-)
+from zoo.decoding import SearchSettings
+from zoo.export import UnsupportedOpError, VersionExistsError, audit_saved_model, read_warmup_requests, write_version
 from zoo.export.op_audit import unsupported_ops
+from zoo.tasks import Translator
 
 # Runs the export in a process where zoo cannot be imported,
 # with only tensorflow and tensorflow_text, as TF Serving has.
@@ -33,11 +26,10 @@ print(json.dumps({"translations": [t.decode() for t in out["translations"].numpy
 
 @pytest.fixture(scope="module")
 def exported(tiny_translator, tmp_path_factory):
-    model, source, target = tiny_translator
+    translator = Translator(*tiny_translator, SearchSettings(beam_width=2, max_length=10))
     base = str(tmp_path_factory.mktemp("export"))
-    path = export_translator(model, source, target, base, beam_width=2, max_length=10)
-    module = TranslatorModule(model, source, target, beam_width=2, max_length=10)
-    return base, path, module
+    path = translator.export(base)
+    return base, path, translator.graph()
 
 
 def _in_process(module, sentences):
@@ -69,31 +61,31 @@ def test_bad_requests_never_fail_the_batch(exported):
     assert out["truncated"].numpy().tolist() == [False, False, True, False, False]  # only the 500 words
     for words, cut in ((16, False), (17, True)):  # the model reads max_length=16 source tokens
         sentence = " ".join(["three"] * words)
-        assert module.source_tokenizer.tokenize(tf.constant([sentence])).row_lengths().numpy()[0] == words
+        assert module.preprocessor.source_tokenizer.tokenize(tf.constant([sentence])).row_lengths().numpy()[0] == words
         assert module.serving_default(tf.constant([sentence]))["truncated"].numpy()[0] == cut
     empty = module.serving_default(tf.constant([], tf.string))
     assert empty["translations"].shape == (0,)
-    assert translate_with_saved_model(path, ["", normal])[1] == alone[0]
+    served = tf.saved_model.load(path).signatures["serving_default"](sentences=tf.constant(["", normal]))
+    assert served["translations"].numpy()[1].decode() == alone[0]
 
 
 def test_token_id_signature(exported):
     _, path, module = exported
     loaded = tf.saved_model.load(path)
-    ids = module.source_tokenizer.tokenize(tf.constant(EN[:2])).to_tensor()
+    ids = module.preprocessor.source_tokenizer.tokenize(tf.constant(EN[:2])).to_tensor()
     out = loaded.signatures["translate_ids"](source_ids=tf.cast(ids, tf.int32))
     assert out["target_ids"].dtype == tf.int32 and out["target_ids"].shape[0] == 2
-    text = module.target_tokenizer.detokenize(out["target_ids"]).numpy()
+    text = module.preprocessor.target_tokenizer.detokenize(out["target_ids"]).numpy()
     assert [t.decode() for t in text] == _in_process(module, EN[:2])[0]
 
 
 def test_versions_are_never_overwritten_and_written_atomically(exported, tiny_translator):
     base, path, _ = exported
     assert path.endswith(os.path.join("translator", "1"))
-    model, source, target = tiny_translator
-    second = export_translator(model, source, target, base, beam_width=1, max_length=4)
+    second = Translator(*tiny_translator, SearchSettings(beam_width=1, max_length=4)).export(base)
     assert second.endswith(os.path.join("translator", "2"))
     with pytest.raises(VersionExistsError, match="never overwritten"):
-        export_translator(model, source, target, base, version=1)
+        Translator(*tiny_translator).export(base, version=1)
 
     def crash(directory):
         os.makedirs(directory)

@@ -17,7 +17,7 @@ from tests.export.conftest import EN
 from tests.helpers import run_without_zoo
 from zoo.decoding import SearchSettings
 from zoo.decoding.beam_search import NEG_INF
-from zoo.export import TranslatorModule, audit_saved_model, export_translator, read_warmup_requests
+from zoo.export import audit_saved_model, read_warmup_requests
 from zoo.models import TransformerTranslator
 from zoo.tasks import Translator
 from zoo.text import WordPieceTokenizer
@@ -36,8 +36,8 @@ print(json.dumps({"translations": [[t.decode() for t in row] for row in out["tra
 
 @pytest.fixture(scope="module")
 def exported(tiny_translator, tmp_path_factory):
-    model, source, target = tiny_translator
-    path = export_translator(model, source, target, str(tmp_path_factory.mktemp("nbest")), beam_width=W, max_length=10)
+    translator = Translator(*tiny_translator, SearchSettings(beam_width=W, max_length=10))
+    path = translator.export(str(tmp_path_factory.mktemp("nbest")))
     return path, tf.saved_model.load(path)
 
 
@@ -139,8 +139,7 @@ def tiny_vocabulary(tiny_translator):
     model = TransformerTranslator(source.vocabulary_size, V, num_encoder_layers=1, num_decoder_layers=1, d_model=16,
                                   num_heads=2, d_ff=32, max_length=8, dropout=0.0)
     sentences = EN[:3]
-    module = TranslatorModule(model, source, target, beam_width=WIDE, max_length=L)
-    ids, _ = module.source_ids(tf.constant(sentences))
+    ids, _ = Translator(model, source, target).preprocessor.source_ids(tf.constant(sentences))
     dense = tf.pad(ids.to_tensor(default_value=0), [[0, 0], [0, 1]]).numpy()  # as the export feeds the search
     return model, source, target, sentences, model_tables(model, dense, L)
 
@@ -152,8 +151,8 @@ def _oracle(tables, row, alpha, form="gnmt", include_unended=False):
 @pytest.mark.parametrize("n", [5, WIDE])
 def test_n_best_is_the_exhaustive_top_n(tiny_vocabulary, n):
     model, source, target, sentences, tables = tiny_vocabulary
-    module = TranslatorModule(model, source, target, beam_width=WIDE, max_length=L, alpha=0.6)
-    out = module.translate_nbest(tf.constant(sentences), tf.constant(n))
+    graph = Translator(model, source, target, SearchSettings(beam_width=WIDE, max_length=L, alpha=0.6)).graph()
+    out = graph.translate_nbest(tf.constant(sentences), tf.constant(n))
     for row in range(len(sentences)):
         hypotheses = _oracle(tables, row, 0.6)
         assert len(hypotheses) == 1 + (V - 1) + (V - 1) ** 2  # ended after 1, 2 or 3 tokens
@@ -177,15 +176,14 @@ def test_with_no_hypothesis_ended_the_alive_ones_are_the_top_unended(tiny_vocabu
     5 slots that no hypothesis reached, whose NEG_INF score must not be divided by the penalty."""
     model, source, target, sentences, tables = tiny_vocabulary
     options = dict(suppress_token_ids=(END,), length_penalty_form="power")
-    module = TranslatorModule(model, source, target, beam_width=130, max_length=L, alpha=1.0, search_options=options)
-    out = module.translate_nbest(tf.constant(sentences[:2]), tf.constant(130))
+    translator = Translator(model, source, target, SearchSettings(beam_width=130, max_length=L, alpha=1.0, **options))
+    out = translator.graph().translate_nbest(tf.constant(sentences[:2]), tf.constant(130))
     for row in range(2):
         unended = [h for h in _oracle(tables, row, 1.0, "power", include_unended=True) if END not in h.tokens]
         assert len(unended) == 125
         np.testing.assert_allclose(out["scores"][row, :125], [h.score for h in unended], atol=1e-5)
         assert (out["lengths"][row, :125].numpy() == L).all()
         assert (out["scores"][row, 125:].numpy() == NEG_INF).all() and (out["lengths"][row, 125:].numpy() == 0).all()
-    translator = Translator(model, source, target, SearchSettings(beam_width=130, max_length=L, alpha=1.0, **options))
     assert [len(hypotheses) for hypotheses in translator.translate(sentences[:2], n_best=130)] == [125, 125]
 
 

@@ -193,5 +193,5 @@ def test_a_translator_folder_asking_for_an_unservable_beam_is_refused_at_load(ti
     meta = json.loads(task_json.read_text())
     meta["settings"]["search"]["beam_width"] = 10**9
     task_json.write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"beam_width must be at most 64 .*Received: beam_width=1000000000"):
+    with pytest.raises(ValueError, match=r"beam_width must be at most 256 .*Received: beam_width=1000000000"):
         Translator.load(folder)

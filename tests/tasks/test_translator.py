@@ -74,10 +74,10 @@ def test_n_best_leaves_out_slots_no_hypothesis_reached(tiny_translator):
                                   num_decoder_layers=1, d_model=32, num_heads=4, d_ff=64, max_length=16,
                                   dropout=0.0, output_bias=True)
     translator = Translator(model, source, target, SearchSettings(beam_width=3, max_length=6))
-    module = translator._module(translator.settings)
+    graph = translator.graph()
     for bias in (0.5, 1.0, 1.5, 2.0, 3.0):
         model.logits_bias.assign(np.eye(target.vocabulary_size, dtype="float32")[model.end_token_id] * bias)
-        scores = module.translate_nbest(tf.constant(EN), tf.constant(3))["scores"].numpy()
+        scores = graph.translate_nbest(tf.constant(EN), tf.constant(3))["scores"].numpy()
         reached = (scores > NEG_INF / 2).sum(axis=1)
         if 0 < reached.min() < 3:
             break
@@ -280,15 +280,15 @@ def test_bucketed_sources_translate_as_unpadded_ones(tiny_translator):
     The padding must be the pad id, which the model masks: searched with or without it, the same
     hypotheses and scores; any other id would be read as tokens."""
     from zoo.decoding.beam_search import beam_search
-    from zoo.tasks.translator import _bucketed
+    from zoo.tasks.translator_inputs import bucketed
 
     model, source, _ = tiny_translator
     ids = source.tokenize(tf.constant(EN)).to_tensor(model.pad_token_id).numpy().astype("int32")  # (B, S)
-    padded = _bucketed(ids, model)  # (B, 8 or 16)
+    padded = bucketed(ids, model)  # (B, 8 or 16)
     assert padded.shape[1] in (8, 16) and padded.shape[1] > ids.shape[1]
     np.testing.assert_array_equal(padded[:, : ids.shape[1]], ids)
     assert (padded[:, ids.shape[1] :] == model.pad_token_id).all()
-    assert _bucketed(padded, model).shape == padded.shape  # a bucket's width is its own bucket
+    assert bucketed(padded, model).shape == padded.shape  # a bucket's width is its own bucket
     tokens, scores = (np.asarray(x) for x in beam_search(model, ids, max_length=8, beam_width=2)[-2:])
     tokens_padded, scores_padded = (np.asarray(x) for x in beam_search(model, padded, max_length=8, beam_width=2)[-2:])
     np.testing.assert_array_equal(tokens_padded, tokens)

@@ -2,11 +2,10 @@
 
 Sources (`load_translation_data`): the built-in English-German corpus,
 any tab-separated file (bad lines skipped and reported, or fatal with
-`strict`), or a TFDS translation dataset. Batches
-(`make_batches`): tokenized with the tokenizers' in-graph ops, over-long
-pairs truncated or dropped (counted), bucketed by length, with decoder input
-= `[START] + target`, labels = `target + [END]`, and sample weights that
-mask padding.
+`strict`), or a TFDS translation dataset. Batches (`make_batches`):
+bucketed by length, built by the task's preprocessor
+(`zoo.preprocessing.TranslationPreprocessor`, passed in: it sits above
+this package), which alone decides ids, truncation and padding.
 """
 
 import dataclasses
@@ -213,71 +212,83 @@ class BatchStats:
         )
 
 
-def _tokenize(tokenizer, texts, chunk=4096):
-    rows = []
-    for i in range(0, len(texts), chunk):
-        rows.extend(t.numpy() for t in tokenizer.tokenize(tf.constant(texts[i : i + chunk])))
-    return rows
+BUCKET_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batches hold pairs of lengths between two
 
 
-def make_batches(
-    pairs,
-    source_tokenizer,
-    target_tokenizer,
-    batch_size,
-    max_length,
-    overlong="truncate",
-    shuffle=True,
-    seed=0,
-):
+def _columns(pairs):
+    """`(sources, targets)`: `(N,)` object arrays of the pairs' two sides."""
+    table = np.empty((len(pairs), 2), dtype=object)
+    try:
+        table[:] = pairs
+    except (ValueError, TypeError):
+        raise DataError("make_batches takes a list of (source, target) pairs of strings.") from None
+    return table[:, 0], table[:, 1]
+
+
+def _tokenized(preprocessor, sources, targets, chunk):
+    """`preprocessor.tokenize_pairs` of all pairs, `chunk` pairs per call, joined."""
+    parts = [
+        preprocessor.tokenize_pairs(tf.constant(sources[i : i + chunk], tf.string), tf.constant(targets[i : i + chunk]))
+        for i in range(0, len(sources), chunk)
+    ]
+    return [tf.concat([part[k] for part in parts], axis=0) for k in range(len(parts[0]))]
+
+
+def make_batches(pairs, preprocessor, batch_size, overlong="truncate", shuffle=True, seed=0, chunk=8192):
     """Builds the teacher-forced `tf.data.Dataset` and the `BatchStats`.
 
-    Elements are `({"source_ids": (B, S), "target_ids": (B, T)}, labels (B, T),
-    sample_weight (B, T))`: `target_ids` is `[START] + target`, `labels` is
-    `target + [END]`, padding is 0 with weight 0. Sources hold at most
-    `max_length` tokens and targets `max_length - 1` (room for START/END);
-    `overlong="truncate"` cuts longer ones, `"drop"` drops the pair.
-    Batches are bucketed by length so little compute goes to padding.
+    `preprocessor` (a `zoo.preprocessing.TranslationPreprocessor`) decides
+    everything about the ids: elements are what its `training_batch` gives
+    for a batch of string pairs, `({"source_ids": (B, S), "target_ids":
+    (B, T)}, labels (B, T), sample_weight (B, T))`: sources truncated as
+    serving truncates them, targets to `max_length - 1` ids plus start /
+    end, padding the tokenizers' pad ids with weight 0.
+    `overlong="truncate"` cuts longer pairs, `"drop"` leaves them out;
+    pairs empty once tokenized are left out; both are counted.
+
+    All pairs are tokenized and packed once, `chunk` at a time
+    (`tokenize_pairs`, `pack_rows`: vectorised on ragged tensors); each
+    epoch then shuffles them (with `seed`) and pads batches of similar
+    length (buckets, so little compute goes to padding) with the
+    preprocessor's `padding_values`.
     """
+    if not hasattr(preprocessor, "tokenize_pairs"):
+        raise TypeError(
+            f"make_batches takes a zoo.preprocessing.TranslationPreprocessor. Received: {type(preprocessor).__name__}"
+        )
     if overlong not in ("truncate", "drop"):
         raise ValueError(f"overlong must be 'truncate' or 'drop'. Received: overlong={overlong!r}")
-    stats = BatchStats()
-    sources = _tokenize(source_tokenizer, [s for s, _ in pairs])
-    targets = _tokenize(target_tokenizer, [t for _, t in pairs])
-    start, end = target_tokenizer.start_id, target_tokenizer.end_id
-    kept_src, kept_in, kept_out = [], [], []
-    for src, tgt in zip(sources, targets):
-        if len(src) == 0 or len(tgt) == 0:
-            stats.dropped_empty += 1
-            continue
-        too_long = len(src) > max_length or len(tgt) > max_length - 1
-        if too_long and overlong == "drop":
-            stats.dropped_too_long += 1
-            continue
-        stats.truncated += int(too_long)
-        src, tgt = src[:max_length], tgt[: max_length - 1]
-        kept_src.append(src)
-        kept_in.append(np.concatenate([[start], tgt]))
-        kept_out.append(np.concatenate([tgt, [end]]))
-    stats.pairs = len(kept_src)
-    if not kept_src:
+    if not len(pairs):
+        raise DataError("No sentence pairs to make batches of (received an empty list).")
+    source_ids, target, empty, too_long, lengths = _tokenized(preprocessor, *_columns(pairs), chunk)
+    empty, too_long = empty.numpy(), too_long.numpy()
+    dropped = empty | (too_long if overlong == "drop" else False)
+    cut = int(np.sum(too_long & ~empty))
+    stats = BatchStats(
+        pairs=int(np.sum(~dropped)),
+        truncated=0 if overlong == "drop" else cut,
+        dropped_too_long=cut if overlong == "drop" else 0,
+        dropped_empty=int(np.sum(empty)),
+    )
+    if not stats.pairs:
         raise DataError(f"No usable sentence pairs after tokenization ({stats})")
-
-    def ragged(rows):
-        return tf.RaggedTensor.from_row_lengths(
-            np.concatenate(rows).astype("int32"), [len(r) for r in rows]
-        )
-
-    ds = tf.data.Dataset.from_tensor_slices((ragged(kept_src), ragged(kept_in), ragged(kept_out)))
+    kept = np.flatnonzero(~dropped)
+    rows = preprocessor.pack_rows(tf.gather(source_ids, kept), tf.gather(target, kept))
+    lengths = tf.gather(lengths, kept)
+    # A row of a ragged batch is a plain tensor, once passed through a function: what padding takes.
+    ds = tf.data.Dataset.from_tensor_slices((*rows, lengths)).map(lambda *row: row)
     if shuffle:
-        ds = ds.shuffle(len(kept_src), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda s, i, o: (s, i, o, tf.cast(tf.ones_like(o), tf.float32)))
-    boundaries = [b for b in (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if b < max_length]
+        ds = ds.shuffle(stats.pairs, seed=seed, reshuffle_each_iteration=True)
+    boundaries = [b for b in BUCKET_BOUNDARIES if b < preprocessor.max_length]
+    pads = tuple(tf.constant(value, spec.dtype) for value, spec in zip(preprocessor.padding_values, ds.element_spec))
     ds = ds.bucket_by_sequence_length(
-        lambda s, i, o, w: tf.maximum(tf.shape(s)[0], tf.shape(i)[0]),
+        lambda *row: row[-1],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        pad_to_bucket_boundary=False,
+        padding_values=(*pads, tf.constant(0, tf.int32)),
     )
-    ds = ds.map(lambda s, i, o, w: ({"source_ids": s, "target_ids": i}, o, w))
-    return ds.prefetch(tf.data.AUTOTUNE), stats
+    ds = ds.map(lambda *batch: preprocessor.as_batch(*batch[:4]), num_parallel_calls=tf.data.AUTOTUNE)
+    # Each bucket ends with one short batch: the count is known, and Keras' progress bars show it.
+    buckets = np.searchsorted(boundaries, lengths.numpy(), side="right")
+    batches = int(np.sum(-(-np.bincount(buckets) // batch_size)))
+    return ds.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(tf.data.AUTOTUNE), stats

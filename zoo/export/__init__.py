@@ -1,8 +1,11 @@
-"""SavedModel writers for TF Serving: signatures, versions, warm-up, op audit."""
+"""The SavedModel writer for TF Serving, which knows no model: signatures, versions, warm-up, op audit, int8 copy.
+
+A task builds its own serving graph (`zoo.tasks.translator_graph`) and hands
+its signatures to `export_saved_model`.
+"""
 
 from zoo.export.op_audit import ALLOWED_CUSTOM_OPS, UnsupportedOpError, audit_saved_model
 from zoo.export.quantization import QuantizationSummary, quantize_model, read_quantization
-from zoo.export.translator import TranslatorModule, export_translator, translate_with_saved_model
 from zoo.export.versions import VersionExistsError, next_version, write_version
 from zoo.export.warmup import read_warmup_requests, write_warmup_requests
 from zoo.export.writer import export_saved_model
@@ -14,9 +17,6 @@ __all__ = [
     "QuantizationSummary",
     "quantize_model",
     "read_quantization",
-    "TranslatorModule",
-    "export_translator",
-    "translate_with_saved_model",
     "VersionExistsError",
     "next_version",
     "write_version",

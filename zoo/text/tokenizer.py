@@ -1,11 +1,13 @@
 """What zoo's in-graph tokenizers share: reserved ids and `tokenizer.json`.
 
 Every tokenizer here is a `tf.Module` whose `tokenize` / `detokenize` are
-TensorFlow ops, so they trace into an exported SavedModel. The export
-(`zoo.export.translator`) needs only the source side's `tokenize` and the
-target side's `detokenize` (and reads `end_id` and `appends_end_id` when
-they exist), so a tokenizer of the user's own with those can be exported
-too. The ids, `vocabulary_size`, `save` and `load` serve training.
+TensorFlow ops, so they trace into an exported SavedModel. A translator's
+preprocessor (`zoo.preprocessing.TranslationPreprocessor`) needs the
+source side's `tokenize` and `pad_id` and the target side's `tokenize`,
+`detokenize` and `pad_id` / `start_id` / `end_id` (and reads the source's
+`end_id` and `appends_end_id` when they exist), so a tokenizer of the
+user's own with those works too. `vocabulary_size`, `save` and `load`
+serve building models and task folders.
 
 A saved tokenizer is a folder: `tokenizer.json` names the class, its
 options and its files (a vocabulary, a SentencePiece model). `load` reads
