@@ -39,9 +39,9 @@ def test_replace_checks_names_and_values():
 
 
 def test_settings_that_cannot_be_served_are_refused_with_the_limit_named():
-    with pytest.raises(ValueError, match=r"beam_width must be at most 64 .*Received: beam_width=1000000000"):
+    with pytest.raises(ValueError, match=r"beam_width must be at most 256 .*Received: beam_width=1000000000"):
         SearchSettings.from_config({"beam_width": 10**9})  # as read from a task.json
-    assert SearchSettings(beam_width=64).beam_width == 64
+    assert SearchSettings(beam_width=256).beam_width == 256
     for alpha in (float("nan"), float("inf"), "0.6x", None):
         with pytest.raises(ValueError, match=r"alpha must be a finite number. Received: alpha="):
             SearchSettings(alpha=alpha)
