@@ -328,6 +328,10 @@ def command_line(verbose=False):
         if verbose:
             raise
         print(f"error: {_one_line(error)} (--verbose shows the traceback)", file=sys.stderr)
+        if getattr(error, "exit_at_once", False):  # exit handlers would crash (recipes.disk_space.hdf5_write)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         raise SystemExit(1) from None
 
 

@@ -7,10 +7,14 @@ folder and the space needed: h5py, TensorFlow and Python raise them with
 the system's message somewhere in a long text of their own.
 """
 
+import contextlib
 import errno
+import gc
+import io
 import json
 import os
 import shutil
+import sys
 
 SPACE_ERRORS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
@@ -51,9 +55,11 @@ def _space_errno(error):
     return None
 
 
-def out_of_space(error, writing, folder, needed=None, after=""):
+def out_of_space(error, writing, folder, needed=None, after="", free=None):
     """An `OutOfSpaceError` naming `folder` and the space needed, if `error` is a full disk or a file-size limit.
 
+    `free`: the bytes free before the write (a failed write may hold the
+    space it took until the process ends); by default, those free now.
     Returns None for any other error.
     """
     if isinstance(error, OutOfSpaceError):  # already says so
@@ -61,14 +67,79 @@ def out_of_space(error, writing, folder, needed=None, after=""):
     code = _space_errno(error)
     if code is None:
         return None
+    full = _error(code, writing, folder, needed, after, free)
+    full.exit_at_once = getattr(error, "exit_at_once", False)
+    return full
+
+
+def check_room(writing, folder, needed, largest_file, after=""):
+    """Raises `OutOfSpaceError` before a write of `needed` bytes (`largest_file` in one file) that cannot fit.
+
+    Checking first matters for HDF5 files: h5py keeps a file whose write
+    failed open, and closing it at exit crashes the process (segfault).
+    """
+    if _file_size_limit() < largest_file:
+        raise _error(errno.EFBIG, writing, folder, largest_file, after)
+    if free_bytes(folder) < needed:
+        raise _error(errno.ENOSPC, writing, folder, needed, after)
+
+
+@contextlib.contextmanager
+def hdf5_write():
+    """Runs an HDF5 write (Keras `save_weights`); a failure for want of room leaves nothing behind to crash.
+
+    h5py keeps a file whose write failed open, in the frames of the error's
+    traceback; freeing them closes it, which flushes once more and, on a full
+    disk, prints tracebacks of its own and leaves the HDF5 library in a state
+    that crashes the process at exit (a segfault). Here the failed write's
+    frames are freed at once with what they print swallowed, and the error
+    raised is marked `exit_at_once` (`recipes.common.command_line` then ends
+    the process without running exit handlers). What a successful write
+    prints is passed on.
+    """
+    printed, hook = io.StringIO(), sys.unraisablehook
+    try:
+        with contextlib.redirect_stderr(printed):
+            sys.unraisablehook = lambda unraisable: None
+            try:
+                yield
+            except BaseException as error:
+                if _space_errno(error) is None:
+                    raise
+                cause = error
+                while cause is not None:
+                    cause.__traceback__ = None
+                    cause = cause.__context__
+                gc.collect()
+                error.exit_at_once = True
+                raise
+    finally:
+        sys.unraisablehook = hook
+    sys.stderr.write(printed.getvalue())
+
+
+def _file_size_limit():
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return float("inf")
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return float("inf") if limit == resource.RLIM_INFINITY else limit
+
+
+def free_bytes(folder):
+    """The bytes free on the disk of `folder` (or of its nearest existing parent)."""
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    return shutil.disk_usage(folder or ".").free
+
+
+def _error(code, writing, folder, needed, after, free=None):
     need = f"; it needs about {_megabytes(needed)}" if needed else ""
     if code == errno.EFBIG:
-        import resource
-
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        shown = "unlimited" if limit == resource.RLIM_INFINITY else _megabytes(limit)
-        cause = f"a file grew past the file-size limit (ulimit -f) of {shown}{need}"
+        limit = _megabytes(_file_size_limit())
+        cause = f"{os.strerror(code)}: past the file-size limit of {limit} that ulimit -f sets{need}"
     else:
-        free = shutil.disk_usage(folder if os.path.isdir(folder) else os.path.dirname(folder) or ".").free
+        free = free_bytes(folder) if free is None else free
         cause = f"{os.strerror(code)}: {_megabytes(free)} free there{need}"
     return OutOfSpaceError(f"No room to write {writing} in {folder} ({cause}). {after}".strip())

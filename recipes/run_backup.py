@@ -32,6 +32,8 @@ import shutil
 import time
 import typing
 
+from recipes import disk_space
+
 WEIGHTS, BEST, STATE = "model.weights.h5", "best.weights.h5", "state.json"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^epoch-(\d+)$")
@@ -193,27 +195,30 @@ class RunBackup:
     def _save(self, epoch, logs):
         self.epochs_done, self.batches_done = epoch + 1, self.batches_done + self.steps
         self.seconds = self.seconds_before + time.time() - self._started
-        written = []
+        improved = self.early_stopping.best_epoch == epoch and self.early_stopping.best_weights is not None
+        writing, size = f"the backup of epoch {epoch + 1}", self._estimated_bytes()
+        written, free = [], disk_space.free_bytes(self.run.backup_dir)
         try:
-            if self.early_stopping.best_epoch == epoch and self.early_stopping.best_weights is not None:
+            self.run.check_room(writing, self.run.backup_dir, size * (2 if improved else 1), size)
+            if improved:
                 self._write_best(written)
             self._write_generation(written)
         except BaseException as error:
             for path in written:
                 _remove(path)
-            full = self.run.out_of_space(error, f"the backup of epoch {epoch + 1}", self.run.backup_dir,
-                                         self._estimated_bytes())
-            if full is not None:
-                raise full from None
-            raise
+            full = self.run.out_of_space(error, writing, self.run.backup_dir, size, free)
+            if full is None:
+                raise
+            raise full from None
         self.run.on_interrupt_during_training(self.epochs_done)
 
     def _write_best(self, written):
         path = self.run.best_weights_path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = os.path.join(os.path.dirname(path), ".partial-" + BEST)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         written.append(partial)
-        self.model.save_weights(partial)
+        with disk_space.hdf5_write():
+            self.model.save_weights(partial)
         _sync(partial)
         os.replace(partial, path)
         written.remove(partial)
@@ -224,7 +229,8 @@ class RunBackup:
         shutil.rmtree(partial, ignore_errors=True)
         written.append(partial)
         os.makedirs(partial)
-        self.model.save_weights(os.path.join(partial, WEIGHTS))
+        with disk_space.hdf5_write():
+            self.model.save_weights(os.path.join(partial, WEIGHTS))
         files = [WEIGHTS]
         best = self.run.best_weights_path
         if self.early_stopping.best_weights is not None and os.path.exists(best):

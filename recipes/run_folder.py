@@ -37,7 +37,7 @@ import json
 import os
 import shutil
 
-from recipes import common, run_backup, trained_model
+from recipes import common, disk_space, run_backup, trained_model
 from recipes.disk_space import out_of_space, write_json
 
 RUN_FILE = "run.json"
@@ -228,8 +228,7 @@ class RunFolder:
         elif self._committed is not None:
             self.on_interrupt_during_training(self._committed)
         elif self._set_aside:
-            common.on_interrupt("interrupted before the new run finished an epoch: the earlier run is back as it "
-                                "was; the same command starts the new run again")
+            common.on_interrupt("interrupted before the new run finished an epoch; the same command starts it again")
         else:
             common.on_interrupt("interrupted before the first epoch finished: no backup was written; the same "
                                 "command starts the run again")
@@ -371,21 +370,27 @@ class RunFolder:
             model = self.path("model")
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(model) for f in files)
             full = self.out_of_space(error, name, self.output, size or None)
-            if full is not None:
-                raise full from None
-            raise
+            if full is None:
+                raise
+            raise full from None
         finally:
             common.on_interrupt(previous)
 
-    def out_of_space(self, error, writing, folder, needed=None):
-        """`out_of_space` with what the run has kept and how to go on."""
-        if self._committed is not None and "backup" in writing:
-            after = f"The backup of epoch {self._committed} is intact: {self._hint()} resumes from it once there is room."
-        elif "backup" in writing:
-            after = "No epoch's backup was written: the same command starts the run again once there is room."
-        else:
-            after = f"Once there is room, {self._hint()} finishes what is left without training again."
-        return out_of_space(error, writing, folder, needed, after)
+    def out_of_space(self, error, writing, folder, needed=None, free=None):
+        """`disk_space.out_of_space`, saying what the run has kept and how to go on."""
+        return out_of_space(error, writing, folder, needed, self._after_no_room(writing), free)
+
+    def check_room(self, writing, folder, needed, largest_file):
+        """`disk_space.check_room`, saying what the run has kept and how to go on."""
+        disk_space.check_room(writing, folder, needed, largest_file, self._after_no_room(writing))
+
+    def _after_no_room(self, writing):
+        if "backup" not in writing:
+            return f"Once there is room, {self._hint()} finishes what is left without training again."
+        if self._committed is None:
+            return "No epoch's backup was written: the same command starts the run again once there is room."
+        how = "the same command continues" if self._starting else f"{self._hint()} resumes"
+        return f"The backup of epoch {self._committed} is intact: {how} from it once there is room."
 
 
 def run_command(args, config_class, commands, recipe, config_file="config.json", artifacts=()):
