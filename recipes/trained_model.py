@@ -67,8 +67,9 @@ def task_or_export(path, task_example, export_example, serving_input):
             f"No task folder or SavedModel at {path!r}. Expected a task folder such as {task_example} or an "
             f"export directory such as {export_example}."
         ) from None
-    inputs = ", ".join(sorted(serving_inputs(version))) or "nothing"
-    if serving_input not in serving_inputs(version):
+    names = serving_inputs(version)
+    if serving_input not in names:
+        inputs = ", ".join(sorted(names)) or "nothing"
         raise ValueError(
             f"{version} is an export of another task: its serving_default takes {inputs}, not {serving_input}. "
             f"Expected an export such as {export_example}."
