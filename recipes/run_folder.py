@@ -223,7 +223,7 @@ class RunFolder:
         self._starting = self.plan in (NEW, CONTINUE)
         self._committed = self.resume.epoch if self.resume else None
         if self.plan == CONTINUE:
-            common.on_interrupt(f"interrupted during epoch {self.resume.epoch + 1}: the run is still the finished "
+            common.on_interrupt(f"interrupted before the continued run finished an epoch: it is still the finished "
                                 f"run of {self.resume.epoch} epochs; the same command continues it")
         elif self._committed is not None:
             self.on_interrupt_during_training(self._committed)
@@ -287,11 +287,21 @@ class RunFolder:
         """Saves the trained task folder (`trained_model.save_task`) and records that training is done."""
         message = (f"interrupted while saving the trained model: the backup of its last epoch is kept, and "
                    f"{self._hint()} saves it without training again")
-        with self.phase("the trained model", message):
+        with self.phase("the trained model", message, after=self._phase_message(PHASES[0])):
             path = trained_model.save_task(task, self.output)
             state = self.state()
             self._write_state({**state, "done": ["train"]})
         return path
+
+    def _phase_message(self, name):
+        """What Ctrl-C says from the end of training until phase `name` is recorded (None: all are)."""
+        return {
+            "evaluate": f"interrupted before evaluate finished: training is finished and the model saved in "
+                        f"{self.path('model')}; {self._hint()} evaluates and exports it without training again",
+            "export": f"interrupted before export finished: no version was written (a version is written whole or "
+                      f"not at all); {self._hint()} exports without training again",
+            None: f"interrupted as the run finished; {self._hint()} records that it has",
+        }[name]
 
     def finish(self, **phases):
         """Runs `phases` (`evaluate=`, `export=`: functions of no arguments) not yet done, in order, recording each.
@@ -300,21 +310,15 @@ class RunFolder:
         loss is lower than that of every version already exported here;
         `export` returns the version's path.
         """
-        for name in PHASES:
+        for i, name in enumerate(PHASES):
             state = self.state()
             if name in state["done"]:
                 continue
+            after = self._phase_message(PHASES[i + 1] if i + 1 < len(PHASES) else None)
             if name == "export" and (reason := self.export_refusal(state)):
                 print(f"not exported: {reason}")
             else:
-                message = {
-                    "evaluate": f"interrupted during evaluate: training is finished and the model saved in "
-                                f"{self.path('model')}; {self._hint()} evaluates and exports it without training "
-                                f"again",
-                    "export": f"interrupted during export: no version was written (a version is written whole or "
-                              f"not at all); {self._hint()} exports without training again",
-                }[name]
-                with self.phase(name, message):
+                with self.phase(name, self._phase_message(name), after):
                     result = phases[name]()
                 if name == "export":
                     self.record_export(result)
@@ -361,8 +365,11 @@ class RunFolder:
         return result
 
     @contextlib.contextmanager
-    def phase(self, name, message):
-        """Ctrl-C in the block says `message`; a full disk in it is one line naming the run folder."""
+    def phase(self, name, message, after=None):
+        """Ctrl-C in the block says `message`, and after it `after` (by default what it said before).
+
+        A full disk in the block is one line naming the run folder.
+        """
         previous = common.on_interrupt(message)
         try:
             yield
@@ -374,7 +381,7 @@ class RunFolder:
                 raise
             raise full from None
         finally:
-            common.on_interrupt(previous)
+            common.on_interrupt(previous if after is None else after)
 
     def out_of_space(self, error, writing, folder, needed=None, free=None):
         """`disk_space.out_of_space`, saying what the run has kept and how to go on."""
