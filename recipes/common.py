@@ -309,6 +309,29 @@ def on_interrupt(message):
 
 
 @contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C during the block is raised at its end: for a change of state and the words that describe it.
+
+    Outside the main thread (where Python runs signal handlers) the block
+    runs as it is.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def command_line(verbose=False):
     """Runs a recipe command: line-buffered output, one-line errors with exit status 1.
 

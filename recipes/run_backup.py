@@ -32,7 +32,7 @@ import shutil
 import time
 import typing
 
-from recipes import disk_space
+from recipes import common, disk_space
 
 WEIGHTS, BEST, STATE = "model.weights.h5", "best.weights.h5", "state.json"
 FORMAT_VERSION = 1
@@ -210,7 +210,6 @@ class RunBackup:
             if full is None:
                 raise
             raise full from None
-        self.run.on_interrupt_during_training(self.epochs_done)
 
     def _write_best(self, written):
         path = self.run.best_weights_path
@@ -258,12 +257,14 @@ class RunBackup:
             json.dump(state, f, indent=1)
         for name in (*files, STATE):
             _sync(os.path.join(partial, name))
-        self.run.commit(epoch)  # config.json and run.json of the run as of this epoch
-        final = generation_path(backup_dir, epoch)
-        if os.path.exists(final):  # a damaged generation of the same epoch: it goes
-            os.rename(final, os.path.join(backup_dir, f".epoch-{epoch:04d}.replaced"))
-        os.rename(partial, final)
-        written.remove(partial)
+        with common.interrupts_deferred():  # the backup in place and Ctrl-C's words saying so
+            self.run.commit(epoch)  # config.json and run.json of the run as of this epoch
+            final = generation_path(backup_dir, epoch)
+            if os.path.exists(final):  # a damaged generation of the same epoch: it goes
+                os.rename(final, os.path.join(backup_dir, f".epoch-{epoch:04d}.replaced"))
+            os.rename(partial, final)
+            written.remove(partial)
+            self.run.on_interrupt_during_training(epoch)
         _sync(backup_dir)
         prune(backup_dir, keep=2)
 

@@ -287,11 +287,16 @@ class RunFolder:
         """Saves the trained task folder (`trained_model.save_task`) and records that training is done."""
         message = (f"interrupted while saving the trained model: the backup of its last epoch is kept, and "
                    f"{self._hint()} saves it without training again")
-        with self.phase("the trained model", message, after=self._phase_message(PHASES[0])):
+        with self.phase("the trained model", message):
             path = trained_model.save_task(task, self.output)
-            state = self.state()
-            self._write_state({**state, "done": ["train"]})
+        self._record({**self.state(), "done": ["train"]}, self._phase_message(PHASES[0]))
         return path
+
+    def _record(self, state, message):
+        """Writes run.json and what Ctrl-C says from now on, together."""
+        with common.interrupts_deferred():
+            self._write_state(state)
+            common.on_interrupt(message)
 
     def _phase_message(self, name):
         """What Ctrl-C says from the end of training until phase `name` is recorded (None: all are)."""
@@ -300,7 +305,7 @@ class RunFolder:
                         f"{self.path('model')}; {self._hint()} evaluates and exports it without training again",
             "export": f"interrupted before export finished: no version was written (a version is written whole or "
                       f"not at all); {self._hint()} exports without training again",
-            None: f"interrupted as the run finished; {self._hint()} records that it has",
+            None: "interrupted after the run finished",
         }[name]
 
     def finish(self, **phases):
@@ -314,16 +319,15 @@ class RunFolder:
             state = self.state()
             if name in state["done"]:
                 continue
-            after = self._phase_message(PHASES[i + 1] if i + 1 < len(PHASES) else None)
             if name == "export" and (reason := self.export_refusal(state)):
                 print(f"not exported: {reason}")
             else:
-                with self.phase(name, self._phase_message(name), after):
+                with self.phase(name, self._phase_message(name)):
                     result = phases[name]()
                 if name == "export":
-                    self.record_export(result)
-            state = self.state()
-            self._write_state({**state, "done": [*state["done"], name]})
+                    state = {**state, "exports": [*state["exports"], self._export_record(state, result)]}
+            later = PHASES[i + 1] if i + 1 < len(PHASES) else None
+            self._record({**state, "done": [*state["done"], name]}, self._phase_message(later))
 
     def export_refusal(self, state):
         """Why `train` must not write an export version now, or None."""
@@ -342,12 +346,10 @@ class RunFolder:
                     f"({known[best]:.4f}); {hint} writes a new version anyway")
         return None
 
-    def record_export(self, path):
-        """Records an export version written from this run, with the trained model's validation loss."""
-        state = self.state()
+    def _export_record(self, state, path):
+        """What run.json records of an export version written from this run: its path and the model's validation loss."""
         loss = (state.get("training") or {}).get("val_loss") if "train" in state["done"] else None
-        record = {"path": os.path.relpath(os.path.abspath(path), os.path.abspath(self.output)), "val_loss": loss}
-        self._write_state({**state, "exports": [*state["exports"], record]})
+        return {"path": os.path.relpath(os.path.abspath(path), os.path.abspath(self.output)), "val_loss": loss}
 
     def run_phase_command(self, command, function):
         """`evaluate` / `export` run as commands: Ctrl-C and a full disk are reported, and the run records them."""
@@ -359,18 +361,16 @@ class RunFolder:
             result = function()
         state = self.state()
         if command == "export":
-            self.record_export(result)
-        elif "train" in state["done"] and command not in state["done"]:
-            self._write_state({**state, "done": [*state["done"], command]})
+            state = {**state, "exports": [*state["exports"], self._export_record(state, result)]}
+        if "train" in state["done"] and command not in state["done"]:
+            state = {**state, "done": [*state["done"], command]}
+        self._record(state, "interrupted")
         return result
 
     @contextlib.contextmanager
-    def phase(self, name, message, after=None):
-        """Ctrl-C in the block says `message`, and after it `after` (by default what it said before).
-
-        A full disk in the block is one line naming the run folder.
-        """
-        previous = common.on_interrupt(message)
+    def phase(self, name, message):
+        """Ctrl-C from the block on says `message`; a full disk in the block is one line naming the run folder."""
+        common.on_interrupt(message)
         try:
             yield
         except Exception as error:  # noqa: BLE001 -- only a full disk is translated
@@ -380,8 +380,6 @@ class RunFolder:
             if full is None:
                 raise
             raise full from None
-        finally:
-            common.on_interrupt(previous if after is None else after)
 
     def out_of_space(self, error, writing, folder, needed=None, free=None):
         """`disk_space.out_of_space`, saying what the run has kept and how to go on."""
