@@ -132,6 +132,8 @@ class RunFolder:
         """Every export version directory under `<output>/export/`, relative to the run directory."""
         base, found = self.path("export"), []
         for name in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+            if not os.path.isdir(os.path.join(base, name)):
+                continue
             versions = [v for v in os.listdir(os.path.join(base, name)) if v.isdigit()]
             found += [os.path.join("export", name, v) for v in sorted(versions, key=int)]
         return found
