@@ -32,6 +32,8 @@ import shutil
 import time
 import typing
 
+import numpy as np
+
 from recipes import common, disk_space
 
 WEIGHTS, BEST, STATE = "model.weights.h5", "best.weights.h5", "state.json"
@@ -182,7 +184,7 @@ class RunBackup:
             if [v.path for v in variables] != [path for path, _ in self._state["seeds"]]:
                 raise ValueError("its random seed states are not this model's")
             for variable, (_, value) in zip(variables, self._state["seeds"]):
-                variable.assign(value)
+                variable.assign(np.asarray(value, variable.dtype).reshape(variable.shape))
         except Exception as error:  # noqa: BLE001 -- any mismatch: say which backup and why
             raise ValueError(
                 f"The backup {self.resumed_from} does not fit the model this command builds ({error}). Flags "
@@ -288,8 +290,6 @@ def _remove(path):
 
 
 def _itemsize(dtype):
-    import numpy as np
-
     try:
         return np.dtype(str(dtype).replace("bfloat16", "float16")).itemsize
     except TypeError:

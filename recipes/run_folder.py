@@ -47,6 +47,12 @@ PHASES = ("evaluate", "export")
 RUN_FILES = ("model", "backup", "checkpoints", "logs", "metrics.json", RUN_FILE)
 
 
+def _changed(given, saved):
+    """The flags given whose values differ from the saved config's, as `--name, --other` ('' if none)."""
+    return ", ".join(sorted("--" + name.replace("_", "-") for name, value in given.items()
+                            if name != "output" and name in saved and saved[name] != value))
+
+
 def best_weights_path(output):
     return os.path.join(output, "checkpoints", "best.weights.h5")
 
@@ -163,7 +169,9 @@ class RunFolder:
         self.resume = run_backup.latest_generation(self.backup_dir)
         if self.resume is not None:
             self.plan = RESUME
-            return f"resuming an interrupted run; {config_origin}"
+            changed = _changed(given, saved)
+            return f"resuming an interrupted run; {config_origin}" + (
+                f"; changed from its {self.config_file}: {changed}" if changed else "")
         self.plan = NEW
         stale = os.path.exists(self.path(self.config_file))
         return f"new run; ignoring {self.path(self.config_file)}, left by a run that finished no epoch" if stale \
@@ -201,9 +209,8 @@ class RunFolder:
         if versions:
             what += f"; exported {self.path(versions[-1])}"
         more = f"; to train it more, --epochs above its {saved.get('epochs')}" if can_continue else ""
-        differ = sorted("--" + name.replace("_", "-") for name, value in given.items()
-                        if name != "output" and name in saved and saved[name] != value)
-        differ = f" (flags that differ from its {self.config_file}: {', '.join(differ)})" if differ else ""
+        differ = _changed(given, saved)
+        differ = f" (flags that differ from its {self.config_file}: {differ})" if differ else ""
         return (f"{self.output} holds a finished run ({what}); nothing was changed{differ}. To train a new run in "
                 f"its place: --overwrite (export/ is kept){more}; or choose another --output.")
 

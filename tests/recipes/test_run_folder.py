@@ -66,8 +66,9 @@ def test_a_backup_resumes_from_the_newest_generation_that_reads_whole(tmp_path, 
     _config(tmp_path, epochs=5)
     _generation(tmp_path, 1)
     newest = _generation(tmp_path, 2)
-    run, words = _plan(tmp_path)
+    run, words = _plan(tmp_path, epochs=5, batch_size=32)
     assert (run.plan, run.resume.epoch) == (run_folder.RESUME, 2) and words.startswith("resuming an interrupted run")
+    assert words.endswith("; changed from its config.json: --batch-size")  # --epochs 5 is its own
     with open(os.path.join(newest, run_backup.WEIGHTS), "ab") as f:  # damaged after it was written
         f.write(b"!")
     run, _ = _plan(tmp_path)
