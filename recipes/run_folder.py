@@ -7,7 +7,8 @@ done after it, the exports written and the validation loss of each),
 `backup/epoch-NNNN/` (`recipes.run_backup`), `checkpoints/best.weights.h5`,
 `logs/` (TensorBoard), `model/` (the trained task folder), `metrics.json`
 and plots, and `export/<name>/<version>/`. Small files are written whole
-(to a file beside, then renamed over).
+(to a file beside, then renamed over). While `train` runs, `.train.pid`
+names its process: a second `train` on the folder is refused.
 
 What `train` does with an existing `--output` (`RunFolder.plan_train`,
 decided before TensorFlow is imported):
@@ -42,9 +43,28 @@ from recipes.disk_space import out_of_space, write_json
 
 RUN_FILE = "run.json"
 SET_ASIDE = ".earlier-run"
+LOCK_FILE = ".train.pid"
 NEW, RESUME, CONTINUE, FINISH = "new", "resume", "continue", "finish"
 PHASES = ("evaluate", "export")
 RUN_FILES = ("model", "backup", "checkpoints", "logs", "metrics.json", RUN_FILE)
+
+
+def _pid_in(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _changed(given, saved):
@@ -265,6 +285,38 @@ class RunFolder:
         shutil.rmtree(aside, ignore_errors=True)
         self._set_aside = self._starting = False
 
+    @contextlib.contextmanager
+    def lock(self):
+        """One `train` at a time on a run folder: `<output>/.train.pid` holds the process that trains it.
+
+        A file left by a process that no longer runs (killed) is taken over.
+
+        Raises:
+            FileExistsError: another live process trains this folder.
+        """
+        os.makedirs(self.output, exist_ok=True)
+        path = self.path(LOCK_FILE)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                break
+            except FileExistsError:
+                owner = _pid_in(path)
+                if owner is not None and _alive(owner):
+                    raise FileExistsError(f"Another train (process {owner}) is running on {self.output}; wait for "
+                                          f"it to end, or stop it.") from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)  # left by a process that was killed
+        else:
+            raise FileExistsError(f"Could not take {path}: another train keeps taking it.")
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        try:
+            yield
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
     def recover(self):
         """Puts back a run that an interrupted `--overwrite` set aside (a kill left it there)."""
         if os.path.isdir(self.path(SET_ASIDE)):
@@ -417,23 +469,23 @@ def run_command(args, config_class, commands, recipe, config_file="config.json",
     """
     output = common.output_directory(args, config_class)
     run = RunFolder(output, recipe, config_file, artifacts)
-    run.recover()
     saved = run.path(config_file)
-    if args.command == "train":
-        origin = run.plan_train(common.given_flags(args, config_class), getattr(args, "overwrite", False))
-        config = common.config_from_args(args, config_class, saved if run.plan != NEW else None)
-    else:
+    if args.command != "train":
         config = common.config_from_args(args, config_class, saved)
         origin = f"config from {saved} and flags" if os.path.exists(saved) else "no saved config"
-    print(f"{args.command}: {config.output} ({origin})")
-    run.config = config
-    if args.command != "train":
+        print(f"{args.command}: {config.output} ({origin})")
+        run.config = config
         common.import_tensorflow(getattr(args, "verbose", False))
         return run.run_phase_command(args.command, lambda: commands[args.command](config))
-    run.prepare_training()
-    try:
-        common.import_tensorflow(getattr(args, "verbose", False))
-        return commands["train"](config, run)
-    except BaseException:
-        run.put_back_earlier_run()
-        raise
+    with run.lock():
+        run.recover()
+        origin = run.plan_train(common.given_flags(args, config_class), getattr(args, "overwrite", False))
+        run.config = config = common.config_from_args(args, config_class, saved if run.plan != NEW else None)
+        print(f"train: {config.output} ({origin})")
+        run.prepare_training()
+        try:
+            common.import_tensorflow(getattr(args, "verbose", False))
+            return commands["train"](config, run)
+        except BaseException:
+            run.put_back_earlier_run()
+            raise

@@ -199,3 +199,20 @@ def test_a_full_disk_and_a_file_size_limit_are_one_line_naming_the_folder(tmp_pa
     assert disk_space.out_of_space(ValueError("shapes differ"), "x", str(tmp_path)) is None
     with pytest.raises(disk_space.OutOfSpaceError, match=r"No room to write x in .* \(No space left on device"):
         disk_space.check_room("x", str(tmp_path), needed=10**18, largest_file=1)
+
+
+def test_one_train_at_a_time_and_a_killed_ones_lock_is_taken_over(tmp_path):
+    import subprocess
+    import sys
+
+    run = run_folder.RunFolder(str(tmp_path), "translation")
+    with run.lock():
+        assert (tmp_path / ".train.pid").read_text() == str(os.getpid())
+        with pytest.raises(FileExistsError, match=f"Another train \\(process {os.getpid()}\\) is running on {tmp_path}"):
+            with run_folder.RunFolder(str(tmp_path), "translation").lock():
+                pass
+    assert not (tmp_path / ".train.pid").exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / ".train.pid").write_text(gone.stdout.strip())  # a train that was killed
+    with run.lock():
+        assert (tmp_path / ".train.pid").read_text() == str(os.getpid())
