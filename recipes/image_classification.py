@@ -179,16 +179,10 @@ def compile_model(model, config, steps_per_epoch):
 
 
 def train(config, run):
-    """Trains the run's classifier (new, resumed or continued: `run.plan`), then evaluates and exports it.
-
-    `run` is the `recipes.run_folder.RunFolder` of `config.output`; a run
-    trained earlier only finishes its evaluate and export. Returns the
-    trained model (None when no training was left).
-    """
-    classifier, data = train_classifier(config, run) if run.trains else (None, None)
-    run.finish(evaluate=lambda: evaluate(config, classifier=classifier, data=data),
-               export=lambda: export(config, classifier=classifier))
-    return classifier.model if classifier else None
+    """Trains the run's classifier (new, resumed or continued), evaluates and exports it (`RunFolder.train`)."""
+    return run.train(lambda: train_classifier(config, run),
+                     evaluate=lambda classifier, data: evaluate(config, classifier=classifier, data=data),
+                     export=lambda classifier: export(config, classifier=classifier))
 
 
 def train_classifier(config, run):

@@ -248,6 +248,7 @@ class RunFolder:
             print(f"--overwrite: set {', '.join(moved)} aside in {aside}: deleted once this run finishes an epoch, "
                   f"put back if it stops before (export/ stays)")
         if not self.trains:
+            common.on_interrupt(self._phase_message(next(p for p in PHASES if p not in self.state()["done"])))
             return
         self._starting = self.plan in (NEW, CONTINUE)
         self._committed = self.resume.epoch if self.resume else None
@@ -368,6 +369,17 @@ class RunFolder:
                       f"not at all); {self._hint()} exports without training again",
             None: "interrupted after the run finished",
         }[name]
+
+    def train(self, train_task, evaluate, export):
+        """`train`'s flow: `train_task()` (-> the saved task, its data) when the plan trains, then the phases left.
+
+        `evaluate(task, data)` and `export(task)` are given None for what
+        this process did not train (they load it). Returns the trained
+        model, or None when no training was left.
+        """
+        task, data = train_task() if self.trains else (None, None)
+        self.finish(evaluate=lambda: evaluate(task, data), export=lambda: export(task))
+        return None if task is None else task.model
 
     def finish(self, **phases):
         """Runs `phases` (`evaluate=`, `export=`: functions of no arguments) not yet done, in order, recording each.

@@ -170,16 +170,10 @@ def search_settings(config):
 
 
 def train(config, run):
-    """Trains the run's translator (new, resumed or continued: `run.plan`), then evaluates and exports it.
-
-    `run` is the `recipes.run_folder.RunFolder` of `config.output`; a run
-    trained earlier only finishes its evaluate and export. Returns the
-    trained model (None when no training was left).
-    """
-    translator, splits = train_translator(config, run) if run.trains else (None, None)
-    run.finish(evaluate=lambda: evaluate(config, translator=translator, splits=splits),
-               export=lambda: export(config, translator=translator))
-    return translator.model if translator else None
+    """Trains the run's translator (new, resumed or continued), evaluates and exports it (`RunFolder.train`)."""
+    return run.train(lambda: train_translator(config, run),
+                     evaluate=lambda translator, splits: evaluate(config, translator=translator, splits=splits),
+                     export=lambda translator: export(config, translator=translator))
 
 
 def train_translator(config, run):
