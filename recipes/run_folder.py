@@ -290,11 +290,14 @@ class RunFolder:
     def lock(self):
         """One `train` at a time on a run folder: `<output>/.train.pid` holds the process that trains it.
 
-        A file left by a process that no longer runs (killed) is taken over.
+        A file left by a process that no longer runs (killed) is taken over;
+        a folder made for the file alone is removed with it (a `train`
+        refused before it wrote anything leaves nothing).
 
         Raises:
             FileExistsError: another live process trains this folder.
         """
+        made = not os.path.isdir(self.output)
         os.makedirs(self.output, exist_ok=True)
         path = self.path(LOCK_FILE)
         for _ in range(2):
@@ -317,6 +320,8 @@ class RunFolder:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
+            if made and not os.listdir(self.output):
+                os.rmdir(self.output)
 
     def recover(self):
         """Puts back a run that an interrupted `--overwrite` set aside (a kill left it there)."""

@@ -216,3 +216,6 @@ def test_one_train_at_a_time_and_a_killed_ones_lock_is_taken_over(tmp_path):
     (tmp_path / ".train.pid").write_text(gone.stdout.strip())  # a train that was killed
     with run.lock():
         assert (tmp_path / ".train.pid").read_text() == str(os.getpid())
+    with run_folder.RunFolder(str(tmp_path / "new"), "translation").lock():  # a train refused at once
+        assert (tmp_path / "new" / ".train.pid").exists()
+    assert not (tmp_path / "new").exists()  # leaves nothing behind
