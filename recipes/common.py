@@ -211,11 +211,9 @@ def recipe_parser(prog, doc, config_class, descriptions=None):
         prog=prog, description=doc.split("\n\n")[0], epilog=f"`{prog} COMMAND --help` describes each command."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    saved = (
-        "Flags not given take their value from <output>/config.json when the run "
-        "exists, else the defaults shown."
-    )
     for name in ("train", "evaluate", "export"):
+        when = "the run is resumed, continued or finished" if name == "train" else "the run exists"
+        saved = f"Flags not given take their value from <output>/config.json when {when}, else the defaults shown."
         rules = f" {TRAIN_RULES}" if name == "train" else ""
         command = add_command(sub, name, f"{descriptions[name]}{rules} {saved}")
         add_config_flags(command, config_class)
