@@ -208,6 +208,14 @@ def test_early_stopping_says_when_and_why_and_keeps_the_best_weights_and_the_las
     model.load_weights(best)
     for a, b in zip(kept, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+    # Killed before the model was saved: the same command resumes after the last epoch, trains no more (early
+    # stopping had stopped it) and ends with the same weights and the same summary.
+    again, _ = _diverging_fit(tmp_path, epochs=10, patience=2)
+    out = capsys.readouterr().out
+    assert f"resuming after epoch 3 of 10 from {tmp_path}/backup/epoch-0003: no epoch is left to train" in out
+    assert "Training stopped early after epoch 3 of 10" in out and "Epoch " not in out
+    for a, b in zip(kept, again.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_summary_of_a_run_that_used_every_epoch():
