@@ -131,6 +131,11 @@ def fit(model, train, validation, config, run, engine=None):
         # length (bucketed batches) that the input "ran out of data" and
         # suggests .repeat(); for a finite set that is its end, not a problem.
         warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+        # Keras builds the model, its loss and metrics from a first batch before training (on JAX and under
+        # tf.distribute), drawn from a training iterator it then drops: with random augmentation that moves
+        # its random state on by as many batches as the pipeline had prepared, a number that varies. Built on
+        # a validation batch here, training draws nothing before its first step.
+        model.evaluate(validation.take(1), verbose=0)
         history = model.fit(
             stream,
             validation_data=validation,
