@@ -3,7 +3,7 @@
 Command line: every field of a recipe's config dataclass is a flag whose
 help, choices and default come from `option(...)` (booleans are
 `--name/--no-name` switches); a run's config is `<output>/config.json`
-updated with the flags given (`recipes.run_folder.run_command` says when
+updated with the flags given (`recipes.commands.run_command` says when
 the saved one is reused). `command_line` wraps every command: output is
 line-buffered (a piped log shows each line as it is printed), TensorFlow's
 C++ start-up notices are hidden (`import_tensorflow`), an error is one

@@ -33,7 +33,7 @@ import json
 import os
 import sys
 
-from recipes import common, devices, run_folder, trained_model, training
+from recipes import commands, common, devices, trained_model, training
 
 CONFIG_FILE = "config.json"
 # What a run writes besides the files every run has (recipes.run_folder.RUN_FILES); model.keras and
@@ -360,9 +360,9 @@ def main(argv=None):
             if unreadable:
                 raise FileNotFoundError(f"{unreadable} of {len(args.images)} image files could not be read")
             return None
-        commands = {"train": train, "evaluate": evaluate, "export": export}
-        return run_folder.run_command(args, ImageClassificationConfig, commands, "image_classification", CONFIG_FILE,
-                                      ARTIFACTS)
+        handlers = {"train": train, "evaluate": evaluate, "export": export}
+        return commands.run_command(args, ImageClassificationConfig, handlers, "image_classification", CONFIG_FILE,
+                                    ARTIFACTS)
 
 
 if __name__ == "__main__":

@@ -39,32 +39,12 @@ import os
 import shutil
 
 from recipes import common, disk_space, run_backup, trained_model
-from recipes.disk_space import out_of_space, write_json
+from recipes.set_aside import SetAside
 
 RUN_FILE = "run.json"
-SET_ASIDE = ".earlier-run"
-LOCK_FILE = ".train.pid"
 NEW, RESUME, CONTINUE, FINISH = "new", "resume", "continue", "finish"
 PHASES = ("evaluate", "export")
 RUN_FILES = ("model", "backup", "checkpoints", "logs", "metrics.json", RUN_FILE)
-
-
-def _pid_in(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's
-        return True
-    return True
 
 
 def _changed(given, saved):
@@ -92,6 +72,7 @@ class RunFolder:
         self.output, self.recipe, self.config_file = output, recipe, config_file
         self.artifacts = tuple(dict.fromkeys((*RUN_FILES, config_file, *artifacts)))
         self.plan = self.resume = self.config = None
+        self._aside = SetAside(self.output)
         self._set_aside = False
         self._starting = False  # a new or continued run whose first backup is still to come
         self._committed = None  # the last epoch whose backup is complete
@@ -142,7 +123,7 @@ class RunFolder:
 
     def _write_state(self, state):
         os.makedirs(self.output, exist_ok=True)
-        write_json(self.path(RUN_FILE), state)
+        disk_space.write_json(self.path(RUN_FILE), state)
 
     def _saved_config(self):
         path = self.path(self.config_file)
@@ -240,13 +221,9 @@ class RunFolder:
             print(f"removing {path}: a backup that was left half-written (interrupted, or out of space)")
             shutil.rmtree(path, ignore_errors=True)
         if self._set_aside:
-            aside = self.path(SET_ASIDE)
-            os.makedirs(aside)
-            moved = [name for name in self.artifacts if os.path.exists(self.path(name))]
-            for name in moved:
-                os.rename(self.path(name), os.path.join(aside, name))
-            print(f"--overwrite: set {', '.join(moved)} aside in {aside}: deleted once this run finishes an epoch, "
-                  f"put back if it stops before (export/ stays)")
+            moved = self._aside.move(self.artifacts)
+            print(f"--overwrite: set {', '.join(moved)} aside in {self._aside.path}: deleted once this run finishes "
+                  f"an epoch, put back if it stops before (export/ stays)")
         if not self.trains:
             common.on_interrupt(self._phase_message(next(p for p in PHASES if p not in self.state()["done"])))
             return
@@ -277,73 +254,24 @@ class RunFolder:
         (keeping the records of earlier exports) and deletes the run that
         --overwrite set aside, and a continued run is no longer a finished one.
         """
-        write_json(self.path(self.config_file), dataclasses.asdict(self.config))
+        disk_space.write_json(self.path(self.config_file), dataclasses.asdict(self.config))
         if not self._starting:
             return
-        aside = self.path(SET_ASIDE)
-        earlier = RunFolder(aside, self.recipe).state() if os.path.isdir(aside) else self.state()
-        self._write_state({"done": [], "exports": earlier["exports"]})
-        shutil.rmtree(aside, ignore_errors=True)
+        earlier = RunFolder(self._aside.path, self.recipe) if self._aside.exists() else self
+        self._write_state({"done": [], "exports": earlier.state()["exports"]})
+        self._aside.discard()
         self._set_aside = self._starting = False
-
-    @contextlib.contextmanager
-    def lock(self):
-        """One `train` at a time on a run folder: `<output>/.train.pid` holds the process that trains it.
-
-        A file left by a process that no longer runs (killed) is taken over;
-        a folder made for the file alone is removed with it (a `train`
-        refused before it wrote anything leaves nothing).
-
-        Raises:
-            FileExistsError: another live process trains this folder.
-        """
-        made = not os.path.isdir(self.output)
-        os.makedirs(self.output, exist_ok=True)
-        path = self.path(LOCK_FILE)
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                break
-            except FileExistsError:
-                owner = _pid_in(path)
-                if owner is not None and _alive(owner):
-                    raise FileExistsError(f"Another train (process {owner}) is running on {self.output}; wait for "
-                                          f"it to end, or stop it.") from None
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)  # left by a process that was killed
-        else:
-            raise FileExistsError(f"Could not take {path}: another train keeps taking it.")
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        try:
-            yield
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-            if made and not os.listdir(self.output):
-                os.rmdir(self.output)
 
     def recover(self):
         """Puts back a run that an interrupted `--overwrite` set aside (a kill left it there)."""
-        if os.path.isdir(self.path(SET_ASIDE)):
-            self._set_aside = True
-            self.put_back_earlier_run()
+        self._set_aside = self._aside.exists()
+        self.put_back_earlier_run()
 
     def put_back_earlier_run(self):
         """Undoes --overwrite's setting aside, if the new run has not finished an epoch."""
-        aside = self.path(SET_ASIDE)
-        if not self._set_aside or not os.path.isdir(aside):
-            return
-        for name in os.listdir(aside):
-            current = self.path(name)
-            if os.path.isdir(current):
-                shutil.rmtree(current)
-            elif os.path.exists(current):
-                os.remove(current)
-            os.rename(os.path.join(aside, name), current)
-        os.rmdir(aside)
+        if self._set_aside and self._aside.put_back():
+            print(f"the earlier run in {self.output} is back as it was (the new run had finished no epoch)")
         self._set_aside = False
-        print(f"the earlier run in {self.output} is back as it was (the new run had finished no epoch)")
 
     # -- after training ---------------------------------------------------------
     def record_training(self, **summary):
@@ -425,7 +353,7 @@ class RunFolder:
         return None
 
     def _export_record(self, state, path):
-        """What run.json records of an export version written from this run: its path and the model's validation loss."""
+        """run.json's record of an export version written from this run: its path, the model's validation loss."""
         loss = (state.get("training") or {}).get("val_loss") if "train" in state["done"] else None
         return {"path": os.path.relpath(os.path.abspath(path), os.path.abspath(self.output)), "val_loss": loss}
 
@@ -461,7 +389,7 @@ class RunFolder:
 
     def out_of_space(self, error, writing, folder, needed=None, free=None):
         """`disk_space.out_of_space`, saying what the run has kept and how to go on."""
-        return out_of_space(error, writing, folder, needed, self._after_no_room(writing), free)
+        return disk_space.out_of_space(error, writing, folder, needed, self._after_no_room(writing), free)
 
     def check_room(self, writing, folder, needed, largest_file):
         """`disk_space.check_room`, saying what the run has kept and how to go on."""
@@ -474,35 +402,3 @@ class RunFolder:
             return "No epoch's backup was written: the same command starts the run again once there is room."
         how = "the same command continues" if self._starting else f"{self._hint()} resumes"
         return f"The backup of epoch {self._committed} is intact: {how} from it once there is room."
-
-
-def run_command(args, config_class, commands, recipe, config_file="config.json", artifacts=()):
-    """Runs `train`, `evaluate` or `export` on the run `args` name: the plan, the config, the command.
-
-    `commands[name]` takes the config (`train` also takes the `RunFolder`).
-    A config field not given as a flag comes from `<output>/<config_file>`
-    when the run reuses it (`evaluate`, `export`, and `train` when it
-    resumes, continues or finishes a run), else from the defaults.
-    """
-    output = common.output_directory(args, config_class)
-    run = RunFolder(output, recipe, config_file, artifacts)
-    saved = run.path(config_file)
-    if args.command != "train":
-        config = common.config_from_args(args, config_class, saved)
-        origin = f"config from {saved} and flags" if os.path.exists(saved) else "no saved config"
-        print(f"{args.command}: {config.output} ({origin})")
-        run.config = config
-        common.import_tensorflow(getattr(args, "verbose", False))
-        return run.run_phase_command(args.command, lambda: commands[args.command](config))
-    with run.lock():
-        run.recover()
-        origin = run.plan_train(common.given_flags(args, config_class), getattr(args, "overwrite", False))
-        run.config = config = common.config_from_args(args, config_class, saved if run.plan != NEW else None)
-        print(f"train: {config.output} ({origin})")
-        run.prepare_training()
-        try:
-            common.import_tensorflow(getattr(args, "verbose", False))
-            return commands["train"](config, run)
-        except BaseException:
-            run.put_back_earlier_run()
-            raise

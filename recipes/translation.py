@@ -33,7 +33,7 @@ import os
 import sys
 import time
 
-from recipes import common, devices, run_folder, trained_model, training
+from recipes import commands, common, devices, trained_model, training
 
 CONFIG_FILE = "config.json"
 # What a run writes besides the files every run has (recipes.run_folder.RUN_FILES); model.keras: runs
@@ -372,8 +372,8 @@ def main(argv=None):
             common.import_tensorflow(args.verbose)
             translate_command(args.model, read_sentences(args.sentences), scores=args.scores)
             return None
-        commands = {"train": train, "evaluate": evaluate, "export": export}
-        return run_folder.run_command(args, TranslationConfig, commands, "translation", CONFIG_FILE, ARTIFACTS)
+        handlers = {"train": train, "evaluate": evaluate, "export": export}
+        return commands.run_command(args, TranslationConfig, handlers, "translation", CONFIG_FILE, ARTIFACTS)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from recipes import common, image_classification, run_folder, trained_model, training, translation
+from recipes import commands, common, image_classification, run_folder, trained_model, training, translation
 from zoo.layers import MultiHeadAttention
 from zoo.models import TransformerTranslator, VisionTransformer
 
@@ -36,7 +36,7 @@ def test_every_command_runs_in_the_default_output_directory(name, command, tmp_p
     monkeypatch.chdir(tmp_path)
     args = module.parse_args([command, "--epochs", "3"])
     received = []
-    run_folder.run_command(args, config_class, {command: lambda config, run=None: received.append(config) or "v/1"}, name)
+    commands.run_command(args, config_class, {command: lambda config, run=None: received.append(config) or "v/1"}, name)
     assert received[0].output == config_class.output == f"runs/{name}" and received[0].epochs == 3
 
 

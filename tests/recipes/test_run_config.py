@@ -120,7 +120,8 @@ def test_train_ignores_a_config_left_by_a_run_that_finished_no_epoch(recipe, tmp
     _save(tmp_path, config_class, **{first: 7, "seed": 11})
     config = _handed_config(recipe, ["train", "--output", str(tmp_path)], monkeypatch)
     assert config == config_class(output=str(tmp_path))
-    assert f"(new run; ignoring {tmp_path}/config.json, left by a run that finished no epoch)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"(new run; ignoring {tmp_path}/config.json, left by a run that finished no epoch)" in printed
 
 
 # -- end to end --------------------------------------------------------------

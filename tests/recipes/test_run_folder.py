@@ -11,6 +11,7 @@ import os
 import pytest
 
 from recipes import disk_space, run_backup, run_folder, translation
+from recipes.train_lock import train_lock
 
 
 def _config(directory, **fields):
@@ -131,7 +132,8 @@ def test_phases_left_are_finished_without_training(tmp_path):
     _finished(tmp_path, done=("train",))
     run, words = _plan(tmp_path)
     assert (run.plan, run.trains) == (run_folder.FINISH, False)
-    assert words == f"trained earlier: finishing evaluate and export without training; config from {tmp_path}/config.json and flags"
+    assert words == (f"trained earlier: finishing evaluate and export without training; config from "
+                     f"{tmp_path}/config.json and flags")
 
 
 def test_more_epochs_continue_from_the_last_epoch(tmp_path):
@@ -153,7 +155,8 @@ def test_overwrite_sets_the_run_aside_until_the_new_one_finishes_an_epoch(tmp_pa
     assert sorted(os.listdir(tmp_path)) == [".earlier-run", "export"]
     (tmp_path / "logs").mkdir()  # the new run's
     run.put_back_earlier_run()  # it stopped before its first epoch
-    assert sorted(os.listdir(tmp_path)) == ["backup", "config.json", "export", "logs", "metrics.json", "model", "run.json"]
+    earlier = ["backup", "config.json", "export", "logs", "metrics.json", "model", "run.json"]
+    assert sorted(os.listdir(tmp_path)) == earlier
     assert "is back as it was" in capsys.readouterr().out
     # Again; a kill leaves the earlier run aside: the next command puts it back.
     run, _ = _plan(tmp_path, overwrite=True)
@@ -205,17 +208,17 @@ def test_one_train_at_a_time_and_a_killed_ones_lock_is_taken_over(tmp_path):
     import subprocess
     import sys
 
-    run = run_folder.RunFolder(str(tmp_path), "translation")
-    with run.lock():
+    with train_lock(str(tmp_path)):
         assert (tmp_path / ".train.pid").read_text() == str(os.getpid())
-        with pytest.raises(FileExistsError, match=f"Another train \\(process {os.getpid()}\\) is running on {tmp_path}"):
-            with run_folder.RunFolder(str(tmp_path), "translation").lock():
+        message = f"Another train \\(process {os.getpid()}\\) is running on {tmp_path}"
+        with pytest.raises(FileExistsError, match=message):
+            with train_lock(str(tmp_path)):
                 pass
     assert not (tmp_path / ".train.pid").exists()
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     (tmp_path / ".train.pid").write_text(gone.stdout.strip())  # a train that was killed
-    with run.lock():
+    with train_lock(str(tmp_path)):
         assert (tmp_path / ".train.pid").read_text() == str(os.getpid())
-    with run_folder.RunFolder(str(tmp_path / "new"), "translation").lock():  # a train refused at once
+    with train_lock(str(tmp_path / "new")):  # a train refused at once
         assert (tmp_path / "new" / ".train.pid").exists()
     assert not (tmp_path / "new").exists()  # leaves nothing behind

@@ -165,9 +165,9 @@ def test_interrupted_evaluate_and_export_finish_without_training(runs):
     status, stdout, stderr = found["in_export"]
     assert status == 130 and "Epoch" not in stdout
     assert f"(trained earlier: finishing evaluate and export without training; config from" in stdout
-    assert stderr.endswith("interrupted before export finished: no version was written (a version is written whole or not at "
-                           f"all); `python -m recipes.image_classification train --output {resumed}` exports without "
-                           "training again\n")
+    assert stderr.endswith(
+        "interrupted before export finished: no version was written (a version is written whole or not at all); "
+        f"`python -m recipes.image_classification train --output {resumed}` exports without training again\n")
     assert found["versions_then"] == []
     status, stdout, stderr = found["last"]
     assert status == 0 and "Epoch" not in stdout and "finishing export without training" in stdout, stderr[-3000:]
