@@ -1,27 +1,21 @@
-"""Glue shared by the recipes: the command line, the run's config, training callbacks.
+"""Glue shared by the recipes: the command line and the run's config.
 
 Command line: every field of a recipe's config dataclass is a flag whose
 help, choices and default come from `option(...)` (booleans are
 `--name/--no-name` switches); a run's config is `<output>/config.json`
-updated with the flags given. `command_line` wraps every command: output is
+updated with the flags given (`recipes.commands.run_command` says when
+the saved one is reused). `command_line` wraps every command: output is
 line-buffered (a piped log shows each line as it is printed), TensorFlow's
-C++ start-up notices are hidden (`import_tensorflow`), and an error is one
-line on stderr with exit status 1; `--verbose` shows the traceback and
-TensorFlow's own logs.
+C++ start-up notices are hidden (`import_tensorflow`), an error is one
+line on stderr with exit status 1, and Ctrl-C says what was kept and how
+to go on (`on_interrupt`) with exit status 130; `--verbose` shows the
+traceback and TensorFlow's own logs.
 
-The trained model: `train` saves the run's task object (`zoo.Translator`,
-`zoo.ImageClassifier`) as `<output>/model` (`save_task`); `evaluate` and
-`export` read it (`load_task`), and the serving commands take it or an
-export (`task_or_export`).
+The run folder and what `train` does with it: `recipes.run_folder`; the
+trained model in it: `recipes.trained_model`; training: `recipes.training`.
 
-Training: `seed_everything` (Keras seeds plus TensorFlow op determinism),
-`training_callbacks` (Keras' `BackupAndRestore` for resuming, the best
-epoch's weights, early stopping, TensorBoard) and `training_summary`, the
-line that says why training stopped and which epoch's weights were kept.
-Hidden start-up notices and the summary line are written here because
-neither TensorFlow nor Keras offers them: TF 2.21 prints its notices
-before any log level applies, and Keras' `EarlyStopping(verbose=1)` says
-when training stopped, not why nor where the kept weights are.
+Hidden start-up notices are written here because TensorFlow does not
+offer it: TF 2.21 prints its notices before any log level applies.
 """
 
 import argparse
@@ -36,7 +30,6 @@ import sys
 import tempfile
 import types
 import typing
-import warnings
 
 from recipes import devices
 
@@ -154,16 +147,21 @@ def output_directory(args, config_class):
     return getattr(args, "output", config_class.output)
 
 
+def given_flags(args, config_class):
+    """The config fields given on the command line, by name."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
+
+
 def config_from_args(args, config_class, saved_path):
-    """The saved config of an existing run (if any), updated with the flags given.
+    """The saved config at `saved_path` (if there is one; None: not reused), updated with the flags given.
 
     The output is always the run's directory (`output_directory`): a saved
     file's own `output` never moves a run elsewhere.
     """
     known = {f.name for f in dataclasses.fields(config_class)}
-    given = {name: getattr(args, name) for name in known if hasattr(args, name)}
+    given = given_flags(args, config_class)
     saved = {}
-    if os.path.exists(saved_path):
+    if saved_path is not None and os.path.exists(saved_path):
         with open(saved_path) as f:
             try:
                 saved = {k: v for k, v in json.load(f).items() if k in known}
@@ -172,11 +170,6 @@ def config_from_args(args, config_class, saved_path):
     config = config_class(**{**saved, **given, "output": output_directory(args, config_class)})
     check_config(config)
     return config
-
-
-def save_config(config, path):
-    with open(path, "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,8 +184,16 @@ def _add_verbose(parser):
                         help="on errors, show the traceback; show TensorFlow's start-up logs")
 
 
+TRAIN_RULES = (
+    "On an --output that holds a run: an interrupted run resumes from its last finished epoch (the same "
+    "weights as without the interruption, bit for bit on a CPU with op determinism); a run interrupted "
+    "after training finishes its evaluate and export without training again; a finished run is left as it "
+    "is (exit status 1) unless --epochs is above its own (training continues from its last epoch) or "
+    "--overwrite is given. train exports only a model whose validation loss is lower than that of every "
+    "version already in <output>/export/."
+)
 DESCRIPTIONS = {
-    "train": "Train, then evaluate and export (resumes an interrupted run).",
+    "train": "Train, then evaluate and export.",
     "evaluate": "Score a trained run on the test split and draw its plots.",
     "export": "Write the next TF Serving version of a trained run under <output>/export/.",
 }
@@ -210,13 +211,17 @@ def recipe_parser(prog, doc, config_class, descriptions=None):
         prog=prog, description=doc.split("\n\n")[0], epilog=f"`{prog} COMMAND --help` describes each command."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    saved = (
-        "Flags not given take their value from <output>/config.json when the run "
-        "exists, else the defaults shown."
-    )
     for name in ("train", "evaluate", "export"):
-        command = add_command(sub, name, f"{descriptions[name]} {saved}")
+        when = "the run is resumed, continued or finished" if name == "train" else "the run exists"
+        saved = f"Flags not given take their value from <output>/config.json when {when}, else the defaults shown."
+        rules = f" {TRAIN_RULES}" if name == "train" else ""
+        command = add_command(sub, name, f"{descriptions[name]}{rules} {saved}")
         add_config_flags(command, config_class)
+        if name == "train":
+            command.add_argument(
+                "--overwrite", action="store_true",
+                help="train a new run in place of the one in --output: its files are set aside, deleted once the "
+                     "new run finishes an epoch and put back if it stops before (export/ is kept)")
     return parser, sub
 
 
@@ -225,17 +230,6 @@ def add_command(subparsers, name, description):
     command = subparsers.add_parser(name, help=description.split(". ")[0].rstrip("."), description=description)
     _add_verbose(command)
     return command
-
-
-def run_config_command(args, config_class, config_file, commands):
-    """Builds the run's config (saved one + flags) and calls `commands[args.command](config)`."""
-    saved_path = os.path.join(output_directory(args, config_class), config_file)
-    config = config_from_args(args, config_class, saved_path)
-    origin = f"config from {saved_path} and flags" if os.path.exists(saved_path) else (
-        "new run" if args.command == "train" else "no saved config")
-    print(f"{args.command}: {config.output} ({origin})")
-    import_tensorflow(getattr(args, "verbose", False))
-    return commands[args.command](config)
 
 
 # -- the command line's behaviour -----------------------------------------
@@ -303,6 +297,38 @@ def _one_line(error):
     return message if expected else f"{type(error).__name__}: {message}"
 
 
+_INTERRUPTED = ["interrupted"]
+
+
+def on_interrupt(message):
+    """What Ctrl-C (KeyboardInterrupt) says from now on, under `command_line`; returns what it said before."""
+    previous, _INTERRUPTED[0] = _INTERRUPTED[0], message
+    return previous
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C during the block is raised at its end: for a change of state and the words that describe it.
+
+    Outside the main thread (where Python runs signal handlers) the block
+    runs as it is.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def command_line(verbose=False):
     """Runs a recipe command: line-buffered output, one-line errors with exit status 1.
@@ -317,16 +343,20 @@ def command_line(verbose=False):
     except KeyboardInterrupt:
         if verbose:
             raise
-        print("interrupted (a killed `train` resumes from its last finished epoch when run again)", file=sys.stderr)
+        print(_INTERRUPTED[0], file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as error:  # noqa: BLE001 -- the one place errors become a message
         if verbose:
             raise
         print(f"error: {_one_line(error)} (--verbose shows the traceback)", file=sys.stderr)
+        if getattr(error, "exit_at_once", False):  # exit handlers would crash (recipes.disk_space.hdf5_write)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
         raise SystemExit(1) from None
 
 
-# -- training ---------------------------------------------------------------
+# -- flags both recipes take ------------------------------------------------
 
 DETERMINISM = ("auto", "on", "off")
 # Weights of the export: float, or int8 (zoo.export.quantization), written
@@ -346,188 +376,3 @@ def quantize_help(name):
 def quantize_mode(config):
     """`config.quantize` as the task objects' `export(quantize=...)` takes it: None or "int8"."""
     return None if config.quantize == "none" else config.quantize
-
-
-def seed_everything(seed, determinism="auto"):
-    """Seeds Python, NumPy, TensorFlow and Keras; with determinism, TensorFlow ops too.
-
-    `auto` turns op determinism on when the training backend sees no GPU
-    (`devices.has_gpu`): on CPU it costs little, and it makes tf.data's
-    parallel augmentation reproducible. On GPUs it slows training and some
-    ops have no deterministic kernel. Returns whether op determinism is on.
-    """
-    import keras
-    import tensorflow as tf
-
-    if determinism not in DETERMINISM:
-        raise ValueError(f"determinism must be one of {DETERMINISM}. Received: {determinism!r}")
-    keras.utils.set_random_seed(seed)
-    on = determinism == "on" or (determinism == "auto" and not devices.has_gpu())
-    if on:
-        tf.config.experimental.enable_op_determinism()
-    return on
-
-
-def best_weights_path(output):
-    return os.path.join(output, "checkpoints", "best.weights.h5")
-
-
-def training_callbacks(output, patience):
-    """Resume after interruption, the best epoch's weights, early stopping, TensorBoard.
-
-    On disk: `<output>/backup/` holds the last finished epoch (weights and
-    optimizer state) while training runs and is removed when it ends;
-    `<output>/checkpoints/best.weights.h5` holds the epoch with the lowest
-    validation loss. Nothing accumulates per epoch.
-    """
-    import keras
-
-    return [
-        keras.callbacks.BackupAndRestore(os.path.join(output, "backup")),
-        keras.callbacks.ModelCheckpoint(best_weights_path(output), monitor="val_loss", save_best_only=True,
-                                        save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.TensorBoard(os.path.join(output, "logs")),
-    ]
-
-
-def training_summary(early_stopping, epochs_run, epochs, output):
-    """Why training ended and which epoch's weights the model now holds, in one line.
-
-    `early_stopping` is the `keras.callbacks.EarlyStopping` after `fit`;
-    `epochs_run` the epoch indices `fit` ran (`history.epoch`), `epochs` the
-    number asked for.
-    """
-    last = epochs_run[-1] + 1 if epochs_run else 0
-    if early_stopping.stopped_epoch > 0:
-        ended = (
-            f"stopped early after epoch {early_stopping.stopped_epoch + 1} of {epochs}: validation loss "
-            f"did not improve for {early_stopping.patience} epochs"
-        )
-    else:
-        ended = f"ran {last} of {epochs} epochs"
-    if early_stopping.best_weights is None:  # no validation loss was seen
-        return f"Training {ended}; kept the last epoch's weights."
-    return (
-        f"Training {ended}; kept the weights of epoch {early_stopping.best_epoch + 1} "
-        f"(lowest validation loss, {early_stopping.best:.4f}), also in {best_weights_path(output)}."
-    )
-
-
-def fit(model, train, validation, config, engine=None):
-    """`model.fit` with the recipe callbacks; prints the time taken and `training_summary`.
-
-    Under a `keras.distribution` `engine` (JAX), every batch is cut to a
-    multiple of the pieces the engine splits it into (`zoo.distribution.even_batches`).
-    """
-    import time
-
-    import keras
-
-    from zoo import distribution
-
-    shards = distribution.batch_shards(engine)
-    if shards > 1:
-        print(f"each batch is split {shards} ways: batches are cut to a multiple of {shards} examples")
-    train, validation = (distribution.even_batches(data, shards) for data in (train, validation))
-    callbacks = training_callbacks(config.output, config.patience)
-    (early_stopping,) = [c for c in callbacks if isinstance(c, keras.callbacks.EarlyStopping)]
-    started = time.time()
-    with warnings.catch_warnings():
-        # Keras warns at the end of every pass over a dataset of unknown
-        # length (bucketed batches) that the input "ran out of data" and
-        # suggests .repeat(); for these finite datasets that is the end of
-        # an epoch, not a problem.
-        warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-        history = model.fit(
-            train.repeat() if config.steps_per_epoch else train,
-            validation_data=validation,
-            epochs=config.epochs,
-            steps_per_epoch=config.steps_per_epoch,
-            callbacks=callbacks,
-            shuffle=False,  # the datasets shuffle themselves (seeded)
-            verbose=progress_verbosity(),
-        )
-    print(f"training took {time.time() - started:.0f} s")
-    print(training_summary(early_stopping, history.epoch, config.epochs, config.output))
-    return history
-
-
-def progress_verbosity():
-    """Keras progress bars on a terminal; one line per epoch in logs and CI."""
-    return 1 if sys.stdout.isatty() else 2
-
-
-# -- the trained model: a task folder --------------------------------------
-
-TASK_FOLDER = "model"
-
-
-def task_folder(output):
-    """`<output>/model`: where `train` saves the run's task object (`zoo.Translator`, `zoo.ImageClassifier`).
-
-    A folder of its own, because saving replaces the whole folder and the
-    run's directory also holds logs, checkpoints and the resume backup.
-    """
-    return os.path.join(output, TASK_FOLDER)
-
-
-def save_task(task, output):
-    """Saves `task` as `<output>/model/` (replacing an earlier one) and says where and how to load it."""
-    folder, name = task_folder(output), type(task).__name__
-    path = task.save(folder, overwrite=True)
-    print(f"saved {name}: {folder} (zoo.{name}.load({folder!r}))")
-    return path
-
-
-def load_task(task_class, output, recipe):
-    """The run's task object: `<output>/model/`, else a run folder written before task folders.
-
-    Those older runs (`model.keras`, tokenizers or class names, and
-    `config.json` in `<output>` itself) are read by `task_class.load`.
-    """
-    folder = task_folder(output)
-    if os.path.isdir(folder):
-        return task_class.load(folder)
-    if os.path.exists(os.path.join(output, "model.keras")):
-        return task_class.load(output)
-    raise FileNotFoundError(
-        f"No trained model at {folder}; run `python -m recipes.{recipe} train --output {output}` first."
-    )
-
-
-def task_or_export(path, task_example, export_example):
-    """What `translate --model` / `classify --model` was given: `("task", path)` or `("export", version)`.
-
-    A task folder holds `task.json` (or is a run folder written before task
-    folders, with `model.keras`); an export is a SavedModel version or the
-    directory holding versions (its highest is used, as TF Serving does).
-    """
-    if any(os.path.isfile(os.path.join(path, name)) for name in ("task.json", "model.keras")):
-        return "task", path
-    if os.path.isfile(os.path.join(task_folder(path), "task.json")):
-        raise FileNotFoundError(
-            f"{path} is a recipe's run folder. Pass its task folder {task_folder(path)} or an export "
-            f"directory under {os.path.join(path, 'export')}."
-        )
-    try:
-        return "export", saved_model_version(path, export_example)
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"No task folder or SavedModel at {path!r}. Expected a task folder such as {task_example} or an "
-            f"export directory such as {export_example}."
-        ) from None
-
-
-def saved_model_version(path, example):
-    """The SavedModel directory to load: `path` itself, or its highest numbered version.
-
-    TF Serving is given the model's base directory and serves the highest
-    version; so does this. `example` shows the expected path in the error.
-    """
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = sorted(int(name) for name in os.listdir(path) if name.isdigit()) if os.path.isdir(path) else []
-    if versions and os.path.isfile(os.path.join(path, str(versions[-1]), "saved_model.pb")):
-        return os.path.join(path, str(versions[-1]))
-    raise FileNotFoundError(f"No SavedModel at {path!r}. Expected an export directory such as {example}.")

@@ -9,7 +9,8 @@ folder (`runs/vit/model`: model, preprocessing, class names), evaluates
 top-1/top-5 on the test split, draws a confusion matrix, class-token
 attention maps and attention rollouts (misclassified images first), and
 exports a SavedModel for TF Serving. Running the same command again after
-an interruption resumes from the last epoch. Other subcommands:
+an interruption resumes where it stopped; on a finished run it changes
+nothing (`train --help`, `recipes.run_folder`). Other subcommands:
 
     python -m recipes.image_classification evaluate --output runs/vit
     python -m recipes.image_classification export --output runs/vit
@@ -33,9 +34,12 @@ import json
 import os
 import sys
 
-from recipes import common, devices
+from recipes import commands, common, devices, trained_model, training
 
 CONFIG_FILE = "config.json"
+# What a run writes besides the files every run has (recipes.run_folder.RUN_FILES); model.keras and
+# class_names.json: runs from before task folders.
+ARTIFACTS = ("confusion_matrix.png", "attention_maps.png", "attention_rollout.png", "model.keras", "class_names.json")
 
 
 PRESETS = functools.partial(common.preset_names, "vision_transformer_presets")
@@ -176,14 +180,21 @@ def compile_model(model, config, steps_per_epoch):
     )
 
 
-def train(config):
+def train(config, run):
+    """Trains the run's classifier (new, resumed or continued), evaluates and exports it (`RunFolder.train`)."""
+    return run.train(lambda: train_classifier(config, run),
+                     evaluate=lambda classifier, data: evaluate(config, classifier=classifier, data=data),
+                     export=lambda classifier: export(config, classifier=classifier))
+
+
+def train_classifier(config, run):
+    """Trains and saves the run's `zoo.ImageClassifier`; returns it and the data."""
     import zoo
     from zoo.models import VisionTransformer
 
     devices.start(config)
     os.makedirs(config.output, exist_ok=True)
-    common.save_config(config, os.path.join(config.output, CONFIG_FILE))
-    print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
+    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
     data, batches = load_run(config)
     steps = config.steps_per_epoch or -(-len(data.train[1]) // config.batch_size)
@@ -191,19 +202,17 @@ def train(config):
     with devices.training_scope(config, VisionTransformer, architecture) as engine:
         model = VisionTransformer(**architecture)
         compile_model(model, config, steps)
-        common.fit(model, batches["train"], batches["validation"], config, engine)
+        training.fit(model, batches["train"], batches["validation"], config, run, engine)
     classifier = zoo.ImageClassifier(model, image_preprocessor(config, data.class_names), config.top_k)
-    common.save_task(classifier, config.output)
-    evaluate(config, classifier=classifier, data=data)
-    export(config, classifier=classifier)
-    return model
+    run.save_task(classifier)
+    return classifier, data
 
 
 def load_classifier(config):
     """The run's `zoo.ImageClassifier`, with config.json's and the flags' `top_k`."""
     import zoo
 
-    classifier = common.load_task(zoo.ImageClassifier, config.output, "image_classification")
+    classifier = trained_model.load_task(zoo.ImageClassifier, config.output, "image_classification")
     if classifier.top_k == config.top_k:
         return classifier
     return zoo.ImageClassifier(classifier.model, classifier.preprocessor, config.top_k)
@@ -266,8 +275,9 @@ def classifier_function(model_path):
     An export runs as TF Serving would (its `serving_default`); a task
     folder runs `zoo.ImageClassifier.predict`, the same graph in process.
     """
-    kind, path = common.task_or_export(
-        model_path, "runs/image_classification/model", "runs/image_classification/export/image_classifier/1"
+    kind, path = trained_model.task_or_export(
+        model_path, "runs/image_classification/model", "runs/image_classification/export/image_classifier/1",
+        "image_bytes",
     )
     if kind == "task":
         import zoo
@@ -325,7 +335,7 @@ def parse_args(argv):
     parser, sub = common.recipe_parser(
         "python -m recipes.image_classification", __doc__, ImageClassificationConfig,
         {
-            "train": "Train an image classifier, then evaluate and export it (resumes an interrupted run).",
+            "train": "Train an image classifier, then evaluate and export it.",
             "evaluate": "Top-1/top-k accuracy of a trained run on the test split, a confusion matrix, "
                         "attention maps and attention rollouts (true and predicted labels above each image).",
             "export": "Write the next TF Serving version of a trained run to <output>/export/image_classifier/ "
@@ -352,8 +362,9 @@ def main(argv=None):
             if unreadable:
                 raise FileNotFoundError(f"{unreadable} of {len(args.images)} image files could not be read")
             return None
-        commands = {"train": train, "evaluate": evaluate, "export": export}
-        return common.run_config_command(args, ImageClassificationConfig, CONFIG_FILE, commands)
+        handlers = {"train": train, "evaluate": evaluate, "export": export}
+        return commands.run_command(args, ImageClassificationConfig, handlers, "image_classification", CONFIG_FILE,
+                                    ARTIFACTS)
 
 
 if __name__ == "__main__":

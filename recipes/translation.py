@@ -7,8 +7,9 @@ minutes on 2 CPU cores; see README for the measured time and BLEU), saves
 it as a `zoo.Translator` folder (`runs/translation/model`: model,
 tokenizers, decoding settings), evaluates it on the test split with
 sacrebleu, plots a cross-attention map and exports a SavedModel for TF
-Serving. Running the same command again after an interruption resumes from
-the last epoch. Other subcommands:
+Serving. Running the same command again after an interruption resumes
+where it stopped; on a finished run it changes nothing (`train --help`,
+`recipes.run_folder`). Other subcommands:
 
     python -m recipes.translation evaluate --output runs/translation
     python -m recipes.translation export --output runs/translation
@@ -32,9 +33,12 @@ import os
 import sys
 import time
 
-from recipes import common, devices
+from recipes import commands, common, devices, trained_model, training
 
 CONFIG_FILE = "config.json"
+# What a run writes besides the files every run has (recipes.run_folder.RUN_FILES); model.keras: runs
+# from before task folders.
+ARTIFACTS = ("source_tokenizer", "target_tokenizer", "cross_attention.png", "model.keras")
 
 
 PRESETS = functools.partial(common.preset_names, "transformer_translator_presets")
@@ -84,14 +88,14 @@ class TranslationConfig:
     determinism: str = common.option("auto", common.DETERMINISM_HELP, choices=common.DETERMINISM)
 
 
-def build_tokenizers(config, splits):
-    """Learns (or reloads) one WordPiece vocabulary per language."""
+def build_tokenizers(config, splits, reuse=False):
+    """Learns one WordPiece vocabulary per language, or with `reuse` reloads the run's (a resumed run)."""
     from zoo.text import WordPieceTokenizer
 
     tokenizers = {}
     for side, index in (("source", 0), ("target", 1)):
         directory = os.path.join(config.output, f"{side}_tokenizer")
-        if os.path.exists(os.path.join(directory, "tokenizer.json")):
+        if reuse and os.path.exists(os.path.join(directory, "tokenizer.json")):
             tokenizers[side] = WordPieceTokenizer.load(directory)
             continue
         texts = [pair[index] for pair in splits["train"]]
@@ -142,13 +146,13 @@ def compile_model(model, config):
     )
 
 
-def load_run(config):
-    """Data splits, tokenizers and the datasets for a run."""
+def load_run(config, resuming=False):
+    """Data splits, tokenizers (the run's own when `resuming`) and the datasets for a run."""
     from zoo.data.translation_data import load_translation_data, make_batches
     from zoo.preprocessing import TranslationPreprocessor
 
     splits = load_translation_data(config.data, strict=config.strict)
-    source_tokenizer, target_tokenizer = build_tokenizers(config, splits)
+    source_tokenizer, target_tokenizer = build_tokenizers(config, splits, reuse=resuming)
     preprocessor = TranslationPreprocessor(source_tokenizer, target_tokenizer, config.max_length)
     batches = {}
     for split in ("train", "validation"):
@@ -167,34 +171,39 @@ def search_settings(config):
     return SearchSettings(beam_width=config.beam_width, alpha=config.length_penalty, max_length=config.max_length)
 
 
-def train(config):
+def train(config, run):
+    """Trains the run's translator (new, resumed or continued), evaluates and exports it (`RunFolder.train`)."""
+    return run.train(lambda: train_translator(config, run),
+                     evaluate=lambda translator, splits: evaluate(config, translator=translator, splits=splits),
+                     export=lambda translator: export(config, translator=translator))
+
+
+def train_translator(config, run):
+    """Trains and saves the run's `zoo.Translator`; returns it and the data splits."""
     import zoo
     from zoo.models import TransformerTranslator
 
     devices.start(config)
     os.makedirs(config.output, exist_ok=True)
-    common.save_config(config, os.path.join(config.output, CONFIG_FILE))
-    print(f"op determinism: {'on' if common.seed_everything(config.seed, config.determinism) else 'off'}")
+    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
-    splits, source_tokenizer, target_tokenizer, batches = load_run(config)
+    splits, source_tokenizer, target_tokenizer, batches = load_run(config, resuming=run.resuming)
     architecture = model_config(config, source_tokenizer, target_tokenizer)
     with devices.training_scope(config, TransformerTranslator, architecture) as engine:
         model = TransformerTranslator(**architecture)
         compile_model(model, config)
         model.summary(print_fn=lambda line, **_: print(line))
-        common.fit(model, batches["train"], batches["validation"], config, engine)
+        training.fit(model, batches["train"], batches["validation"], config, run, engine)
     translator = zoo.Translator(model, source_tokenizer, target_tokenizer, search_settings(config))
-    common.save_task(translator, config.output)
-    evaluate(config, translator=translator, splits=splits)
-    export(config, translator=translator)
-    return model
+    run.save_task(translator)
+    return translator, splits
 
 
 def load_translator(config):
     """The run's `zoo.Translator`, decoding as config.json and the flags say (they may override its settings)."""
     import zoo
 
-    translator = common.load_task(zoo.Translator, config.output, "translation")
+    translator = trained_model.load_task(zoo.Translator, config.output, "translation")
     settings = translator.settings.replace(
         beam_width=config.beam_width, alpha=config.length_penalty, max_length=config.max_length
     )
@@ -276,8 +285,8 @@ def translator_function(model_path):
     """
     import tensorflow as tf
 
-    kind, path = common.task_or_export(
-        model_path, "runs/translation/model", "runs/translation/export/translator/1"
+    kind, path = trained_model.task_or_export(
+        model_path, "runs/translation/model", "runs/translation/export/translator/1", "sentences"
     )
     if kind == "task":
         import zoo
@@ -331,7 +340,7 @@ def parse_args(argv):
     parser, sub = common.recipe_parser(
         "python -m recipes.translation", __doc__, TranslationConfig,
         {
-            "train": "Train a translator, then evaluate and export it (resumes an interrupted run).",
+            "train": "Train a translator, then evaluate and export it.",
             "evaluate": "BLEU and chrF of a trained run on the test split, and its cross-attention plot.",
             "export": "Write the next TF Serving version of a trained run to <output>/export/translator/ "
                       "(translator_int8/ with --quantize int8).",
@@ -363,8 +372,8 @@ def main(argv=None):
             common.import_tensorflow(args.verbose)
             translate_command(args.model, read_sentences(args.sentences), scores=args.scores)
             return None
-        commands = {"train": train, "evaluate": evaluate, "export": export}
-        return common.run_config_command(args, TranslationConfig, CONFIG_FILE, commands)
+        handlers = {"train": train, "evaluate": evaluate, "export": export}
+        return commands.run_command(args, TranslationConfig, handlers, "translation", CONFIG_FILE, ARTIFACTS)
 
 
 if __name__ == "__main__":

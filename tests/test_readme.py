@@ -1,5 +1,5 @@
 """The README's "Translate in Python" and "Classify in Python" blocks run as written,
-on task folders where the recipes save them (tiny models)."""
+on task folders where the recipes save them (tiny models), and so does its `zoo.plots` call."""
 
 import ast
 import io
@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from tests.export.conftest import tiny_translator  # noqa: F401  (the fixture)
-from tests.tasks.conftest import ROOT
+from tests.tasks.conftest import ROOT, run_fresh
 
 MAIN_VIT = os.path.join(ROOT, "tests", "models", "data", "vit_saved_by_main.keras")
 
@@ -55,6 +55,36 @@ def test_classify_in_python(tmp_path, monkeypatch, capsys):
     printed = _run(_python_block("Classify in Python"), capsys)  # a NumPy array of str: ['one' 'zero']
     labels = re.findall(r"'([^']*)'", printed)
     assert len(labels) == 2 and set(labels) <= {"zero", "one", "two"}, printed
+
+
+ROLLOUT = """
+import re, sys
+import numpy as np
+import zoo
+
+lazy = "zoo.plots" not in sys.modules
+classifier = zoo.ImageClassifier.load(sys.argv[1])
+images = list(np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8))
+true_labels = [0, 1, 2]
+call = re.search(r"`(zoo\\.plots\\.plot_rollout_grid\\(.*?\\))`", open(sys.argv[2], encoding="utf-8").read(), re.S)[1]
+exec(call)
+print(lazy, call)
+"""
+
+
+def test_the_rollout_call_runs_after_import_zoo(tmp_path):
+    """`import zoo` then `zoo.plots....` was an AttributeError: nothing imported zoo.plots (a fresh process)."""
+    import keras
+
+    import zoo
+    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
+
+    preprocessing = ImagePreprocessing(8, DEFAULT_MEAN, DEFAULT_STD, ["zero", "one", "two"])
+    zoo.ImageClassifier(keras.saving.load_model(MAIN_VIT), preprocessing, top_k=2).save(tmp_path / "model")
+    script = f"import os; os.chdir({str(tmp_path)!r})\n" + ROLLOUT
+    lazy, call = run_fresh(script, tmp_path / "model", os.path.join(ROOT, "README.md")).split(" ", 1)
+    assert lazy == "True" and call.startswith("zoo.plots.plot_rollout_grid(")  # imported on first use
+    assert (tmp_path / "rollout.png").stat().st_size > 1_000
 
 
 def test_the_device_commands_parse_and_name_engines_of_their_backend():

@@ -1,8 +1,9 @@
 """zoo: attention layers, Transformer models and TF Serving exports for Keras 3.
 
 `zoo.Translator` and `zoo.ImageClassifier` (the task objects, `zoo.tasks`)
-are imported on first use, so `import zoo.models` stays light: it imports
-none of `zoo.tasks`, `zoo.convert` or `zoo.export`.
+and `zoo.plots` (matplotlib) are imported on first use, so `import zoo`
+and `import zoo.models` stay light: they import none of `zoo.tasks`,
+`zoo.plots`, `zoo.convert` or `zoo.export`.
 """
 
 import importlib
@@ -11,19 +12,27 @@ from zoo import layers, models
 
 __version__ = "0.1.0"
 
-_LAZY = {"Translator": "zoo.tasks.translator", "ImageClassifier": "zoo.tasks.image_classifier"}
+# name -> (module, attribute of it; None: the module itself)
+_LAZY = {
+    "Translator": ("zoo.tasks.translator", "Translator"),
+    "ImageClassifier": ("zoo.tasks.image_classifier", "ImageClassifier"),
+    "plots": ("zoo.plots", None),
+}
 
 __all__ = [
     "ImageClassifier",
     "Translator",
     "layers",
     "models",
+    "plots",
 ]
 
 
 def __getattr__(name):
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        module = importlib.import_module(module)
+        return module if attribute is None else getattr(module, attribute)
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import dataclasses
+import json
 import os
 import types
 
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from recipes import common, image_classification, translation
+from recipes import commands, common, image_classification, run_folder, trained_model, training, translation
 from zoo.layers import MultiHeadAttention
 from zoo.models import TransformerTranslator, VisionTransformer
 
@@ -34,15 +35,16 @@ def test_every_command_runs_in_the_default_output_directory(name, command, tmp_p
     module, config_class = RECIPES[name]
     monkeypatch.chdir(tmp_path)
     args = module.parse_args([command, "--epochs", "3"])
-    received = common.run_config_command(args, config_class, "config.json", {command: lambda config: config})
-    assert received.output == config_class.output == f"runs/{name}" and received.epochs == 3
+    received = []
+    commands.run_command(args, config_class, {command: lambda config, run=None: received.append(config) or "v/1"}, name)
+    assert received[0].output == config_class.output == f"runs/{name}" and received[0].epochs == 3
 
 
 def test_the_directory_used_is_the_output_even_when_the_saved_config_names_another(tmp_path):
     run = tmp_path / "moved"
     run.mkdir()
     config = translation.TranslationConfig(output="runs/elsewhere", epochs=5)
-    common.save_config(config, run / "config.json")
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(config)))
     args = translation.parse_args(["evaluate", "--output", str(run)])
     loaded = common.config_from_args(args, translation.TranslationConfig, str(run / "config.json"))
     assert loaded.output == str(run) and loaded.epochs == 5
@@ -176,38 +178,54 @@ def _diverging_fit(tmp_path, epochs, patience):
     validation = tf.data.Dataset.from_tensor_slices((x, -y)).batch(16).filter(lambda *_: True)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, kernel_initializer="zeros")])
     model.compile(keras.optimizers.SGD(0.05), "mse")
-    config = types.SimpleNamespace(output=str(tmp_path), patience=patience, epochs=epochs, steps_per_epoch=None)
-    history = common.fit(model, train, validation, config)
+    config = translation.TranslationConfig(output=str(tmp_path), patience=patience, epochs=epochs)
+    run = run_folder.RunFolder(str(tmp_path), "translation")
+    run.plan_train({})
+    run.config = config
+    run.prepare_training()
+    history = training.fit(model, train, validation, config, run)
     return model, history
 
 
-def test_early_stopping_says_when_and_why_and_keeps_only_resume_and_best_weights(tmp_path, capsys, recwarn):
+def test_early_stopping_says_when_and_why_and_keeps_the_best_weights_and_the_last_backup(tmp_path, capsys, recwarn):
     model, history = _diverging_fit(tmp_path, epochs=10, patience=2)
     out = capsys.readouterr().out
     assert not [w for w in recwarn if "ran out of data" in str(w.message)]  # the end of an epoch is not a problem
     assert len(history.epoch) == 3  # epoch 1 best, 2 and 3 worse: stopped
+    assert history.history["loss"][0] > 0 and "4/4" in out  # 4 batches an epoch: counted in one pass
     best = os.path.join(str(tmp_path), "checkpoints", "best.weights.h5")
     assert (
         "Training stopped early after epoch 3 of 10: validation loss did not improve for 2 epochs; "
         f"kept the weights of epoch 1 (lowest validation loss, {history.history['val_loss'][0]:.4f}), also in {best}."
     ) in out
-    # Only the best epoch's weights stay; the resume backup is removed once training ends.
+    # The best epoch's weights, and the backup of the last epoch only (for --epochs to continue from).
     assert os.listdir(os.path.join(str(tmp_path), "checkpoints")) == ["best.weights.h5"]
-    assert not os.path.exists(os.path.join(str(tmp_path), "backup"))
+    assert os.listdir(os.path.join(str(tmp_path), "backup")) == ["epoch-0003"]
+    state = json.load(open(tmp_path / "run.json"))["training"]
+    assert (state["epochs_done"], state["best_epoch"], state["stopped_early"]) == (3, 1, True)
+    assert state["val_loss"] == pytest.approx(history.history["val_loss"][0])
     kept = [w.copy() for w in model.get_weights()]
     model.load_weights(best)
     for a, b in zip(kept, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Killed before the model was saved: the same command resumes after the last epoch, trains no more (early
+    # stopping had stopped it) and ends with the same weights and the same summary.
+    again, _ = _diverging_fit(tmp_path, epochs=10, patience=2)
+    out = capsys.readouterr().out
+    assert f"resuming after epoch 3 of 10 from {tmp_path}/backup/epoch-0003: no epoch is left to train" in out
+    assert "Training stopped early after epoch 3 of 10" in out and "Epoch " not in out
+    for a, b in zip(kept, again.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 
 def test_summary_of_a_run_that_used_every_epoch():
     stopper = types.SimpleNamespace(stopped_epoch=0, patience=3, best_weights=[1], best_epoch=6, best=0.25)
-    assert common.training_summary(stopper, list(range(8)), 8, "runs/t") == (
+    assert training.training_summary(stopper, 8, 8, "runs/t") == (
         "Training ran 8 of 8 epochs; kept the weights of epoch 7 (lowest validation loss, 0.2500), "
         "also in runs/t/checkpoints/best.weights.h5."
     )
     stopper.best_weights = None
-    assert common.training_summary(stopper, [0], 1, "runs/t") == (
+    assert training.training_summary(stopper, 1, 1, "runs/t") == (
         "Training ran 1 of 1 epochs; kept the last epoch's weights."
     )
 
@@ -217,11 +235,11 @@ def test_saved_model_version_takes_the_highest_version_or_names_what_it_expected
         (tmp_path / version).mkdir()
         (tmp_path / version / "saved_model.pb").write_bytes(b"")
     (tmp_path / "tmp-3").mkdir()
-    assert common.saved_model_version(str(tmp_path), "x") == str(tmp_path / "10")
-    assert common.saved_model_version(str(tmp_path / "2"), "x") == str(tmp_path / "2")
+    assert trained_model.saved_model_version(str(tmp_path), "x") == str(tmp_path / "10")
+    assert trained_model.saved_model_version(str(tmp_path / "2"), "x") == str(tmp_path / "2")
     with pytest.raises(FileNotFoundError, match=r"No SavedModel at '.*missing'. Expected an export directory such as "
                                                 r"runs/t/export/translator/1"):
-        common.saved_model_version(str(tmp_path / "missing"), "runs/t/export/translator/1")
+        trained_model.saved_model_version(str(tmp_path / "missing"), "runs/t/export/translator/1")
 
 
 def test_data_spec_type():
@@ -235,7 +253,7 @@ def test_data_spec_type():
 DETERMINISM = r"""
 import hashlib, json, sys
 import numpy as np
-from recipes import common, image_classification as ic, translation as tr
+from recipes import image_classification as ic, training, translation as tr
 
 out, corpus, determinism = sys.argv[1:]
 
@@ -247,7 +265,7 @@ def digest(model):
 def image_run():
     config = ic.ImageClassificationConfig(output=out + "/vit", batch_size=16, rand_augment=True, mixup_alpha=0.2,
                                           determinism=determinism)
-    common.seed_everything(config.seed, config.determinism)
+    training.seed_everything(config.seed, config.determinism)
     data, batches = ic.load_run(config)
     model = ic.build_model(config, len(data.class_names))
     ic.compile_model(model, config, steps_per_epoch=3)
@@ -258,7 +276,7 @@ def image_run():
 def translation_run():
     config = tr.TranslationConfig(output=out + "/translation", data="tsv:" + corpus, num_layers=1, batch_size=16,
                                   determinism=determinism)
-    common.seed_everything(config.seed, config.determinism)
+    training.seed_everything(config.seed, config.determinism)
     _, source, target, batches = tr.load_run(config)
     model = tr.build_model(config, source, target)
     tr.compile_model(model, config)

@@ -236,3 +236,29 @@ def test_a_run_folder_from_before_task_folders_still_evaluates_exports_and_class
     model = __import__("keras").saving.load_model(run / "model.keras", compile=False)
     pixels = np.stack([tf.io.decode_png(tf.io.read_file(p)).numpy() for p in paths]).astype("float32") / 255.0
     np.testing.assert_allclose(served, tf.nn.softmax(model((pixels - 0.5) / 0.5)).numpy().max(axis=1), atol=2e-3)
+
+
+def test_an_export_of_the_other_task_is_named_in_one_line(tiny_run, tmp_path, capsys):
+    """classify used to dump the PNG in TensorFlow's binding error; translate raised that error too."""
+    from recipes import translation
+
+    module = tf.Module()  # a SavedModel whose serving_default takes sentences, as a translator export's does
+    module.serve = tf.function(lambda sentences: {"translations": sentences},
+                               input_signature=[tf.TensorSpec([None], tf.string, name="sentences")])
+    strings = str(tmp_path / "strings" / "1")
+    tf.saved_model.save(module, strings, signatures={"serving_default": module.serve})
+    image = str(tmp_path / "a.png")
+    tf.io.write_file(image, tf.io.encode_png(np.zeros((20, 20, 3), np.uint8)))
+    with pytest.raises(SystemExit):
+        image_classification.main(["classify", "--model", strings, image])
+    assert capsys.readouterr().err == (
+        f"error: {strings} is an export of another task: its serving_default takes sentences, not image_bytes. "
+        "Expected an export such as runs/image_classification/export/image_classifier/1. "
+        "(--verbose shows the traceback)\n"
+    )
+    with pytest.raises(SystemExit):
+        translation.main(["translate", "--model", os.path.dirname(tiny_run["export"]), "Hello."])
+    assert capsys.readouterr().err == (
+        f"error: {tiny_run['export']} is an export of another task: its serving_default takes image_bytes, not "
+        "sentences. Expected an export such as runs/translation/export/translator/1. (--verbose shows the traceback)\n"
+    )

@@ -2,13 +2,15 @@
 `evaluate` and `export` subcommands and training flags, through `main(argv)`.
 
 The rule (README: "The run's config is saved in `<output>/config.json`;
-`evaluate` and `export` reuse it"), for `train` (again, e.g. to resume),
-`evaluate` and `export` alike:
+`evaluate` and `export` reuse it"), for `evaluate`, `export` and a `train`
+that resumes a run (a backup of a finished epoch exists) alike:
 1. a flag given on the command line wins, even when it equals the default;
 2. a field not given comes from the saved run's `config.json`;
 3. only a field neither gives (e.g. a config saved by an older version)
    takes the dataclass default.
-`evaluate` and `export` never rewrite `config.json`: it records the training.
+A `train` that starts a run ignores a `config.json` left by one that
+finished no epoch. `evaluate` and `export` never rewrite `config.json`: it
+records the training.
 
 The quick tests replace the three commands by functions that return the
 config they are handed; the slow ones run tiny trainings end to end and
@@ -35,9 +37,21 @@ FIELDS = {translation: ("epochs", "beam_width"), image_classification: ("epochs"
 
 
 def _handed_config(recipe, argv, monkeypatch):
+    handed = []
     for command in ("train", "evaluate", "export"):
-        monkeypatch.setattr(recipe, command, lambda config: config)
-    return recipe.main(argv)
+        monkeypatch.setattr(recipe, command, lambda config, run=None: handed.append(config) or "export/x/1")
+    recipe.main(argv)
+    return handed[-1]
+
+
+def _backup(directory, epoch=1):
+    """A backup of a finished epoch, as recipes.run_backup writes it (no weight files): the run resumes."""
+    from recipes import run_backup
+
+    path = run_backup.generation_path(os.path.join(directory, "backup"), epoch)
+    os.makedirs(path)
+    with open(os.path.join(path, run_backup.STATE), "w") as f:
+        json.dump({"format_version": run_backup.FORMAT_VERSION, "epoch": epoch, "files": {}}, f)
 
 
 def _save(directory, config_class, **fields):
@@ -60,6 +74,7 @@ def test_flags_win_over_the_saved_config_which_wins_over_defaults(recipe, comman
     defaults = config_class()
     saved_first, saved_second = getattr(defaults, first) + 5, getattr(defaults, second) + 2
     _save(tmp_path, config_class, **{first: saved_first, second: saved_second, "seed": 11})
+    _backup(tmp_path)
     config = _handed_config(recipe, [command, "--output", str(tmp_path), _flag(first), "1"], monkeypatch)
     assert getattr(config, first) == 1  # given
     assert getattr(config, second) == saved_second and config.seed == 11  # saved
@@ -73,6 +88,7 @@ def test_flags_win_over_the_saved_config_which_wins_over_defaults(recipe, comman
 def test_fields_missing_from_an_older_saved_config_take_their_defaults(recipe, tmp_path, monkeypatch):
     config_class, (first, second) = CONFIGS[recipe], FIELDS[recipe]
     saved = _save(tmp_path, config_class, **{first: 2})
+    _backup(tmp_path)
     del saved[second]
     saved["field_of_another_version"] = 1  # unknown entries are ignored
     with open(tmp_path / "config.json", "w") as f:
@@ -94,6 +110,18 @@ def test_output_flag_and_optional_fields(recipe, tmp_path, monkeypatch):
     fresh = tmp_path / "fresh"
     config = _handed_config(recipe, ["train", "--output", str(fresh), "--epochs", "3"], monkeypatch)
     assert config == config_class(output=str(fresh), epochs=3)  # no saved run: flags over defaults
+
+
+@pytest.mark.parametrize("recipe", [translation, image_classification], ids=["translation", "image"])
+def test_train_ignores_a_config_left_by_a_run_that_finished_no_epoch(recipe, tmp_path, monkeypatch, capsys):
+    """A `train` that failed before its first epoch (bad data, a typo) used to leave config.json, which
+    every later `train` on that --output silently reused."""
+    config_class, (first, _) = CONFIGS[recipe], FIELDS[recipe]
+    _save(tmp_path, config_class, **{first: 7, "seed": 11})
+    config = _handed_config(recipe, ["train", "--output", str(tmp_path)], monkeypatch)
+    assert config == config_class(output=str(tmp_path))
+    printed = capsys.readouterr().out
+    assert f"(new run; ignoring {tmp_path}/config.json, left by a run that finished no epoch)" in printed
 
 
 # -- end to end --------------------------------------------------------------

@@ -95,26 +95,27 @@ print(json.dumps(dict(settings=translator.settings.get_config(), translations=[t
 
 @pytest.mark.slow
 def test_killed_training_resumes_where_it_stopped(tmp_path):
+    """SIGKILL (nothing runs after it) once epoch 1's backup is complete; the same command resumes after it."""
     out = str(tmp_path / "run")
     command = ["train", "--output", out, "--num-layers", "1", "--epochs", "4", "--steps-per-epoch", "3",
                "--eval-sentences", "4", "--beam-width", "1"]
     first = subprocess.Popen([sys.executable, "-m", "recipes.translation", *command], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # Keras' BackupAndRestore writes the weights, then this file, at each epoch end.
-    metadata = os.path.join(out, "backup", "training_metadata.json")
+    # recipes.run_backup renames a generation into place once it is complete.
+    backup = os.path.join(out, "backup")
     deadline = time.time() + 600
-    while not (os.path.exists(metadata) and os.path.getsize(metadata)) and first.poll() is None \
-            and time.time() < deadline:
+    while not os.path.isdir(os.path.join(backup, "epoch-0001")) and first.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)  # right after epoch 1, long before epoch 4
     first.wait()
-    assert os.path.exists(metadata), first.stdout.read()[-3000:]
-    resumed_from = json.load(open(metadata))["epoch"]
-    assert resumed_from >= 1 and not os.path.exists(os.path.join(out, "model"))  # really interrupted
+    done = max(int(name.split("-")[1]) for name in os.listdir(backup) if name.startswith("epoch-"))
+    assert not os.path.exists(os.path.join(out, "model"))  # really interrupted
     second = _recipe(*command, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stdout + second.stderr
-    assert "Epoch 1/4" not in log and f"Epoch {resumed_from + 1}/4" in log  # continued, not restarted
+    assert f"(resuming an interrupted run; config from {out}/config.json and flags)" in log
+    assert f"resuming at epoch {done + 1} of 4 from {backup}/epoch-{done:04d}" in log
+    assert "Epoch 1/4" not in log and f"Epoch {done + 1}/4" in log  # continued, not restarted
     assert os.path.exists(os.path.join(out, "model", "task.json"))
 
 
@@ -149,6 +150,7 @@ def test_bad_recipe_input_is_named(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"error: TSV file not found: '{tmp_path}/missing.tsv' (--verbose shows the traceback)\n"
     )
+    assert not os.path.exists(tmp_path / "x" / "config.json")  # no config a later train would reuse
 
 
 def _without_tf_log_level():
