@@ -332,7 +332,7 @@ def load_test(calls, pools, references, threads, seconds, rounds, seed=0):
 
 def task_folder(path):
     """`path` if it holds a task (or is None: a random model), else a recipe run's task folder `<path>/model`."""
-    from recipes.common import task_folder as run_task_folder
+    from recipes.trained_model import task_folder as run_task_folder
 
     if path and not os.path.exists(os.path.join(path, "task.json")) and os.path.isdir(run_task_folder(path)):
         return run_task_folder(path)

@@ -77,9 +77,9 @@ def test_the_rollout_call_runs_after_import_zoo(tmp_path):
     import keras
 
     import zoo
-    from zoo.data.image_preprocessing import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessing
+    from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessor
 
-    preprocessing = ImagePreprocessing(8, DEFAULT_MEAN, DEFAULT_STD, ["zero", "one", "two"])
+    preprocessing = ImagePreprocessor(8, DEFAULT_MEAN, DEFAULT_STD, ["zero", "one", "two"])
     zoo.ImageClassifier(keras.saving.load_model(MAIN_VIT), preprocessing, top_k=2).save(tmp_path / "model")
     script = f"import os; os.chdir({str(tmp_path)!r})\n" + ROLLOUT
     lazy, call = run_fresh(script, tmp_path / "model", os.path.join(ROOT, "README.md")).split(" ", 1)
