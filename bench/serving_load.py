@@ -148,7 +148,7 @@ def with_model(task, model):
     """`task` with another model (e.g. the int8 copy an export was written from), all else shared."""
     if type(task).__name__ == "Translator":
         return type(task)(model, task.source_tokenizer, task.target_tokenizer, task.settings)
-    return type(task)(model, task.preprocessing, task.top_k)
+    return type(task)(model, task.preprocessor, task.top_k)
 
 
 def reference_task(task, side):
