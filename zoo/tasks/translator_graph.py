@@ -78,6 +78,11 @@ class TranslatorGraph(tf.Module):
         self.settings = settings
         self.max_length = min(settings.max_length or model.max_length, model.max_length)  # target tokens searched
         sentences = tf.TensorSpec([None], tf.string, name="sentences")
+        # The one traced beam search every signature calls (all beams; the
+        # top-1 signatures keep column 0), so the SavedModel holds one decoder loop.
+        self.search_all_beams = tf.function(
+            self._search_all_beams, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
+        )
         self.serving_default = tf.function(self.translate_strings, input_signature=[sentences])
         self.translate_ids = tf.function(
             self._translate_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
@@ -125,14 +130,25 @@ class TranslatorGraph(tf.Module):
         tokens, scores = outputs[2:] if all_beams else outputs
         return ops.cast(tokens, "int32"), ops.cast(scores, "float32")
 
+    def _search_all_beams(self, source_ids):
+        return self.search(source_ids, all_beams=True)
+
     def _translate_ids(self, source_ids):
-        tokens, scores = self.search(source_ids[:, : self.preprocessor.max_length])
-        return {"target_ids": tokens, "scores": scores}
+        tokens, scores = self.search_all_beams(source_ids[:, : self.preprocessor.max_length])
+        return {"target_ids": tokens[:, 0], "scores": scores[:, 0]}
 
     def _search_sentences(self, sentences, all_beams=False):
-        """`(tokens (B, [W,] L), scores (B, [W]), empty (B,), truncated (B,))` of `(B,)` sentences."""
+        """`(tokens (B, [W,] L), scores (B, [W]), empty (B,), truncated (B,))` of `(B,)` sentences.
+
+        Every signature runs the same traced search (`search_all_beams`);
+        the best hypothesis is its column 0, so answers are those of a
+        top-1 search and the SavedModel holds one decoder loop, not one
+        per signature.
+        """
         source_ids, empty, truncated = self.preprocessor.serving_inputs(sentences)
-        tokens, scores = self.search(source_ids, all_beams)
+        tokens, scores = self.search_all_beams(source_ids)  # (B, W, L), (B, W)
+        if not all_beams:
+            tokens, scores = tokens[:, 0], scores[:, 0]
         return tokens, scores, empty, truncated
 
     def translate_strings(self, sentences):
