@@ -74,8 +74,12 @@ def _routes(w):
     w_int8 = tf.constant(np.round(w / channel_scale).astype(np.int8))
     channel_scale = tf.constant(channel_scale.astype(np.float32))
     w_max = float(np.abs(w).max())
+    # Stored as plain uint8 / int8 and bitcast in the graph: a quantized-dtype
+    # tensor captured by a `tf.while_loop` has no CPU kernel to enter it.
     w_quint8 = tf.quantization.quantize(w_float, -w_max, w_max, tf.quint8, mode="MIN_FIRST")
     w_qint8 = tf.quantization.quantize(w_float, -w_max, w_max, tf.qint8, mode="SCALED")
+    w_quint8_bytes = tf.constant(tf.bitcast(w_quint8.output, tf.uint8).numpy())
+    w_qint8_bytes = tf.constant(tf.bitcast(w_qint8.output, tf.int8).numpy())
     zero_bias = tf.zeros([w.shape[1]], tf.float32)
 
     def float_route(x):
@@ -97,7 +101,7 @@ def _routes(w):
     def tf_quantization(x):
         a = quantized_activations(x)
         out, low, high = tf.raw_ops.QuantizedMatMul(
-            a=a.output, b=w_quint8.output, min_a=a.output_min, max_a=a.output_max,
+            a=a.output, b=tf.bitcast(w_quint8_bytes, tf.quint8), min_a=a.output_min, max_a=a.output_max,
             min_b=w_quint8.output_min, max_b=w_quint8.output_max, Toutput=tf.qint32,
         )
         return tf.quantization.dequantize(out, low, high)
@@ -105,7 +109,7 @@ def _routes(w):
     def onednn(x):
         a = quantized_activations(x)
         return tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
-            a=a.output, b=w_qint8.output, bias=zero_bias, min_a=a.output_min, max_a=a.output_max,
+            a=a.output, b=tf.bitcast(w_qint8_bytes, tf.qint8), bias=zero_bias, min_a=a.output_min, max_a=a.output_max,
             min_b=w_qint8.output_min, max_b=w_qint8.output_max, min_freezed_output=-1.0,
             max_freezed_output=1.0, Toutput=tf.float32, input_quant_mode="MIN_FIRST",
         )
@@ -115,16 +119,15 @@ def _routes(w):
 
 
 def _looped(route, repeats):
-    """A `tf.function` running `route` `repeats` times, unrolled; each input differs a
-    little so nothing is shared between the copies. Unrolled, not a `tf.while_loop`:
-    the quantized routes fail inside one (`in_while_loop`)."""
+    """A `tf.function` running `route` `repeats` times in a `tf.while_loop`, as the
+    decoder runs its matmuls; each input differs a little so nothing is hoisted."""
     import tensorflow as tf
 
     @tf.function
     def run(x):
         total = tf.constant(0.0)
-        for i in range(repeats):
-            total += tf.reduce_sum(route(x + float(i) * 1e-6))
+        for i in tf.range(repeats):
+            total += tf.reduce_sum(route(x + tf.cast(i, tf.float32) * 1e-6))
         return total
 
     return run
@@ -132,7 +135,7 @@ def _looped(route, repeats):
 
 def in_while_loop(route, x):
     """None if two products of `route` run inside a `tf.while_loop` (as the decoder's
-    matmuls do), else the first line of the error."""
+    matmuls do), else the first line of the error (`_looped` would fail too)."""
     import tensorflow as tf
 
     @tf.function
@@ -183,8 +186,8 @@ def measure_shape(rows, d_in, d_out, calls, repeats=None, seed=0):
     reference = x.astype(np.float64) @ w.astype(np.float64)
     routes = _routes(w)
     failures = runs_here(routes, x)
-    if repeats is None:  # about 20 ms of float work per call on one core
-        repeats = int(np.clip(1e9 / (2 * rows * d_in * d_out), 3, 40))
+    if repeats is None:  # about 1 GFLOP of float work per call
+        repeats = int(np.clip(1e9 / (2 * rows * d_in * d_out), 3, 200))
     report, timed = {}, {}
     for name, route in routes.items():
         ops, refused = route_ops(route, rows, d_in)
