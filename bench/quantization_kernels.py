@@ -269,9 +269,13 @@ def main(argv=None):
         x = rng.standard_normal((4, 64)).astype(np.float32)
         print(json.dumps(runs_here(_routes(rng.standard_normal((64, 32)).astype(np.float32)), x)))
         return None
+    threads = args.threads or "default"
     if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        except RuntimeError:  # TensorFlow already ran in this process (e.g. under pytest)
+            threads = "default (TensorFlow was initialised before the flag could apply)"
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in SHAPES]
     if unknown:
@@ -291,13 +295,13 @@ def main(argv=None):
         "benchmark": "quantization_kernels",
         "system": common.system_info(),
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86 pip builds)"),
-        "threads": args.threads,
+        "threads": threads,
         "load_average": os.getloadavg(),
         "results": results,
         "without_onednn": without_onednn,
     }
     print(table(results, without_onednn))
-    print(f"load average {os.getloadavg()}, threads {args.threads}, TF_ENABLE_ONEDNN_OPTS={report['onednn']}")
+    print(f"load average {os.getloadavg()}, threads {threads}, TF_ENABLE_ONEDNN_OPTS={report['onednn']}")
     common.emit(report, args.json)
     return report
 
