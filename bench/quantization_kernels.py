@@ -149,7 +149,7 @@ def in_while_loop(route, x):
         run(x).numpy()
         return None
     except Exception as error:  # what fails is the finding
-        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}"
+        return _first_line(error)
 
 
 def route_ops(route, rows, d_in):
@@ -173,8 +173,15 @@ def runs_here(routes, x):
             tf.function(route)(x).numpy()
             errors[name] = None
         except Exception as error:  # what fails is the finding
-            errors[name] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}"
+            errors[name] = _first_line(error)
     return errors
+
+
+def _first_line(error):
+    """`Type: message` of an error, skipping TensorFlow's generic headers."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    lines = [line for line in lines if line != "Graph execution error:"] or [""]
+    return f"{type(error).__name__}: {lines[0][:160]}"
 
 
 # -- measuring ----------------------------------------------------------------------
