@@ -6,7 +6,10 @@ answer alike. Preprocessing is the task's `TranslationPreprocessor`
 (tokenize, truncate, pad; detokenize), the search is
 `zoo.decoding.beam_search`, called in one place (`search`) with the task's
 `SearchSettings`, and all of it runs inside the SavedModel (a
-`tf.while_loop`), so the server needs nothing of ours.
+`tf.while_loop`), so the server needs nothing of ours. The search is traced
+once, for all beams (`search_all_beams`), and every signature calls that
+one function (the top-1 ones keep its column 0, the best hypothesis), so
+the SavedModel holds one decoder loop rather than one per signature.
 
 Signatures:
 
