@@ -291,7 +291,7 @@ def main(argv=None):
     shapes = [(m, d_in, d_out) for m in models for d_in, d_out in SHAPES[m]]
     calls, repeats = args.calls, None
     if args.smoke:
-        shapes, rows, calls, repeats = [("decoder", 512, 512)], [1, 32], 2, 3
+        shapes, rows, calls, repeats = [("decoder", 512, 512)], [4], 2, 3
     results = []
     for model, d_in, d_out in shapes:
         for r in rows:
