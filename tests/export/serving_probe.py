@@ -60,7 +60,8 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
             outputs = session.run(fetches, feed)
             answer = {"outputs": {k: np.asarray(v).tolist() for k, v in outputs.items()}}
         except Exception as error:
-            answer = {"error": type(error).__name__, "message": str(error).splitlines()[0][:500]}
+            # The whole message, as TF Serving returns it to the client.
+            answer = {"error": type(error).__name__, "message": str(error)[-2000:]}
         print(json.dumps(answer, default=lambda v: v.decode("utf-8", "replace")), flush=True)
 """
 
