@@ -22,6 +22,10 @@ PIL).
 
 import tensorflow as tf
 
+# Blocks (extensions: comments, loop counts, frame timings) a GIF may hold
+# before its first image; real files have a handful.
+GIF_MAX_BLOCKS_BEFORE_IMAGE = 256
+
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,16 +50,82 @@ def _png_pixels(data):
     return _unsigned(data, 16, 4, big_endian=True) * _unsigned(data, 20, 4, big_endian=True)
 
 
-def _gif_or_bmp_pixels(data):
-    # GIF: logical screen width and height, uint16 at bytes 6 and 8. BMP
-    # (BITMAPINFOHEADER): width and height, int32 at bytes 18 and 22; a
+def _bmp_pixels(data):
+    # BMP (BITMAPINFOHEADER): width and height, int32 at bytes 18 and 22; a
     # negative height means rows stored top-down.
-    is_gif = tf.equal(tf.strings.substr(data, 0, 3), b"GIF")
-    is_bmp = tf.equal(tf.strings.substr(data, 0, 2), b"BM")
-    gif = _unsigned(data, 6, 2) * _unsigned(data, 8, 2)
     height = _unsigned(data, 22, 4)
-    bmp = _unsigned(data, 18, 4) * tf.where(height >= 2**31, 2**32 - height, height)
-    return tf.where(is_gif, gif, tf.where(is_bmp, bmp, tf.constant(0, tf.int64)))
+    return _unsigned(data, 18, 4) * tf.where(height >= 2**31, 2**32 - height, height)
+
+
+def _webp_pixels(data):
+    # RIFF "WEBP", then the first chunk's fourcc at byte 12 and its data at 20.
+    # VP8X (extended, animations included): canvas width - 1 and height - 1,
+    # 24-bit little-endian at 24 and 27 (every frame lies within the canvas).
+    # VP8L (lossless): signature 0x2f, then width - 1 and height - 1 in 14
+    # bits each. VP8 (lossy): start code at 23, 14-bit width and height at 26, 28.
+    fourcc = tf.strings.substr(data, 12, 4)
+    extended = (_unsigned(data, 24, 3) + 1) * (_unsigned(data, 27, 3) + 1)
+    bits = _unsigned(data, 21, 4)
+    lossless = (bits % 2**14 + 1) * (bits // 2**14 % 2**14 + 1)
+    lossy = (_unsigned(data, 26, 2) % 2**14) * (_unsigned(data, 28, 2) % 2**14)
+    return tf.where(tf.equal(fourcc, b"VP8X"), extended, tf.where(tf.equal(fourcc, b"VP8L"), lossless, lossy))
+
+
+def _gif_first_image(data):
+    """`(bytes, pixels)`: the GIF cut after its first image (a trailer appended), and the
+    pixels decoding it allocates (the larger of the logical screen and that image).
+
+    `tf.io.decode_gif` (giflib) reads every frame of an animation, however
+    few it returns; cut, it reads one. Where the first image ends is found by
+    skipping the length-prefixed sub-blocks of each block: for every byte
+    position, where a chain of sub-blocks starting there ends, by pointer
+    jumping (`log2(bytes)` gathers, not one step per sub-block), then a walk
+    of at most `GIF_MAX_BLOCKS_BEFORE_IMAGE` blocks to the first image.
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)  # (N,)
+    size = tf.size(raw)
+    positions = tf.range(size)
+    # A chain at j ends at its zero-length sub-block; N stands for "truncated".
+    step = tf.concat([tf.where(tf.equal(raw, 0), positions, tf.minimum(positions + 1 + raw, size)), [size]], 0)
+    rounds = tf.cast(tf.math.ceil(tf.math.log(tf.cast(size, tf.float32) + 2.0) / tf.math.log(2.0)), tf.int32)
+    step = tf.while_loop(lambda i, s: i < rounds, lambda i, s: (i + 1, tf.gather(s, s)), (0, step))[1]
+    padded = tf.concat([raw, tf.zeros([12], tf.int32)], 0)  # header reads past the end give 0
+
+    def chain_end(j):
+        return tf.gather(step, tf.minimum(j, size)) + 1
+
+    def table(flags):  # a colour table's bytes from its packed flags
+        return tf.where(flags >= 128, 3 * 2 ** (flags % 8 + 1), 0)
+
+    def next_block(i, p):
+        return i + 1, chain_end(p + 2)
+
+    def extension(i, p):
+        return tf.logical_and(i < GIF_MAX_BLOCKS_BEFORE_IMAGE, tf.equal(tf.gather(padded, tf.minimum(p, size)), 0x21))
+
+    image = tf.while_loop(extension, next_block, (0, 13 + table(padded[10])))[1]
+    image = tf.minimum(image, size)
+    at = tf.gather(padded, image + tf.range(10))
+    end = chain_end(image + 11 + table(at[9]))
+    found = tf.logical_and(tf.equal(at[0], 0x2C), end <= size)
+    cut = tf.strings.join([tf.strings.substr(data, 0, end), b"\x3b"])
+    width = tf.maximum(_unsigned(data, 6, 2), tf.cast(at[5] + 256 * at[6], tf.int64))
+    height = tf.maximum(_unsigned(data, 8, 2), tf.cast(at[7] + 256 * at[8], tf.int64))
+    # No image found (or one cut short): the original bytes, which the decoder refuses.
+    return tf.where(found, cut, data), width * height
+
+
+def _is_gif(data):
+    return tf.equal(tf.strings.substr(data, 0, 3), b"GIF")
+
+
+def _is_bmp(data):
+    return tf.equal(tf.strings.substr(data, 0, 2), b"BM")
+
+
+def _is_webp(data):
+    return tf.logical_and(tf.equal(tf.strings.substr(data, 0, 4), b"RIFF"),
+                          tf.equal(tf.strings.substr(data, 8, 4), b"WEBP"))
 
 
 def _jpeg_pixels(data):
@@ -63,17 +133,29 @@ def _jpeg_pixels(data):
     return tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
 
 
+def _by_format(data, jpeg, png, gif, bmp, webp, other):
+    """The branch of `data`'s format (each a no-argument function), only that one run."""
+    return tf.case(
+        [(_is_jpeg(data), jpeg), (_is_png(data), png), (_is_gif(data), gif), (_is_bmp(data), bmp),
+         (_is_webp(data), webp)],
+        default=other, exclusive=False,
+    )
+
+
 def header_pixels(data):
     """The pixel count (int64) that one encoded image's header declares; 0 for formats not read here.
+
+    For a GIF, the larger of its logical screen and its first image (the
+    one decoded); for a WebP, its canvas.
 
     Example:
     >>> png = tf.io.encode_png(tf.zeros((20, 30, 3), tf.uint8))
     >>> int(header_pixels(png))
     600
     """
-    return tf.cond(
-        _is_jpeg(data), lambda: _jpeg_pixels(data), lambda: tf.cond(_is_png(data), lambda: _png_pixels(data),
-                                                                    lambda: _gif_or_bmp_pixels(data))
+    return _by_format(
+        data, lambda: _jpeg_pixels(data), lambda: _png_pixels(data), lambda: _gif_first_image(data)[1],
+        lambda: _bmp_pixels(data), lambda: _webp_pixels(data), lambda: tf.constant(0, tf.int64),
     )
 
 
@@ -81,7 +163,7 @@ def decode_image(data, max_bytes, max_pixels):
     """One image's bytes to float32 RGB `(H, W, 3)` in `[0, 1]`; raises on anything unusable.
 
     Args:
-        data: scalar `tf.string`. JPEG, PNG, GIF or BMP bytes.
+        data: scalar `tf.string`. JPEG, PNG, GIF, BMP or WebP bytes.
         max_bytes: int. Longer `data` is refused.
         max_pixels: int. An image whose header (or, for formats
             `header_pixels` does not read, whose decoded size) has more
@@ -93,15 +175,27 @@ def decode_image(data, max_bytes, max_pixels):
     >>> tuple(image.shape), float(image[0, 0, 2])
     ((2, 3, 3), 1.0)
     """
-    tf.debugging.assert_less_equal(tf.strings.length(data), tf.constant(max_bytes, tf.int32), message="too many bytes")
+    too_long = tf.strings.length(data) > tf.constant(max_bytes, tf.int32)
     limit = tf.constant(max_pixels, tf.int64)
-    tf.debugging.assert_less_equal(header_pixels(data), limit, message="too many pixels")
+    # Too long: nothing else is read. A GIF is cut after its first image.
+    data, pixels = tf.case(
+        [(too_long, lambda: (data, tf.constant(0, tf.int64))), (_is_gif(data), lambda: _gif_first_image(data))],
+        default=lambda: (data, header_pixels(data)),
+    )
+    # Every decode below reads `data` only once both checks passed (a control
+    # dependency, not mere program order: the graph would run them in parallel).
+    checks = [
+        tf.debugging.Assert(tf.logical_not(too_long), ["too many bytes: more than", max_bytes]),
+        tf.debugging.Assert(pixels <= limit, ["too many pixels: the header declares", pixels, "of at most", limit]),
+    ]
+    with tf.control_dependencies(checks):
+        data = tf.identity(data)
 
-    def other():  # GIF (first frame) or BMP, or an error for anything else
+    def other():  # GIF (first image only) or BMP, or an error for anything else
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
         size = tf.cast(tf.shape(image)[0], tf.int64) * tf.cast(tf.shape(image)[1], tf.int64)
-        tf.debugging.assert_less_equal(size, limit, message="too many pixels")
-        return tf.ensure_shape(image, [None, None, 3])
+        with tf.control_dependencies([tf.debugging.Assert(size <= limit, ["too many pixels"])]):
+            return tf.ensure_shape(tf.identity(image), [None, None, 3])
 
     image = tf.cond(
         _is_jpeg(data),

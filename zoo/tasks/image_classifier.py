@@ -128,7 +128,7 @@ class ImageClassifier(Task):
             on_bytes, on_pixels = graph.serving_default, graph.classify_pixels
         else:  # the same functions, with the model run on the backend between TF halves
             on_bytes = lambda b: self._outputs(graph, *graph.prepare_bytes(b))  # noqa: E731
-            on_pixels = lambda p: self._outputs(graph, graph.prepare_pixels(p), tf.ones(tf.shape(p)[:1], tf.bool))  # noqa: E731
+            on_pixels = lambda p: self._outputs(graph, *graph.prepare_pixels(p))  # noqa: E731
         outputs = self._run(images, on_bytes, on_pixels, batch_size)
         outputs = {key: outputs[key] for key in OUTPUTS}
         outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
@@ -151,7 +151,7 @@ class ImageClassifier(Task):
         graph = self.graph()
         outputs = self._run(
             images, lambda b: dict(zip(("inputs", "valid"), graph.prepare_bytes(b))),
-            lambda p: {"inputs": graph.prepare_pixels(p), "valid": tf.ones(tf.shape(p)[:1], tf.bool)}, batch_size,
+            lambda p: dict(zip(("inputs", "valid"), graph.prepare_pixels(p))), batch_size,
         )
         mean, std = (np.asarray(v, np.float32) for v in (self.preprocessor.mean, self.preprocessor.std))
         outputs["pixels"] = np.clip(outputs["inputs"] * std + mean, 0.0, 1.0) * outputs["valid"][:, None, None, None]
