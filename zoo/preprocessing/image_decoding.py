@@ -79,7 +79,7 @@ def _gif_first_image(data):
     few it returns; cut, it reads one. Where the first image ends is found by
     skipping the length-prefixed sub-blocks of each block: for every byte
     position, where a chain of sub-blocks starting there ends, by pointer
-    jumping (`log2(bytes)` gathers, not one step per sub-block), then a walk
+    jumping (at most `log2(bytes)` gathers, not one step per sub-block), then a walk
     of at most `GIF_MAX_BLOCKS_BEFORE_IMAGE` blocks to the first image.
     """
     raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)  # (N,)
@@ -87,8 +87,13 @@ def _gif_first_image(data):
     positions = tf.range(size)
     # A chain at j ends at its zero-length sub-block; N stands for "truncated".
     step = tf.concat([tf.where(tf.equal(raw, 0), positions, tf.minimum(positions + 1 + raw, size)), [size]], 0)
-    rounds = tf.cast(tf.math.ceil(tf.math.log(tf.cast(size, tf.float32) + 2.0) / tf.math.log(2.0)), tf.int32)
-    step = tf.while_loop(lambda i, s: i < rounds, lambda i, s: (i + 1, tf.gather(s, s)), (0, step))[1]
+
+    def jump(_, step):  # each position's pointer to where its pointer's pointer goes: chains halve
+        following = tf.gather(step, step)
+        return tf.reduce_any(tf.not_equal(following, step)), following
+
+    # At most log2(N) rounds; as many as the longest chain from any byte needs.
+    step = tf.while_loop(lambda moved, _: moved, jump, (tf.constant(True), step))[1]
     padded = tf.concat([raw, tf.zeros([12], tf.int32)], 0)  # header reads past the end give 0
 
     def chain_end(j):
