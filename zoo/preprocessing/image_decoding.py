@@ -2,18 +2,24 @@
 
 `decode_image` is the one decoder of zoo's image classifiers:
 `zoo.preprocessing.ImagePreprocessor.decode` calls it for training batches,
-`zoo.ImageClassifier.predict` and the TF Serving export alike. It takes
-JPEG, PNG, GIF (first frame) and BMP, of any size; grayscale and RGBA
-become RGB (alpha dropped). It raises, inside the graph, on anything it will
-not decode: more than `max_bytes` bytes, a header that declares more than
-`max_pixels` pixels, bytes that are not an image, an empty image. Truncated
-JPEGs that still hold half their rows are recovered (`try_recover_truncated`).
+`zoo.ImageClassifier.predict` and the TF Serving export alike (the latter
+two through its halves, `check_image` then `decode_checked`, to tell why an
+image is refused). It takes JPEG, PNG, GIF (first frame), BMP and WebP (not
+animated), of any size; grayscale and RGBA become RGB (alpha dropped). It
+raises, inside the graph, on anything it will not decode: more than
+`max_bytes` bytes, a header that declares more than `max_pixels` pixels,
+bytes that are not an image, an empty image. Truncated JPEGs that still
+hold half their rows are recovered (`try_recover_truncated`).
 
 `header_pixels` is the one place that reads the pixel count an image's
 header declares, so that a small file claiming a huge image is refused
 before any pixel is allocated: JPEG through `tf.image.extract_jpeg_shape`,
-PNG, GIF and BMP from their header bytes. Formats it does not know count 0
-here and are checked after decoding.
+PNG, BMP and WebP (its canvas) from their header bytes, GIF from its
+logical screen and its first image. A GIF is cut after its first image
+before decoding: giflib reads every frame of an animation (a 2.9 MB one took
+3 GB), however few the decoder returns. Formats it does not know count 0
+here and are checked after decoding. The decode runs only once the checks
+passed (a control dependency or a `tf.cond` on them, never beside them).
 
 Written by hand because `tf.io.decode_image` has neither limit, and the
 export must stay within the ops stock TF Serving bundles (no Python, no
@@ -25,6 +31,8 @@ import tensorflow as tf
 # Blocks (extensions: comments, loop counts, frame timings) a GIF may hold
 # before its first image; real files have a handful.
 GIF_MAX_BLOCKS_BEFORE_IMAGE = 256
+# Why `check_image` refuses an image, by its refusal code.
+REFUSALS = ("", "too many bytes", "too many pixels")
 
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -164,8 +172,48 @@ def header_pixels(data):
     )
 
 
+def check_image(data, max_bytes, max_pixels):
+    """`(bytes to decode, refusal, pixels)` of one encoded image, from its length and header alone.
+
+    `refusal` (int32) indexes `REFUSALS`: 0 when the image may be decoded,
+    1 for more than `max_bytes` bytes, 2 for a header (`header_pixels`) of
+    more than `max_pixels` pixels. The bytes are `data`, or a GIF cut after
+    its first image (what `decode_checked` decodes). Nothing is decoded.
+    """
+    too_long = tf.strings.length(data) > tf.constant(max_bytes, tf.int32)
+    # Too long: nothing else is read.
+    data, pixels = tf.case(
+        [(too_long, lambda: (data, tf.constant(0, tf.int64))), (_is_gif(data), lambda: _gif_first_image(data))],
+        default=lambda: (data, header_pixels(data)),
+    )
+    refusal = tf.where(too_long, 1, tf.where(pixels > tf.constant(max_pixels, tf.int64), 2, 0))
+    return data, refusal, pixels
+
+
+def decode_checked(data, max_pixels):
+    """`check_image`'s bytes (refusal 0) to float32 RGB `(H, W, 3)` in `[0, 1]`; raises on bytes
+    that are not an image, an empty image, or (formats no header told) more than `max_pixels`."""
+    limit = tf.constant(max_pixels, tf.int64)
+
+    def other():  # GIF (first image only), BMP, WebP, or an error for anything else
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        size = tf.cast(tf.shape(image)[0], tf.int64) * tf.cast(tf.shape(image)[1], tf.int64)
+        with tf.control_dependencies([tf.debugging.Assert(size <= limit, ["too many pixels"])]):
+            return tf.ensure_shape(tf.identity(image), [None, None, 3])
+
+    image = tf.cond(
+        _is_jpeg(data),
+        lambda: tf.io.decode_jpeg(data, channels=3, try_recover_truncated=True, acceptable_fraction=0.5),
+        lambda: tf.cond(_is_png(data), lambda: tf.io.decode_png(data, channels=3), other),
+    )
+    tf.debugging.assert_positive(tf.reduce_prod(tf.shape(image)[:2]), message="empty image")
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
 def decode_image(data, max_bytes, max_pixels):
     """One image's bytes to float32 RGB `(H, W, 3)` in `[0, 1]`; raises on anything unusable.
+
+    `check_image`, then `decode_checked` only once the check passed.
 
     Args:
         data: scalar `tf.string`. JPEG, PNG, GIF, BMP or WebP bytes.
@@ -180,32 +228,14 @@ def decode_image(data, max_bytes, max_pixels):
     >>> tuple(image.shape), float(image[0, 0, 2])
     ((2, 3, 3), 1.0)
     """
-    too_long = tf.strings.length(data) > tf.constant(max_bytes, tf.int32)
-    limit = tf.constant(max_pixels, tf.int64)
-    # Too long: nothing else is read. A GIF is cut after its first image.
-    data, pixels = tf.case(
-        [(too_long, lambda: (data, tf.constant(0, tf.int64))), (_is_gif(data), lambda: _gif_first_image(data))],
-        default=lambda: (data, header_pixels(data)),
+    data, refusal, pixels = check_image(data, max_bytes, max_pixels)
+    # The decode reads `data` only once the check passed (a control dependency,
+    # not mere program order: the graph would run both at once).
+    check = tf.debugging.Assert(
+        tf.equal(refusal, 0),
+        [tf.gather(tf.constant(REFUSALS), refusal), "; limits: max_bytes", max_bytes, "max_pixels", max_pixels,
+         "; the header declares pixels:", pixels],
     )
-    # Every decode below reads `data` only once both checks passed (a control
-    # dependency, not mere program order: the graph would run them in parallel).
-    checks = [
-        tf.debugging.Assert(tf.logical_not(too_long), ["too many bytes: more than", max_bytes]),
-        tf.debugging.Assert(pixels <= limit, ["too many pixels: the header declares", pixels, "of at most", limit]),
-    ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies([check]):
         data = tf.identity(data)
-
-    def other():  # GIF (first image only) or BMP, or an error for anything else
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        size = tf.cast(tf.shape(image)[0], tf.int64) * tf.cast(tf.shape(image)[1], tf.int64)
-        with tf.control_dependencies([tf.debugging.Assert(size <= limit, ["too many pixels"])]):
-            return tf.ensure_shape(tf.identity(image), [None, None, 3])
-
-    image = tf.cond(
-        _is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3, try_recover_truncated=True, acceptable_fraction=0.5),
-        lambda: tf.cond(_is_png(data), lambda: tf.io.decode_png(data, channels=3), other),
-    )
-    tf.debugging.assert_positive(tf.reduce_prod(tf.shape(image)[:2]), message="empty image")
-    return tf.image.convert_image_dtype(image, tf.float32)
+    return decode_checked(data, max_pixels)
