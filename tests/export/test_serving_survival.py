@@ -37,6 +37,7 @@ TRANSLATOR_REQUESTS = {
                                                                   np.int32)}),
     "ids of no columns": ("translate_ids", {"source_ids": np.zeros((2, 0), np.int32)}),
     "ids 1-D": ("translate_ids", {"source_ids": np.array([5, 6, 7], np.int32)}),
+    "ids empty batch": ("translate_ids", {"source_ids": np.zeros((0, 3), np.int32)}),
 }
 WRONG_RANK = {"scalar": "sentences", "2-D": "sentences", "scalar n-best": "sentences", "n not a scalar": "n",
               "ids 1-D": "source_ids"}
@@ -71,6 +72,7 @@ def test_translator_export_answers_bad_requests_with_clear_errors_or_invalid_row
     assert out["target_ids"][0] == out["target_ids"][3] and out["scores"][0] == pytest.approx(out["scores"][3], abs=1e-5)
     assert out["target_ids"][1] == [translator.model.pad_token_id] * len(out["target_ids"][1]) and out["scores"][1] == 0
     assert _survived(answers["ids of no columns"])["outputs"]["valid"] == [True, True]
+    assert _survived(answers["ids empty batch"])["outputs"]["valid"] == []
 
 
 def _png(shade):
@@ -92,6 +94,8 @@ CLASSIFIER_REQUESTS = {
     "non-finite pixels": ("classify_pixels", {"pixels": PIXELS}),
     "pixels of rank 3": ("classify_pixels", {"pixels": PIXELS[0]}),
     "pixels of 4 channels": ("classify_pixels", {"pixels": np.zeros((1, 4, 4, 4), np.float32)}),
+    "pixels empty batch": ("classify_pixels", {"pixels": np.zeros((0, 4, 4, 3), np.float32)}),
+    "pixels of no rows": ("classify_pixels", {"pixels": np.zeros((2, 0, 4, 3), np.float32)}),
 }
 
 
@@ -125,6 +129,9 @@ def test_classifier_export_answers_bad_requests_with_clear_errors_or_invalid_row
         # not a busy machine.
         assert answer["seconds"] < 10, (name, answer["seconds"])
     assert _survived(answers["empty batch"])["outputs"]["valid"] == []
+    assert _survived(answers["pixels empty batch"])["outputs"]["valid"] == []
+    no_rows = _survived(answers["pixels of no rows"])  # every image of the batch is empty: the request fails
+    assert no_rows.get("error") == "InvalidArgumentError" and "non-zero size" in no_rows["message"], no_rows
     for name, what in (("scalar", "image_bytes"), ("2-D", "image_bytes"), ("pixels of rank 3", "pixels"),
                        ("pixels of 4 channels", "pixels")):
         answer = _survived(answers[name])
