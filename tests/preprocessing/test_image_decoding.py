@@ -135,5 +135,10 @@ def test_an_animated_gif_decodes_its_first_frame_only_and_over_limit_files_are_r
     assert valid.numpy().tolist() == [True, True, False, False, True], reasons
     assert reasons[2] == reasons[3] == f"more than max_pixels={PREPROCESSOR.max_pixels} pixels in its header"
     np.testing.assert_allclose(inputs[-1], PREPROCESSOR.prepare(first), atol=1e-6)
+    # More blocks before the first image than a GIF has: not decoded at all (giflib would read every frame).
+    head = 13 + (3 * 2 ** (animation[10] % 8 + 1) if animation[10] >= 128 else 0)  # the colour table's end
+    comment = b"\x21\xfe\x01x\x00"
+    few, many = (animation[:head] + comment * count + animation[head:] for count in (3, 300))
+    assert PREPROCESSOR.prepare_bytes(tf.constant([few, many]))[1].numpy().tolist() == [True, False]
     with pytest.raises(tf.errors.InvalidArgumentError, match="too many pixels"):
         decode_image(tf.constant(files[2]), max_bytes=2**20, max_pixels=2**20)

@@ -124,8 +124,9 @@ def _gif_first_image(data):
     cut = tf.strings.join([tf.strings.substr(data, 0, end), b"\x3b"])
     width = tf.maximum(_unsigned(data, 6, 2), tf.cast(at[5] + 256 * at[6], tf.int64))
     height = tf.maximum(_unsigned(data, 8, 2), tf.cast(at[7] + 256 * at[8], tf.int64))
-    # No image found (or one cut short): the original bytes, which the decoder refuses.
-    return tf.where(found, cut, data), width * height
+    # No image found (cut short, or after too many blocks): no bytes, which the decoder refuses;
+    # never the original ones, whose every frame it would read.
+    return tf.where(found, cut, ""), width * height
 
 
 def _is_gif(data):
