@@ -19,7 +19,8 @@ def gif(screen, frames, frame_size, first_size=None):
     loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
 
     def image(size):
-        return b"\x21\xf9\x04\x00\x01\x00\x00\x00" + b"\x2c\x00\x00\x00\x00" + struct.pack("<HH", *size) + b"\x00" + _LZW_ONE_PIXEL
+        control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"  # a frame delay
+        return control + b"\x2c\x00\x00\x00\x00" + struct.pack("<HH", *size) + b"\x00" + _LZW_ONE_PIXEL
 
     return head + loop + image(first_size or frame_size) + image(frame_size) * (frames - 1) + b"\x3b"
 
