@@ -40,6 +40,7 @@ Example:
 """
 
 import math
+import warnings
 
 import keras
 from keras import ops
@@ -98,7 +99,9 @@ def _softmax_product(q, keys, values, bias=None, row_ok=None):
     logits = ops.cast(ops.matmul(q, keys), "float32")  # (.., M, t)
     if bias is not None:
         logits = logits + bias
-    scores = ops.softmax(logits, axis=-1)
+    with warnings.catch_warnings():  # the first step attends to one key: Keras warns about a size-1 softmax
+        warnings.filterwarnings("ignore", message="You are using a softmax over axis")
+        scores = ops.softmax(logits, axis=-1)
     out = ops.matmul(ops.cast(scores, values.dtype), values)  # (.., M, V)
     if row_ok is not None:
         out = out * ops.cast(row_ok, out.dtype)
