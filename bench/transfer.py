@@ -1,7 +1,7 @@
 """Transfer, measured: fine-tuning a pretrained zoo task against training it from scratch.
 
-    python -m bench.transfer vit --output runs/transfer            # ~10 min on 2 CPU cores
-    python -m bench.transfer translation --output runs/transfer    # ~25 min on 2 CPU cores
+    python -m bench.transfer vit --output runs/transfer            # 26 min on 2 busy CPU cores
+    python -m bench.transfer translation --output runs/transfer    # 34 min, idem (3 epochs first)
     python -m bench.transfer all --smoke --output /tmp/transfer    # toy sizes, < 1 min (the test)
 
 Two experiments on data that ships with the project, both through the task
@@ -400,7 +400,7 @@ def parse(argv):
     parser.add_argument("--smoke", action="store_true", help="toy sizes: the pipelines end to end in seconds")
     parser.add_argument("--pretrained", default=None,
                         help="a task folder to fine-tune instead of pretraining one (one experiment only)")
-    parser.add_argument("--pretrain-epochs", type=int, default=None, help="vit: 20, translation: 2")
+    parser.add_argument("--pretrain-epochs", type=int, default=None, help="vit: 20, translation: 3")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (smoke)")
     vit = parser.add_argument_group("vit")
     vit.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -441,7 +441,7 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     reports = {}
     for name, run, pretrain_epochs, learning_rate in (("vit", run_vit, 20, 1e-3),
-                                                      ("translation", run_translation, 2, 1e-4)):
+                                                      ("translation", run_translation, 3, 1e-4)):
         if args.experiment in (name, "all"):
             experiment = argparse.Namespace(**vars(args))
             experiment.pretrain_epochs = 1 if args.smoke else (args.pretrain_epochs or pretrain_epochs)
