@@ -46,5 +46,6 @@ def test_bad_sizes_are_named(kwargs, message):
 
 
 def test_bad_split_is_named():
-    with pytest.raises(ValueError, match="test_pairs must be between 0 and num_pairs. Received: test_pairs=50, num_pairs=50"):
+    message = "test_pairs must be between 0 and num_pairs. Received: test_pairs=50, num_pairs=50"
+    with pytest.raises(ValueError, match=message):
         shifted_splits(50, test_pairs=50)
