@@ -21,9 +21,10 @@ objects and `zoo.tasks.fine_tuning` (what `train --init-from` uses):
 2. `translation` (`bench/transfer_translation.py`): a `transformer_tiny`
    `Translator` is trained on the built-in English-German corpus (the
    recipe's model, tokenizers and schedule, `--pretrain-epochs` epochs), or
-   loaded with `--pretrained PATH` (e.g. the recipe's `runs/translation/model`), then fine-tuned on
-   the train part of a shifted domain (`zoo.data.shifted_translation`:
-   nouns the built-in corpus never uses) twice: all weights, and LoRA
+   loaded with `--pretrained PATH` (e.g. the recipe's
+   `runs/translation/model`), then fine-tuned on the train part of a
+   shifted domain (`zoo.data.shifted_translation`: nouns the built-in
+   corpus never uses) twice: all weights, and LoRA
    (`enable_lora`, merged with `merge_lora` before it is scored). BLEU and
    chrF (sacrebleu) on the shifted test part before and after, and on the
    built-in test split before and after (how much each forgets). The new
