@@ -269,7 +269,7 @@ def parse(argv):
     parser.add_argument("--pretrain-epochs", type=int, default=None, help="vit: 20, translation: 3")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="batches per epoch (smoke)")
     vit = parser.add_argument_group("vit")
-    vit.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    vit.add_argument("--seeds", type=int, nargs="+", default=None, help="[0, 1]; [0] with --smoke")
     vit.add_argument("--fraction", type=float, default=0.1, help="of classes 5-9's training images")
     vit.add_argument("--steps", type=int, default=150, help="training steps of each transfer run")
     vit.add_argument("--eval-every", type=int, default=10, help="steps between test accuracy points")
@@ -291,6 +291,7 @@ def parse(argv):
         args.steps, args.eval_every, args.batch_size = 4, 2, 8
         args.fine_tune_epochs, args.shifted_pairs, args.shifted_test_pairs = 1, 40, 8
         args.eval_sentences, args.beam_width = 8, 1
+    args.seeds = args.seeds or ([0] if args.smoke else [0, 1])
     if args.pretrained and args.experiment == "all":
         parser.error("--pretrained names one experiment's task: run vit or translation, not all")
     if args.steps < args.eval_every:

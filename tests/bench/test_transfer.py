@@ -11,14 +11,14 @@ def test_transfer_smoke_runs_both_experiments(tmp_path):
     vit, translation = reports["vit"], reports["translation"]
 
     # ViT: one curve per seed and kind, from step 0 to the last step, accuracies in [0, 1]
-    assert [run["seed"] for run in vit["runs"]] == [0, 1]
+    assert [run["seed"] for run in vit["runs"]] == [0]
     for run in vit["runs"]:
         assert run["train_images"] < run["test_images"]  # a tenth of 5-9's training images, all their test ones
         for kind in ("fine_tuned", "scratch"):
             assert run[kind]["steps"] == [0, 2, 4]
             assert all(0 <= a <= 1 for a in run[kind]["accuracy"])
     final = vit["final_test_accuracy"]["fine_tuned"]
-    assert final["min"] <= final["mean"] <= final["max"]
+    assert final["min"] == final["mean"] == final["max"] == vit["runs"][0]["fine_tuned"]["accuracy"][-1]
     assert os.path.getsize(vit["plot"]) > 0
     assert os.path.isfile(tmp_path / "vit_pretrained" / "task.json")
 
