@@ -3,9 +3,12 @@
 import json
 import os
 
+import pytest
+
 from bench import transfer
 
 
+@pytest.mark.slow  # ~95 s on 2 busy cores: 8 small fits and 6 traced beam searches
 def test_transfer_smoke_runs_both_experiments(tmp_path):
     reports = transfer.main(["all", "--smoke", "--output", str(tmp_path)])
     vit, translation = reports["vit"], reports["translation"]
