@@ -32,6 +32,7 @@ from zoo.export.writer import export_saved_model
 from zoo.models.attention_rollout import attention_rollout
 from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessor
 from zoo.tasks.compiled_call import CompiledCall
+from zoo.tasks.fine_tuning import fine_tuning_optimizer, merge_lora
 from zoo.tasks.image_classifier_graph import ImageClassifierGraph
 from zoo.tasks.image_inputs import as_input, training_dataset
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
@@ -239,7 +240,8 @@ class ImageClassifier(Task):
             optimizer: `"auto"`: `keras.optimizers.AdamW` at 5e-5 (keras-hub's
                 `ImageClassifier` and transformers' `Trainer` fine-tune at
                 that rate), weight decay 0.01, gradients clipped to global
-                norm 1 (as ViT fine-tuning does): rates for fine-tuning a
+                norm 1 (as ViT fine-tuning does; the translator's rule too,
+                `zoo.tasks.fine_tuning.GLOBAL_CLIPNORM`): rates for fine-tuning a
                 trained or converted model. From scratch, pass a higher rate
                 or a schedule (the recipe's warm-up and cosine decay,
                 `keras.optimizers.schedules.CosineDecay`). Or any Keras
@@ -251,9 +253,7 @@ class ImageClassifier(Task):
             **kwargs: more `keras.Model.compile` arguments.
         """
         if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(
-                FINE_TUNING_LEARNING_RATE, weight_decay=FINE_TUNING_WEIGHT_DECAY, global_clipnorm=1.0
-            )
+            optimizer = fine_tuning_optimizer(FINE_TUNING_LEARNING_RATE, FINE_TUNING_WEIGHT_DECAY)
         if loss == "auto":
             loss = keras.losses.CategoricalCrossentropy(from_logits=True)
         if metrics == "auto":
@@ -338,9 +338,11 @@ class ImageClassifier(Task):
         warm-up requests. `quantize="int8"` exports an int8 copy of the
         model (`zoo.export.quantization.quantize_model`; this classifier is
         not changed) as `image_classifier_int8` unless `name` is given;
-        `name` defaults to `image_classifier`.
+        `name` defaults to `image_classifier`. LoRA is merged into the
+        kernels first (`zoo.tasks.fine_tuning.merge_lora`).
         """
         name = quantized_name("image_classifier", check_mode(quantize)) if name is None else name
+        merge_lora(self)
         if keras.backend.backend() != "tensorflow":
             return self._export_on_tensorflow(base, name, version, quantize)
         if quantize is None:

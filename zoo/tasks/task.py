@@ -186,7 +186,9 @@ class Task:
             overwrite: bool. Replace an existing folder. Defaults to `False`.
 
         Atomic: at every instant the name holds the old folder or the new
-        one (`zoo.export.staging_folder`).
+        one (`zoo.export.staging_folder`). A model with LoRA enabled is
+        merged first (`zoo.tasks.fine_tuning.merge_lora`, in place): the
+        folder holds plain kernels.
 
         Raises:
             FileExistsError: `directory` exists and `overwrite` is False.
@@ -194,6 +196,9 @@ class Task:
         directory = os.path.abspath(os.fspath(directory))
         if os.path.exists(directory) and not overwrite:
             raise FileExistsError(f"{directory} exists; pass overwrite=True to replace it.")
+        from zoo.tasks.fine_tuning import merge_lora  # imports the tasks, which import this module
+
+        merge_lora(self)  # a saved folder holds plain kernels, no LoRA variables
         with staging_folder.StagingFolder(directory) as staging:
             os.makedirs(staging.new)
             self.model.save(os.path.join(staging.new, MODEL_FILE))

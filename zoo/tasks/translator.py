@@ -34,6 +34,7 @@ from zoo.export.writer import export_saved_model
 from zoo.models.losses import SparseCrossentropyWithSmoothing
 from zoo.preprocessing import TranslationPreprocessor
 from zoo.tasks.compiled_call import CompiledCall
+from zoo.tasks.fine_tuning import fine_tuning_optimizer, merge_lora
 from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 from zoo.tasks.translator_graph import TranslatorGraph
 from zoo.tasks.translator_inputs import bucketed, check_special_ids, sentence_bytes, text_of, token_names
@@ -45,7 +46,7 @@ SIDES = ("source_tokenizer", "target_tokenizer")
 _RECIPE_DEFAULTS = dict(beam_width=4, length_penalty=0.6, max_length=40)
 # `compile()`'s default optimizer, for fine-tuning a trained model: the rate keras-hub's Seq2SeqLM
 # and the Hugging Face translation fine-tuning examples use, their weight decay, and the gradient
-# clipping of transformers' Trainer. Training from scratch wants more (the recipe's warm-up schedule).
+# clipping of transformers' Trainer (global norm 1, zoo.tasks.fine_tuning.GLOBAL_CLIPNORM). Training from scratch wants more (the recipe's warm-up schedule).
 FINE_TUNING_LEARNING_RATE = 2e-5
 FINE_TUNING_WEIGHT_DECAY = 0.01
 LABEL_SMOOTHING = 0.1
@@ -135,7 +136,8 @@ class Translator(Task):
 
         Args:
             optimizer: `"auto"`: AdamW at 2e-5, weight decay 0.01, gradients
-                clipped to norm 1: for fine-tuning a trained model. From
+                clipped to global norm 1 (`zoo.tasks.fine_tuning.GLOBAL_CLIPNORM`,
+                the classifier's rule too): for fine-tuning a trained model. From
                 scratch, pass a higher rate or a schedule (the recipe's
                 `zoo.schedules.InverseSqrtSchedule`).
             loss: `"auto"`: `SparseCrossentropyWithSmoothing(0.1)` over real tokens.
@@ -143,9 +145,7 @@ class Translator(Task):
             **kwargs: more `keras.Model.compile` arguments.
         """
         if optimizer == "auto":
-            optimizer = keras.optimizers.AdamW(
-                FINE_TUNING_LEARNING_RATE, weight_decay=FINE_TUNING_WEIGHT_DECAY, clipnorm=1.0
-            )
+            optimizer = fine_tuning_optimizer(FINE_TUNING_LEARNING_RATE, FINE_TUNING_WEIGHT_DECAY)
         if loss == "auto":
             loss = SparseCrossentropyWithSmoothing(LABEL_SMOOTHING)
         if weighted_metrics == "auto":
@@ -339,9 +339,11 @@ class Translator(Task):
         version behind. `quantize="int8"` exports an int8 copy of the model
         (`zoo.export.quantization.quantize_model`; this translator is not
         changed) as `translator_int8` unless `name` is given; `name`
-        defaults to `translator`.
+        defaults to `translator`. LoRA is merged into the kernels first
+        (`zoo.tasks.fine_tuning.merge_lora`): the export holds no LoRA.
         """
         name = quantized_name("translator", check_mode(quantize)) if name is None else name
+        merge_lora(self)
         if keras.backend.backend() != "tensorflow":
             return self._export_on_tensorflow(base, name, version, quantize)
         model, summary = quantize_model(self.model, quantize) if quantize else (self.model, None)
