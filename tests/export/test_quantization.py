@@ -167,8 +167,10 @@ def test_exports_save_each_weight_and_graph_once_and_int8_shrinks_weights(tiny_t
     assert 4 * params <= float_bytes < 4 * params * 1.1  # once, not twice
     for path in exports:
         names = _function_names(path)
-        for endpoint in ("_translate_ids", "translate_strings", "translate_nbest_strings"):  # each traced once
-            assert len([n for n in names if n.startswith(f"__inference_{endpoint}_")]) == 1, endpoint
+        for endpoint in ("_translate_ids", "translate_strings", "translate_nbest_strings", "_search_all_beams"):
+            assert len([n for n in names if n.startswith(f"__inference_{endpoint}_")]) == 1, endpoint  # traced once
+        # One beam-search loop, which all three signatures call.
+        assert len([n for n in names if n.startswith("while_body")]) == 1, names
         assert not [n for n in names if "grad_fn" in n]  # no gradient functions
     summary = quantized[2]
     # One byte per quantized weight, plus the float norms, biases and scales

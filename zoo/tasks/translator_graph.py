@@ -6,7 +6,10 @@ answer alike. Preprocessing is the task's `TranslationPreprocessor`
 (tokenize, truncate, pad; detokenize), the search is
 `zoo.decoding.beam_search`, called in one place (`search`) with the task's
 `SearchSettings`, and all of it runs inside the SavedModel (a
-`tf.while_loop`), so the server needs nothing of ours.
+`tf.while_loop`), so the server needs nothing of ours. The search is traced
+once, for all beams (`search_all_beams`), and every signature calls that
+one function (the top-1 ones keep its column 0, the best hypothesis), so
+the SavedModel holds one decoder loop rather than one per signature.
 
 Signatures:
 
@@ -86,6 +89,11 @@ class TranslatorGraph(tf.Module):
         self.settings = settings
         self.max_length = min(settings.max_length or model.max_length, model.max_length)  # target tokens searched
         sentences = tf.TensorSpec([None], tf.string, name="sentences")
+        # The one traced beam search every signature calls (all beams; the
+        # top-1 signatures keep column 0), so the SavedModel holds one decoder loop.
+        self.search_all_beams = tf.function(
+            self._search_all_beams, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
+        )
         self.serving_default = tf.function(self.translate_strings, input_signature=[sentences])
         self.translate_ids = tf.function(
             self._translate_ids, input_signature=[tf.TensorSpec([None, None], tf.int32, name="source_ids")]
@@ -133,6 +141,9 @@ class TranslatorGraph(tf.Module):
         tokens, scores = outputs[2:] if all_beams else outputs
         return ops.cast(tokens, "int32"), ops.cast(scores, "float32")
 
+    def _search_all_beams(self, source_ids):
+        return self.search(source_ids, all_beams=True)
+
     def _translate_ids(self, source_ids):
         source_ids = checked_rank(source_ids, 2, "source_ids")[:, : self.preprocessor.max_length]
         valid = ids_in_range(source_ids, self.model.source_vocab_size)  # (B,)
@@ -141,7 +152,8 @@ class TranslatorGraph(tf.Module):
         source_ids = tf.where(valid[:, None], source_ids, self.model.pad_token_id)
         source_ids = tf.pad(source_ids, [[0, 0], [0, tf.maximum(1 - tf.shape(source_ids)[1], 0)]],
                             constant_values=self.model.pad_token_id)
-        tokens, scores = self.search(source_ids)
+        tokens, scores = self.search_all_beams(source_ids)  # (B, W, L), (B, W)
+        tokens, scores = tokens[:, 0], scores[:, 0]  # the best hypothesis
         return {
             "target_ids": tf.where(valid[:, None], tokens, self.model.pad_token_id),
             "scores": tf.where(valid, scores, 0.0),
@@ -149,9 +161,17 @@ class TranslatorGraph(tf.Module):
         }
 
     def _search_sentences(self, sentences, all_beams=False):
-        """`(tokens (B, [W,] L), scores (B, [W]), empty (B,), truncated (B,))` of `(B,)` sentences."""
+        """`(tokens (B, [W,] L), scores (B, [W]), empty (B,), truncated (B,))` of `(B,)` sentences.
+
+        Every signature runs the same traced search (`search_all_beams`);
+        the best hypothesis is its column 0, so answers are those of a
+        top-1 search and the SavedModel holds one decoder loop, not one
+        per signature.
+        """
         source_ids, empty, truncated = self.preprocessor.serving_inputs(checked_rank(sentences, 1, "sentences"))
-        tokens, scores = self.search(source_ids, all_beams)
+        tokens, scores = self.search_all_beams(source_ids)  # (B, W, L), (B, W)
+        if not all_beams:
+            tokens, scores = tokens[:, 0], scores[:, 0]
         return tokens, scores, empty, truncated
 
     def translate_strings(self, sentences):
