@@ -212,8 +212,8 @@ def with_new_head(classifier, class_names, log=print):
     old = classifier.model
     head = {id(v) for v in old.head.weights}
     model = _rebuilt(classifier, {"num_classes": len(class_names)}, lambda s, t: None if id(s) in head else s)
-    _say(log, f"new head: replaced layer '{old.head.name}' (Dense {old.head.kernel.shape[0]} -> {old.num_classes} "
-              f"classes) by a freshly initialised one for {len(class_names)} classes")
+    _say(log, f"new head: replaced layer '{old.head.name}' (Dense, {old.num_classes} classes) by a freshly "
+              f"initialised one for {len(class_names)} classes")
     return ImageClassifier(model, preprocessor, min(classifier.top_k, len(class_names)))
 
 
