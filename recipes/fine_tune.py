@@ -65,10 +65,12 @@ def adapt(task, config):
     from zoo.tasks.fine_tuning import enable_lora, freeze_backbone
 
     if getattr(config, "freeze_backbone", False):
+        import numpy as np
+
         freeze_backbone(task)
         model = task.model
-        print(f"--freeze-backbone: {model.head.name!r} trains ({sum(int(v.numpy().size) for v in model.trainable_weights):,} "
-              f"of {model.count_params():,} parameters)")
+        trained = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+        print(f"--freeze-backbone: {model.head.name!r} trains ({trained:,} of {model.count_params():,} parameters)")
     elif config.lora_rank:
         enable_lora(task, config.lora_rank)
 

@@ -79,6 +79,19 @@ def test_image_fine_tune_new_head_new_size_lora_then_reload_and_export(hf_vit, t
     assert settings["class_names"] == ["ant", "bee", "fly"] and settings["image_size"] == [16, 16]
     assert settings["mean"] == [0.485, 0.456, 0.406]  # the checkpoint's normalisation, not the recipe's
     assert json.loads((out / "config.json").read_text())["init_from"] == str(hf_vit)
+    # The recipe's training batches (no augmentation) are what serving feeds the model: the checkpoint's
+    # resize (bilinear, no crop) to the new size and its normalisation.
+    import zoo
+    from zoo.data.image_data import load_folder
+
+    classifier = zoo.ImageClassifier.load(out / "model")
+    config = image_classification.ImageClassificationConfig(data=f"folder:{tmp_path / 'images'}", batch_size=64,
+                                                             random_crop=False)
+    data = load_folder(str(tmp_path / "images"))
+    _, batches = image_classification.load_run(config, classifier.preprocessor, data)
+    images, one_hot = next(iter(batches["validation"]))
+    np.testing.assert_allclose(images.numpy(), classifier.prepare(list(data.validation[0]))["inputs"], atol=1e-6)
+    np.testing.assert_array_equal(one_hot.numpy().argmax(-1), data.validation[1])
     export = out / "export" / "image_classifier" / "1"
     answer = json.loads(run_fresh(FRESH_CLASSIFIER, out / "model", export, *paths))
     assert np.asarray(answer["task"]).shape == (15, 3)
