@@ -234,3 +234,19 @@ def test_folder_labels_that_are_not_the_classifier_classes(hf_vit, tmp_path, cap
     _refused(image_classification, ["evaluate", "--init-from", str(hf_vit), "--data",
                                     f"folder:{tmp_path / 'images'}"], tmp_path, capsys,
              "The data's classes 'zebra' are not classes of the classifier")
+
+
+def test_learning_rates_and_what_trains(tmp_path, capsys):
+    from recipes import fine_tune
+    from tests.tasks.test_fine_tuning import _classifier
+
+    config = image_classification.ImageClassificationConfig
+    rates = [fine_tune.learning_rate(config(**flags), 1e-3, 5e-5) for flags in (
+        {}, {"init_from": "x"}, {"init_from": "x", "lora_rank": 4}, {"init_from": "x", "learning_rate": 0.1})]
+    assert rates == pytest.approx([1e-3, 5e-5, 5e-4, 0.1])
+    with pytest.raises(ValueError, match="--freeze-backbone and --lora-rank each choose what trains"):
+        fine_tune.check_flags(config(init_from="x", freeze_backbone=True, lora_rank=2))
+    classifier = _classifier()
+    fine_tune.adapt(classifier, config(init_from="x", freeze_backbone=True))
+    assert "'head' trains (51 of" in capsys.readouterr().out  # 16 x 3 + 3
+    assert [v.path.split("/", 1)[1] for v in classifier.model.trainable_weights] == ["head/kernel", "head/bias"]
