@@ -98,8 +98,9 @@ class TableModel:
     def encode(self, source_ids, source_mask=None):
         return ops.cast(source_ids[:, 0] - 1, "int32")  # (B,) table of each sentence
 
-    def init_cache(self, encoder_outputs, max_length):
-        return {"table": encoder_outputs, "row": ops.zeros_like(encoder_outputs)}
+    def init_cache(self, encoder_outputs, max_length, beam_width=1):
+        table = ops.repeat(encoder_outputs, beam_width, axis=0)  # (B*W,)
+        return {"table": table, "row": ops.zeros_like(table)}
 
     def reorder_cache(self, cache, indices):
         return keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), cache)

@@ -26,7 +26,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _CHILD = """
-import json, os, pickle, shutil, sys, tempfile
+import json, os, pickle, resource, shutil, sys, tempfile, time
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  registers the tokenizer ops
@@ -56,11 +56,15 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
         definition = meta.signature_def[signature]
         fetches = {key: value.name for key, value in definition.outputs.items()}
         feed = {definition.inputs[key].name: value for key, value in feeds.items()}
+        peak, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
         try:
             outputs = session.run(fetches, feed)
             answer = {"outputs": {k: np.asarray(v).tolist() for k, v in outputs.items()}}
         except Exception as error:
-            answer = {"error": type(error).__name__, "message": str(error).splitlines()[0][:500]}
+            # The whole message, as TF Serving returns it to the client.
+            answer = {"error": type(error).__name__, "message": str(error)[-2000:]}
+        answer["seconds"] = time.perf_counter() - start
+        answer["peak_growth_mib"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
         print(json.dumps(answer, default=lambda v: v.decode("utf-8", "replace")), flush=True)
 """
 
@@ -68,8 +72,10 @@ with tf.compat.v1.Session(graph=tf.Graph()) as session:
 def send(path, requests, timeout=300):
     """Answers to `requests` (`[(signature, {input: NumPy array})]`) from the export at `path`.
 
-    Each answer is `{"outputs": {...}}`, `{"error": type, "message": ...}`
-    (the request failed, the process lived) or `{"crashed": exit status}`.
+    Each answer is `{"outputs": {...}}` or `{"error": type, "message": ...}`
+    (the request failed, the process lived), with `seconds` (the run's wall
+    time) and `peak_growth_mib` (how much it raised the process's peak
+    resident memory), or `{"crashed": exit status}`.
     """
     answers = []
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="-1")

@@ -61,7 +61,9 @@ def test_predict_gives_the_exports_numbers(saved, images):
         np.testing.assert_allclose(out["top_k_scores"], expected["top_k_scores"], atol=1e-5)
         assert out["top_k_labels"].tolist() == [[label.decode() for label in row] for row in expected["top_k_labels"]]
         assert out["valid"].tolist() == [True, True, True, False, False]
+        assert out["reason"].tolist() == [r.decode() for r in expected["reason"]]
     assert out["top_k_labels"][3].tolist() == ["", ""] and set(out["top_k_labels"][0]) <= set(CLASSES)
+    assert out["reason"][0] == "" and out["reason"][3].startswith("not a decodable image")
     # PIL images and uint8 arrays are the PNG of their pixels; one image is a batch of one.
     png = classifier.predict([pixels[0], Image.fromarray(pixels[2]), pixels[2][..., :1]])
     np.testing.assert_allclose(png["probabilities"][:2], expected["probabilities"][[0, 2]], atol=1e-5)
@@ -89,6 +91,13 @@ def test_float_pixels_of_one_size_run_in_batches(saved):
         out = classifier.predict(mixed, batch_size=batch_size)
         np.testing.assert_allclose(out["probabilities"], one_by_one, atol=1e-6)  # each row where it was
         assert out["valid"].all() and out["top_k_labels"].shape == (7, 2)
+    # A NaN or an infinity makes its image invalid (not NaN scores marked valid); its batch is unharmed.
+    spoiled = small.copy()
+    spoiled[1, 3, 4, 0], spoiled[3, 0, 0, 2] = np.nan, -np.inf
+    out = classifier.predict(spoiled)
+    assert out["valid"].tolist() == [True, False, True, False, True] and np.isfinite(out["probabilities"]).all()
+    assert out["reason"][1] == "pixels hold a NaN or an infinity" and not out["probabilities"][1].any()
+    np.testing.assert_allclose(out["probabilities"][[0, 2, 4]], one_by_one[[0, 3, 6]], atol=1e-6)
     np.testing.assert_allclose(classifier.predict(small, batch_size=2)["probabilities"], one_by_one[[0, 2, 3, 5, 6]],
                                atol=1e-6)
 

@@ -44,7 +44,7 @@ Two sets of search rules (`search_rules`):
 
 from keras import ops
 
-from zoo.decoding.cached_step import prepare, process_scores, repeat_batch, step
+from zoo.decoding.cached_step import growing_caches, prepare, process_scores, repeat_batch, step, while_loop
 
 NEG_INF = -1e9
 PENALTY_FORMS = ("gnmt", "power")
@@ -189,8 +189,8 @@ def beam_search(
     """Translates `(B, S)` source ids with beam search.
 
     Args:
-        model: a `TransformerTranslator` (encode / init_cache / decode_step /
-            reorder_cache).
+        model: a `TransformerTranslator` (encode / init_cache with
+            `beam_width` / decode_step / reorder_cache).
         source_ids: `(B, S)` int ids, padded with `model.pad_token_id`.
         max_length: int. Most target tokens per hypothesis (end token
             included; transformers' `max_new_tokens`, its `max_length - 1`).
@@ -223,10 +223,11 @@ def beam_search(
     W, L, K = beam_width, max_length, rules.num_candidates
     end_id, pad_id = model.end_token_id, model.pad_token_id
     source_ids = ops.convert_to_tensor(source_ids, "int32")
-    source_mask, cache = prepare(model, source_ids, L)
+    # Cross-attention keys/values once per source; self-attention caches
+    # for the B*W beams (growing ones on TensorFlow).
+    source_mask, cache = prepare(model, source_ids, L, beam_width=W, growing=growing_caches())
     B = ops.shape(source_ids)[0]
     source_mask = repeat_batch(source_mask, W)  # (B*W, S)
-    cache = repeat_batch(cache, W)  # cross keys/values once per source, then copied to beams
     vocab = model.target_vocab_size
 
     alive_seq = ops.concatenate(
@@ -286,7 +287,7 @@ def beam_search(
             **rules.update(s, alive_lp, finished_score, finished_flag, hits, length),
         )
 
-    _, s = ops.while_loop(cond, body, (ops.convert_to_tensor(0, "int32"), state), maximum_iterations=L)
+    _, s = while_loop(cond, body, (ops.convert_to_tensor(0, "int32"), state), maximum_iterations=L)
     # Sentences that finished no hypothesis fall back to their alive beams.
     none_finished = ops.all(s["finished_score"] <= NEG_INF / 2, axis=1)  # (B,)
     # Beams no hypothesis reached (fewer continuations than beams) keep NEG_INF:

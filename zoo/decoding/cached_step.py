@@ -2,19 +2,60 @@
 
 Everything in `zoo.decoding` runs over the cached decoder step: the encoder
 runs once, cross-attention keys/values are computed once (`init_cache`), and
-each step feeds one new token through the self-attention caches.
+each step feeds one new token through the self-attention caches (growing
+ones on TensorFlow: `growing_caches`).
 """
 
 import keras
 from keras import ops
 
 
-def prepare(model, source_ids, max_length):
-    """Encodes the sources once; returns `(source_mask, cache)` for `max_length` target tokens."""
+def growing_caches():
+    """Whether decoding loops here carry growing caches (`init_cache(..., max_length=None)`).
+
+    On TensorFlow a `tf.while_loop` takes a loop variable whose shape
+    changes (`while_loop` sets the shape invariant), so a step costs what it
+    has decoded; XLA (`jit_compile=True`), JAX and PyTorch loops need fixed
+    shapes, hence caches of `max_length` positions.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util  # no public test for "inside jit_compile"
+
+    return not control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
+def prepare(model, source_ids, max_length, beam_width=1, growing=False):
+    """Encodes the sources once; returns `(source_mask, cache)` for `max_length` target tokens.
+
+    The cache has `beam_width` rows per source; with `growing`, it is the
+    model's growing cache (`init_cache(..., max_length=None)`).
+    """
     source_ids = ops.convert_to_tensor(source_ids, "int32")
     source_mask = model.source_padding_mask(source_ids)
     encoder_outputs = model.encode(source_ids, source_mask)
-    return source_mask, model.init_cache(encoder_outputs, max_length)
+    cache = model.init_cache(encoder_outputs, None if growing else max_length, beam_width=beam_width)
+    return source_mask, cache
+
+
+def while_loop(cond, body, loop_vars, maximum_iterations):
+    """`keras.ops.while_loop`, where on TensorFlow tensor axes of size 0 may grow.
+
+    The growing caches start empty along their length axis; that axis gets
+    a `None` shape invariant, every other axis keeps its static size.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return ops.while_loop(cond, body, loop_vars, maximum_iterations=maximum_iterations)
+    import tensorflow as tf
+
+    invariants = keras.tree.map_structure(
+        lambda x: tf.TensorShape([None if d == 0 else d for d in x.shape]), loop_vars
+    )
+    return tf.while_loop(
+        cond, lambda *args: tuple(body(*args)), loop_vars,
+        shape_invariants=invariants, maximum_iterations=maximum_iterations,
+    )
 
 
 def step(model, source_mask, tokens, cache, index):

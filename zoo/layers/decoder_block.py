@@ -2,6 +2,7 @@
 
 import keras
 
+from zoo.layers import attention_cache
 from zoo.layers.attention_sublayer import unpack_results
 from zoo.layers.causal_self_attention import CausalSelfAttention
 from zoo.layers.cross_attention import CrossAttention
@@ -54,13 +55,52 @@ class DecoderBlock(EncoderBlock):
         self.cross_attention.build(x_shape, context_shape or x_shape)
         self.feed_forward.build(x_shape)
 
-    def init_cache(self, context, max_length):
-        """`(self_cache, cross_cache)` for decoding up to `max_length` tokens."""
-        batch = keras.ops.shape(context)[0]
+    def init_cache(self, context, max_length=None, beam_width=1):
+        """The decoding cache of `context (B, S, D)` encoder outputs, for `B * beam_width` rows.
+
+        With `max_length=None`, the growing cache of `attention_cache` (a
+        dict; `decode_step` runs on it): self-attention keys/values that grow
+        with the positions decoded, and cross-attention keys/values once per
+        source, shared by its `beam_width` rows. With an int `max_length`,
+        `(self_cache, cross_cache)` buffers of `max_length` positions for
+        `call(..., cache=, cache_index=)` (the form a JAX loop needs: fixed
+        shapes), repeated `beam_width` times per source.
+        """
         if not self.built:
             self.build((context.shape[0], None, self.d_model), tuple(context.shape))
+        if max_length is None:
+            return attention_cache.init_layer_cache(
+                self.causal_self_attention.attention, self.cross_attention.attention, context, beam_width
+            )
+        cross_cache = self.cross_attention.compute_cache(context)  # once per source
+        if beam_width > 1:
+            cross_cache = tuple(keras.ops.repeat(x, beam_width, axis=0) for x in cross_cache)
+        batch = keras.ops.shape(context)[0] * beam_width
         self_cache = self.causal_self_attention.init_cache(batch, max_length, self.d_model)
-        return self_cache, self.cross_attention.compute_cache(context)
+        return self_cache, cross_cache
+
+    def decode_step(self, x, cache, cache_index, context_mask=None):
+        """`x (B*W, T, D)` at positions `[cache_index, cache_index + T)` through a growing cache.
+
+        `cache` comes from `init_cache(context, max_length=None, beam_width=W)`;
+        `context_mask` is the `(B, S)` (or beam-repeated `(B*W, S)`) source
+        padding mask, True = real token. Returns `(output (B*W, T, D), cache)`.
+        """
+        self_layer, cross_layer = self.causal_self_attention, self.cross_attention
+        h = self_layer._pre_norm(x)
+        out, keys, values = attention_cache.self_attention_step(
+            self_layer.attention, h, cache["self_keys"], cache["self_values"], cache_index
+        )
+        x = self_layer._add_and_norm(x, out)
+        sources = keras.ops.shape(cache["cross_keys"])[0]
+        if context_mask is None:
+            context_mask = keras.ops.ones((sources, keras.ops.shape(cache["cross_keys"])[-1]), "bool")
+        bias, row_ok = attention_cache.source_bias(context_mask, sources)
+        out = attention_cache.cross_attention_step(
+            cross_layer.attention, cross_layer._pre_norm(x), cache["cross_keys"], cache["cross_values"], bias, row_ok
+        )
+        x = cross_layer._add_and_norm(x, out)
+        return self.feed_forward(x), dict(cache, self_keys=keys, self_values=values)
 
     def call(
         self,

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from zoo.layers import DecoderBlock, EncoderBlock, TokenAndPositionEmbedding
+from zoo.layers import DecoderBlock, EncoderBlock, TokenAndPositionEmbedding, attention_cache
 from zoo.models.layout_maps import TRANSLATOR_RULES, build_layout_map
 from zoo.models.presets import preset_config, preset_descriptions
 from zoo.models.transformer_translator_presets import TRANSFORMER_TRANSLATOR_PRESETS
@@ -257,30 +257,45 @@ class TransformerTranslator(keras.Model):
         logits = self._logits(x)
         return (logits, scores) if return_attention_scores else logits
 
-    def init_cache(self, encoder_outputs, max_length):
-        """Per-layer `(self_cache, cross_cache)`, for targets of `max_length` tokens."""
-        return tuple(block.init_cache(encoder_outputs, max_length) for block in self.decoder_blocks)
+    def init_cache(self, encoder_outputs, max_length=None, beam_width=1):
+        """Per-layer decoding caches of `encoder_outputs (B, S, D)`, for `B * beam_width` rows.
+
+        `max_length=None` gives the growing caches `decode_step` runs
+        fastest on (`zoo.layers.attention_cache`: self-attention keys/values
+        that grow with the positions decoded, cross-attention keys/values
+        once per source, shared by its beams); an int gives
+        `(self_cache, cross_cache)` buffers of `max_length` positions (fixed
+        shapes, for JAX loops), repeated `beam_width` times per source.
+        """
+        return tuple(block.init_cache(encoder_outputs, max_length, beam_width) for block in self.decoder_blocks)
 
     def reorder_cache(self, cache, indices):
         """The cache of beam search's chosen beams: row `i` of the result is
-        row `indices[i]`. Only the self-attention caches move: the
-        cross-attention keys/values are the same for every beam of a source
-        (beam search picks parents within a source), so they stay."""
+        row `indices[i]`. Only the self-attention caches move (one gather
+        each): the cross-attention keys/values are the same for every beam
+        of a source (beam search picks parents within a source), so they stay."""
+        take = lambda x: ops.take(x, indices, axis=0)  # noqa: E731
         return tuple(
-            (keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), self_cache), cross_cache)
-            for self_cache, cross_cache in cache
+            attention_cache.reorder(layer, indices) if attention_cache.is_growing(layer)
+            else (keras.tree.map_structure(take, layer[0]), layer[1])
+            for layer in cache
         )
 
     def decode_step(self, target_ids, source_mask, cache, cache_index):
         """Feeds `(B, T_new)` target tokens at `cache_index` through the caches.
 
         Returns `(logits (B, T_new, V), updated cache)`; the encoder outputs
-        live in the cache as cross-attention keys/values.
+        live in the cache as cross-attention keys/values. With growing caches
+        (`init_cache(..., max_length=None, beam_width=W)`), the rows are
+        `B * W` and `source_mask` is `(B, S)` or repeated to `(B * W, S)`.
         """
         x = self.target_embedding(target_ids, start_index=cache_index)
         new_cache = []
         for block, layer_cache in zip(self.decoder_blocks, cache):
-            x, layer_cache = block(x, context_mask=source_mask, cache=layer_cache, cache_index=cache_index)
+            if attention_cache.is_growing(layer_cache):
+                x, layer_cache = block.decode_step(x, layer_cache, cache_index, source_mask)
+            else:
+                x, layer_cache = block(x, context_mask=source_mask, cache=layer_cache, cache_index=cache_index)
             new_cache.append(layer_cache)
         return self._logits(x, few_rows=True), tuple(new_cache)
 

@@ -39,7 +39,7 @@ import math
 import tensorflow as tf
 
 from zoo.layers.size_pair import size_pair
-from zoo.preprocessing.image_decoding import decode_image
+from zoo.preprocessing.image_decoding import REFUSALS, check_image, decode_checked, decode_image
 
 # Maps [0, 1] pixels to [-1, 1], as big_vision does: what zoo's image recipe
 # trains with (checkpoints bring their own mean and std).
@@ -208,26 +208,45 @@ class ImagePreprocessor:
         """`normalize(resize(images))`: float `[0, 1]` pixels to model inputs."""
         return self.normalize(self.resize(images))
 
-    def prepare_bytes(self, image_bytes):
-        """Encoded images `(B,)` to `(inputs (B, H, W, 3) float32, valid (B,) bool)`: each decoded,
-        resized and normalised; an image that does not decode is zeros and not valid.
+    def refusal_reasons(self):
+        """Why `prepare_bytes` marks an image not valid, by its code: `check_image`'s refusals with
+        this preprocessor's limits, then bytes that do not decode."""
+        limits = {"too many bytes": f"more than max_bytes={self.max_bytes} bytes",
+                  "too many pixels": f"more than max_pixels={self.max_pixels} pixels in its header"}
+        return [limits.get(r, r) for r in REFUSALS] + ["not a decodable image (or truncated, or corrupt)"]
 
-        Each image runs in a `tf.data` pipeline with `ignore_errors()`, so one
-        bad image never fails the others (the export's invalid rows).
+    def prepare_bytes(self, image_bytes, with_reasons=False):
+        """Encoded images `(B,)` to `(inputs (B, H, W, 3) float32, valid (B,) bool)`: each decoded,
+        resized and normalised; an image that does not decode is zeros and not valid. With
+        `with_reasons`, also `(B,)` strings: `""` for a valid image, else why not (`refusal_reasons`).
+
+        Each image is checked (`check_image`: its length and header) and
+        decoded only if the check passed, in a `tf.data` pipeline with
+        `ignore_errors()`, so one bad image never fails the others (the
+        export's invalid rows).
         """
         n = tf.shape(image_bytes, out_type=tf.int64)[0]
         height, width = self.image_size
-        decoded = (
-            tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes))
-            .map(lambda i, data: (i, self.prepare(self.decode(data))))
-            .ignore_errors()
-        )
+
+        def one(i, data):
+            data, refusal, _ = check_image(data, self.max_bytes, self.max_pixels)
+            image = tf.cond(tf.equal(refusal, 0), lambda: self.prepare(decode_checked(data, self.max_pixels)),
+                            lambda: tf.zeros([height, width, 3]))
+            return i, image, refusal
+
+        decoded = tf.data.Dataset.from_tensor_slices((tf.range(n), image_bytes)).map(one).ignore_errors()
         # Decoded images batched together, then a batch of none in case all failed.
-        empty = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int64), tf.zeros([0, height, width, 3])))
-        index, images = decoded.batch(tf.maximum(n, 1)).concatenate(empty).take(1).get_single_element()
+        empty = tf.data.Dataset.from_tensors(
+            (tf.zeros([0], tf.int64), tf.zeros([0, height, width, 3]), tf.zeros([0], tf.int32))
+        )
+        index, images, refusals = decoded.batch(tf.maximum(n, 1)).concatenate(empty).take(1).get_single_element()
         full = tf.scatter_nd(index[:, None], images, tf.stack([n, height, width, 3]))
-        valid = tf.scatter_nd(index[:, None], tf.ones_like(index, tf.bool), [n])
-        return full, valid
+        # Codes: the check's refusal where the image came through, one past them where it failed to decode.
+        codes = tf.tensor_scatter_nd_update(tf.fill([n], len(REFUSALS)), index[:, None], refusals)
+        valid = tf.equal(codes, 0)
+        if not with_reasons:
+            return full, valid
+        return full, valid, tf.gather(tf.constant(self.refusal_reasons()), codes)
 
     # -- training batches -----------------------------------------------------
     def label_indices(self, labels):

@@ -40,7 +40,7 @@ from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
 # What recipes/image_classification.py normalises with and its config's
 # defaults, for run folders written before `task.json`.
 _RECIPE_DEFAULTS = dict(mean=DEFAULT_MEAN, std=DEFAULT_STD, image_size=32, top_k=5)
-OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid")
+OUTPUTS = ("probabilities", "top_k_labels", "top_k_scores", "valid", "reason")
 # `compile("auto")`: fine-tuning rates (see `ImageClassifier.compile`).
 FINE_TUNING_LEARNING_RATE = 5e-5
 FINE_TUNING_WEIGHT_DECAY = 0.01
@@ -122,17 +122,20 @@ class ImageClassifier(Task):
         Returns:
             A dict of NumPy arrays, the export's outputs: `probabilities`
             `(N, classes)`, `top_k_labels` `(N, k)` str, `top_k_scores`
-            `(N, k)` and `valid` `(N,)` bool.
+            `(N, k)`, `valid` `(N,)` bool and `reason` `(N,)` str (`""`, or
+            why the image is not valid: over a limit, not decodable,
+            non-finite pixels).
         """
         graph = self.graph(top_k)
         if keras.backend.backend() == "tensorflow":
             on_bytes, on_pixels = graph.serving_default, graph.classify_pixels
         else:  # the same functions, with the model run on the backend between TF halves
             on_bytes = lambda b: self._outputs(graph, *graph.prepare_bytes(b))  # noqa: E731
-            on_pixels = lambda p: self._outputs(graph, graph.prepare_pixels(p), tf.ones(tf.shape(p)[:1], tf.bool))  # noqa: E731
+            on_pixels = lambda p: self._outputs(graph, *graph.prepare_pixels(p))  # noqa: E731
         outputs = self._run(images, on_bytes, on_pixels, batch_size)
         outputs = {key: outputs[key] for key in OUTPUTS}
-        outputs["top_k_labels"] = np.char.decode(outputs["top_k_labels"].astype(bytes), "utf-8")
+        for key in ("top_k_labels", "reason"):
+            outputs[key] = np.char.decode(outputs[key].astype(bytes), "utf-8")
         return outputs
 
     def prepare(self, images, batch_size=32):
@@ -147,12 +150,13 @@ class ImageClassifier(Task):
             normalised images the model reads (`H, W` the preprocessor's
             `image_size`); `pixels`, the same images in `[0, 1]` before
             normalisation (resized and cropped: what the model sees); and
-            `valid` `(N,)` bool (an image that does not decode: zeros, False).
+            `valid` `(N,)` bool (an image that does not decode: zeros, False)
+            and `reason` `(N,)` bytes (why not valid).
         """
         graph = self.graph()
         outputs = self._run(
-            images, lambda b: dict(zip(("inputs", "valid"), graph.prepare_bytes(b))),
-            lambda p: {"inputs": graph.prepare_pixels(p), "valid": tf.ones(tf.shape(p)[:1], tf.bool)}, batch_size,
+            images, lambda b: dict(zip(("inputs", "valid", "reason"), graph.prepare_bytes(b))),
+            lambda p: dict(zip(("inputs", "valid", "reason"), graph.prepare_pixels(p))), batch_size,
         )
         mean, std = (np.asarray(v, np.float32) for v in (self.preprocessor.mean, self.preprocessor.std))
         outputs["pixels"] = np.clip(outputs["inputs"] * std + mean, 0.0, 1.0) * outputs["valid"][:, None, None, None]
@@ -188,12 +192,12 @@ class ImageClassifier(Task):
         grid = self.model.patch_embedding.grid_size(inputs.shape)
         return np.concatenate(maps) if maps else np.zeros((0, *grid), np.float32)
 
-    def _outputs(self, graph, inputs, valid):
+    def _outputs(self, graph, inputs, valid, reason):
         """The export's outputs for prepared `inputs` `(B, H, W, 3)`, the model run on the active backend."""
         if id(self.model) not in self._logits:
             self._logits = {id(self.model): CompiledCall(self.model, lambda x: ops.cast(self.model(x, training=False), "float32"))}
         logits = self._logits[id(self.model)](inputs.numpy())
-        return graph.outputs_from_logits(tf.constant(logits, tf.float32), valid)
+        return graph.outputs_from_logits(tf.constant(logits, tf.float32), valid, reason)
 
     def _run(self, images, on_bytes, on_pixels, batch_size):
         """Runs `on_bytes` on the encoded images and `on_pixels` on float arrays of one size, in

@@ -7,22 +7,29 @@ writes (through `zoo.export.writer.export_saved_model`, which knows no
 model):
 
 - `serving_default` takes `image_bytes: tf.string [batch]` (JPEG, PNG, GIF
-  (first frame), BMP; any size; grayscale and RGBA become RGB) and returns
+  (first frame), BMP, WebP (not animated); any size; grayscale and RGBA become RGB) and returns
   `probabilities: float32 [batch, classes]`, `top_k_labels: tf.string
-  [batch, k]`, `top_k_scores: float32 [batch, k]` and `valid: bool [batch]`;
+  [batch, k]`, `top_k_scores: float32 [batch, k]`, `valid: bool [batch]`
+  and `reason: tf.string [batch]` (`""`, or why the image is not valid);
 - `classify_pixels` takes float pixels `[batch, height, width, 3]` in
-  `[0, 1]` and returns the same outputs.
+  `[0, 1]` and returns the same outputs; an image holding a NaN or an
+  infinity is not valid.
 
 Decoding, resize, crop and normalisation are the preprocessor's
 (`prepare_bytes`, `prepare`: the very ops of training batches); class names
 are an asset (`assets/class_names.txt`) read through a lookup table.
 
-Bad images never fail the batch (the documented "invalid" output): bytes
-that are empty, not an image, truncated beyond repair, larger than the
+A request of the wrong shape (`image_bytes` not 1-D, `pixels` not
+`[batch, height, width, 3]`) is refused with an `InvalidArgumentError`
+naming the input and the shape received, before any op reads it
+(`zoo.export.input_checks`: TF Serving does not check shapes). Bad images
+never fail the batch (the documented "invalid" output): bytes that are
+empty, not an image, truncated beyond repair, larger than the
 preprocessor's `max_bytes`, or whose header declares more than its
-`max_pixels`, come back with `valid = False`, all-zero probabilities, empty
-labels and zero scores, while the other images of the request are
-classified as if sent alone.
+`max_pixels` (GIF: its screen or first image; WebP: its canvas; all read
+before decoding, `zoo.preprocessing.image_decoding`), come back with
+`valid = False`, all-zero probabilities, empty labels and zero scores,
+while the other images of the request are classified as if sent alone.
 """
 
 import os
@@ -30,7 +37,10 @@ import tempfile
 
 import tensorflow as tf
 
+from zoo.export.input_checks import checked_rank
+
 CLASS_NAMES_FILE = "class_names.txt"
+NON_FINITE = "pixels hold a NaN or an infinity"
 
 
 def _tiny_png(color):
@@ -87,12 +97,14 @@ class ImageClassifierGraph(tf.Module):
         self.serving_default = tf.function(self._classify_bytes, input_signature=[bytes_spec])
         self.classify_pixels = tf.function(self._classify_pixels, input_signature=[pixels_spec])
         # Not exported: the model's inputs, for `zoo.ImageClassifier.prepare` (what the signatures feed the model).
-        self.prepare_bytes = tf.function(preprocessor.prepare_bytes, input_signature=[bytes_spec])
-        self.prepare_pixels = tf.function(preprocessor.prepare, input_signature=[pixels_spec])
+        self.prepare_bytes = tf.function(lambda b: preprocessor.prepare_bytes(b, with_reasons=True),
+                                         input_signature=[bytes_spec])
+        self.prepare_pixels = tf.function(self._prepare_pixels, input_signature=[pixels_spec])
         # Not exported: the outputs from logits, for `zoo.ImageClassifier` on
         # backends whose model cannot run in a TF graph.
         self.outputs_from_logits = tf.function(
-            self._outputs, input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.bool)]
+            self._outputs, input_signature=[tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.bool),
+                                            tf.TensorSpec([None], tf.string)],
         )
 
     def endpoints(self):
@@ -104,10 +116,10 @@ class ImageClassifierGraph(tf.Module):
         """`serving_default`'s warm-up inputs: two small PNGs and bytes that are not an image."""
         return {"image_bytes": [_tiny_png((200, 30, 30)), _tiny_png((30, 30, 200)), b"not an image"]}
 
-    def _predict(self, images, valid):
-        return self._outputs(self.model(images, training=False), valid)
+    def _predict(self, images, valid, reason):
+        return self._outputs(self.model(images, training=False), valid, reason)
 
-    def _outputs(self, logits, valid):
+    def _outputs(self, logits, valid, reason):
         """The signatures' outputs from the model's `(B, classes)` logits."""
         logits = tf.cast(logits, tf.float32)
         probabilities = tf.nn.softmax(logits) * tf.cast(valid, tf.float32)[:, None]
@@ -118,13 +130,31 @@ class ImageClassifierGraph(tf.Module):
             "top_k_labels": tf.where(valid[:, None], labels, ""),
             "top_k_scores": scores,
             "valid": valid,
+            "reason": reason,
         }
 
+    def _prepare_pixels(self, pixels):
+        """`(inputs (B, H, W, 3), valid (B,), reason (B,))` of float pixels `(B, H0, W0, 3)`: an image
+        holding a NaN or an infinity is zeros and not valid (it would give NaN scores)."""
+        pixels = checked_rank(pixels, 4, "pixels")
+        channels = tf.raw_ops.Shape(input=pixels)[3]
+        check = tf.raw_ops.Assert(
+            condition=tf.raw_ops.Equal(x=channels, y=tf.constant(3)),
+            data=["pixels must be RGB: (batch, height, width, 3). Received: a tensor of shape",
+                  tf.raw_ops.Shape(input=pixels)],
+        )
+        with tf.control_dependencies([check]):
+            finite = tf.math.is_finite(pixels)
+        valid = tf.reduce_all(finite, axis=[1, 2, 3])
+        pixels = tf.where(valid[:, None, None, None], pixels, 0.0)
+        return self.preprocessor.prepare(pixels), valid, tf.where(valid, "", NON_FINITE)
+
     def _classify_pixels(self, pixels):
-        return self._predict(self.preprocessor.prepare(pixels), tf.ones(tf.shape(pixels)[:1], tf.bool))
+        return self._predict(*self._prepare_pixels(pixels))
 
     def _classify_bytes(self, image_bytes):
-        return self._predict(*self.preprocessor.prepare_bytes(image_bytes))
+        image_bytes = checked_rank(image_bytes, 1, "image_bytes")
+        return self._predict(*self.preprocessor.prepare_bytes(image_bytes, with_reasons=True))
 
 
 def classify_with_saved_model(saved_model_dir, image_bytes):

@@ -15,8 +15,10 @@ Signatures:
   length-normalised log-probability) and `truncated: bool [batch]` (the
   sentence had more tokens than the model reads; only its beginning was
   translated).
-- `translate_ids`: `source_ids: int32 [batch, length]` to `target_ids` and
-  `scores`.
+- `translate_ids`: `source_ids: int32 [batch, length]` to `target_ids`,
+  `scores` and `valid: bool [batch]`: a row holding an id outside the
+  source vocabulary is not searched (`valid` False, pad ids, score 0)
+  while the other rows are answered as if sent alone.
 - `translate_nbest`: `sentences` and `n: int32 []` to the `n` best
   hypotheses of the same search, best first: `translations: tf.string
   [batch, n]`, `scores: float32 [batch, n]` (column 0 is
@@ -27,10 +29,15 @@ Signatures:
   hypothesis reached (the sentence finished fewer than `n` within the
   search's `max_length`) is `""` with score `NEG_INF` (-1e9) and length 0.
 
-Bad requests never fail the batch: invalid UTF-8 is repaired by the
-tokenizer, empty or whitespace-only sentences translate to `""` with score
-0 (in `translate_nbest`: one such hypothesis, then unreached slots), and
-sentences longer than the model reads are truncated.
+A request of the wrong rank (a scalar or a 2-D `sentences`, a non-scalar
+`n`, `source_ids` not 2-D) is refused before any op reads it, with an
+`InvalidArgumentError` naming the input and the shape received
+(`zoo.export.input_checks`): TF Serving does not check shapes, and the
+tokenizer crashed the server on a scalar. Bad rows never fail the batch:
+invalid UTF-8 is repaired by the tokenizer, empty or whitespace-only
+sentences translate to `""` with score 0 (in `translate_nbest`: one such
+hypothesis, then unreached slots), and sentences longer than the model
+reads are truncated.
 
 Not exported: `prepare`, `finish` and `finish_nbest`, the TensorFlow halves
 around the search, for `zoo.Translator` on backends whose model cannot run
@@ -43,6 +50,7 @@ from keras import ops
 
 from zoo.decoding import beam_search
 from zoo.decoding.beam_search import NEG_INF
+from zoo.export.input_checks import checked_rank, ids_in_range
 
 WARMUP_SENTENCES = ("Hello.", "", "This sentence is a warm-up request for the server.")
 WARMUP_N = 2
@@ -126,12 +134,23 @@ class TranslatorGraph(tf.Module):
         return ops.cast(tokens, "int32"), ops.cast(scores, "float32")
 
     def _translate_ids(self, source_ids):
-        tokens, scores = self.search(source_ids[:, : self.preprocessor.max_length])
-        return {"target_ids": tokens, "scores": scores}
+        source_ids = checked_rank(source_ids, 2, "source_ids")[:, : self.preprocessor.max_length]
+        valid = ids_in_range(source_ids, self.model.source_vocab_size)  # (B,)
+        # An invalid row is searched as a row of padding and answered as such;
+        # a batch of no columns gets one (the search needs a source position).
+        source_ids = tf.where(valid[:, None], source_ids, self.model.pad_token_id)
+        source_ids = tf.pad(source_ids, [[0, 0], [0, tf.maximum(1 - tf.shape(source_ids)[1], 0)]],
+                            constant_values=self.model.pad_token_id)
+        tokens, scores = self.search(source_ids)
+        return {
+            "target_ids": tf.where(valid[:, None], tokens, self.model.pad_token_id),
+            "scores": tf.where(valid, scores, 0.0),
+            "valid": valid,
+        }
 
     def _search_sentences(self, sentences, all_beams=False):
         """`(tokens (B, [W,] L), scores (B, [W]), empty (B,), truncated (B,))` of `(B,)` sentences."""
-        source_ids, empty, truncated = self.preprocessor.serving_inputs(sentences)
+        source_ids, empty, truncated = self.preprocessor.serving_inputs(checked_rank(sentences, 1, "sentences"))
         tokens, scores = self.search(source_ids, all_beams)
         return tokens, scores, empty, truncated
 
@@ -153,6 +172,7 @@ class TranslatorGraph(tf.Module):
     def translate_nbest_strings(self, sentences, n):
         """`{"translations", "scores", "lengths"}`, each `(B, n)`, and `truncated` `(B,)`. What
         `translate_nbest` runs; see the module docstring."""
+        n = checked_rank(n, 0, "n")
         return self.finish_nbest_strings(*self._search_sentences(sentences, all_beams=True), n)
 
     def finish_nbest_strings(self, tokens, scores, empty, truncated, n):
