@@ -34,7 +34,7 @@ import json
 import os
 import sys
 
-from recipes import commands, common, devices, trained_model, training
+from recipes import commands, common, devices, fine_tune, trained_model, training
 
 CONFIG_FILE = "config.json"
 # What a run writes besides the files every run has (recipes.run_folder.RUN_FILES); model.keras and
@@ -43,6 +43,10 @@ ARTIFACTS = ("confusion_matrix.png", "attention_maps.png", "attention_rollout.pn
 
 
 PRESETS = functools.partial(common.preset_names, "vision_transformer_presets")
+IMAGE_SIZE = 32  # the built-in digits' 8x8 scans, upsampled
+SCRATCH_LEARNING_RATE = 1e-3
+# zoo.ImageClassifier.compile's fine-tuning rate (keras-hub's and transformers' default).
+FINE_TUNING_LEARNING_RATE = 5e-5
 
 
 @dataclasses.dataclass
@@ -55,11 +59,15 @@ class ImageClassificationConfig:
         "tfds:NAME (e.g. tfds:cifar10)",
         parse=common.data_spec("builtin", "folder:PATH", "tfds:NAME"))
     output: str = common.option("runs/image_classification", "run directory: config, model, metrics, plots, exports")
-    image_size: int = common.option(32, "side of the square images the model takes, in pixels", minimum=1)
+    image_size: int | None = common.option(
+        None, "side of the square images the model takes, in pixels; none: 32, or the --init-from checkpoint's "
+        "(another size resamples its position table)", minimum=1)
     # ~18 s each on 2 CPU cores; ViTs need many epochs on small data.
     epochs: int = common.option(30, "training epochs at most (early stopping may end sooner)", minimum=1)
     batch_size: int = common.option(64, "images per batch", minimum=1)
-    learning_rate: float = common.option(1e-3, "peak learning rate (warm-up, then cosine decay)", minimum=0.0)
+    learning_rate: float | None = common.option(
+        None, "peak learning rate (warm-up, then cosine decay); "
+        + fine_tune.learning_rate_help(SCRATCH_LEARNING_RATE, FINE_TUNING_LEARNING_RATE), minimum=0.0)
     weight_decay: float = common.option(0.05, "AdamW weight decay, as DeiT", minimum=0.0)
     warmup_epochs: int = common.option(3, "epochs of linear learning-rate warm-up", minimum=0)
     label_smoothing: float = common.option(0.1, "label smoothing of the loss", minimum=0.0)
@@ -83,6 +91,10 @@ class ImageClassificationConfig:
     top_k: int = common.option(5, "labels returned per image by the export", minimum=1)
     quantize: str = common.option("none", common.quantize_help("image_classifier"), choices=common.QUANTIZE)
     steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
+    init_from: str | None = common.option(None, fine_tune.INIT_FROM_HELP)
+    architecture: str | None = common.option(None, fine_tune.ARCHITECTURE_HELP)
+    freeze_backbone: bool = common.option(False, fine_tune.FREEZE_HELP)
+    lora_rank: int | None = common.option(None, fine_tune.LORA_HELP, minimum=1)
     seed: int = common.option(0, "random seed (initialisation, shuffling, augmentation)")
     determinism: str = common.option("auto", common.DETERMINISM_HELP, choices=common.DETERMINISM)
 
@@ -121,16 +133,16 @@ def image_preprocessor(config, class_names):
     from zoo.preprocessing import ImagePreprocessor
     from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD
 
-    return ImagePreprocessor(config.image_size, DEFAULT_MEAN, DEFAULT_STD, class_names)
+    return ImagePreprocessor(config.image_size or IMAGE_SIZE, DEFAULT_MEAN, DEFAULT_STD, class_names)
 
 
-def load_run(config):
+def load_run(config, preprocessor=None, data=None):
     """The run's data and its train / validation batches, made by the classifier's preprocessor
-    (decode, resize; augmentation on training batches; normalise)."""
+    (decode, resize; augmentation on training batches; normalise): `preprocessor`, else a new one."""
     from zoo.data.image_data import image_dataset, load_image_data
 
-    data = load_image_data(config.data, strict=config.strict)
-    preprocessor = image_preprocessor(config, data.class_names)
+    data = load_image_data(config.data, strict=config.strict) if data is None else data
+    preprocessor = image_preprocessor(config, data.class_names) if preprocessor is None else preprocessor
     batches = {}
     for split in ("train", "validation"):
         images, labels = getattr(data, split)
@@ -146,7 +158,7 @@ def model_config(config, num_classes):
     from zoo.models.presets import preset_config
     from zoo.models.vision_transformer_presets import VISION_TRANSFORMER_PRESETS
 
-    overrides = dict(num_classes=num_classes, image_size=config.image_size)
+    overrides = dict(num_classes=num_classes, image_size=config.image_size or IMAGE_SIZE)
     if config.dropout is not None:
         overrides["dropout"] = config.dropout
     if config.drop_path_rate is not None:
@@ -166,7 +178,8 @@ def compile_model(model, config, steps_per_epoch):
     total = max(config.epochs * steps_per_epoch, 1)
     warmup = min(config.warmup_epochs * steps_per_epoch, total - 1)
     schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=total - warmup, warmup_target=config.learning_rate, warmup_steps=warmup
+        0.0, decay_steps=total - warmup, warmup_steps=warmup,
+        warmup_target=fine_tune.learning_rate(config, SCRATCH_LEARNING_RATE, FINE_TUNING_LEARNING_RATE),
     )
     model.compile(
         optimizer=keras.optimizers.AdamW(
@@ -188,31 +201,67 @@ def train(config, run):
 
 
 def train_classifier(config, run):
-    """Trains and saves the run's `zoo.ImageClassifier`; returns it and the data."""
+    """Trains (or, with `--init-from`, fine-tunes) and saves the run's `zoo.ImageClassifier`; returns it and the data."""
     import zoo
+    from zoo.data.image_data import load_image_data
     from zoo.models import VisionTransformer
 
+    fine_tune.check_flags(config)
+    pretrained = fine_tune.load_checkpoint(config, zoo.ImageClassifier) if config.init_from else None
+    data = load_image_data(config.data, strict=config.strict)  # read and checked before anything is written
+    if pretrained is not None:
+        pretrained, data = fine_tuned(config, pretrained, data)
     devices.start(config)
     os.makedirs(config.output, exist_ok=True)
     print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
-    data, batches = load_run(config)
+    preprocessor = image_preprocessor(config, data.class_names) if pretrained is None else pretrained.preprocessor
+    data, batches = load_run(config, preprocessor, data)
     steps = config.steps_per_epoch or -(-len(data.train[1]) // config.batch_size)
-    architecture = model_config(config, data.num_classes)
+    architecture = model_config(config, data.num_classes) if pretrained is None else pretrained.model.get_config()
     with devices.training_scope(config, VisionTransformer, architecture) as engine:
-        model = VisionTransformer(**architecture)
+        if pretrained is None:
+            model = VisionTransformer(**architecture)
+        else:
+            model = fine_tune.in_scope(pretrained, config)
         compile_model(model, config, steps)
         training.fit(model, batches["train"], batches["validation"], config, run, engine)
-    classifier = zoo.ImageClassifier(model, image_preprocessor(config, data.class_names), config.top_k)
+    classifier = zoo.ImageClassifier(model, preprocessor, config.top_k)
     run.save_task(classifier)
     return classifier, data
 
 
+def fine_tuned(config, classifier, data):
+    """The `--init-from` classifier made ready for the run's data: its classes (a new head when they
+    differ), `--image-size`; returns it and the data, labels in the classifier's class order."""
+    from zoo.tasks.fine_tuning import with_image_size, with_new_head
+
+    channels = classifier.model.num_channels
+    if channels != 3:
+        raise ValueError(f"--init-from {config.init_from}: its ViT reads {channels} channel(s) per pixel, fewer than "
+                         "the 3 (RGB) every image is decoded to. Expected a checkpoint with num_channels=3.")
+    if set(data.class_names) == set(classifier.class_names):
+        data = fine_tune.align_classes(data, classifier.class_names, f"--init-from {config.init_from}")
+    else:
+        classifier = with_new_head(classifier, data.class_names)
+    if config.image_size and (config.image_size,) * 2 != tuple(classifier.preprocessor.image_size):
+        classifier = with_image_size(classifier, config.image_size)
+    return classifier, data
+
+
 def load_classifier(config):
-    """The run's `zoo.ImageClassifier`, with config.json's and the flags' `top_k`."""
+    """The run's `zoo.ImageClassifier` (before it is trained, the `--init-from` checkpoint), with config.json's
+    and the flags' `top_k`."""
     import zoo
 
-    classifier = trained_model.load_task(zoo.ImageClassifier, config.output, "image_classification")
+    if config.init_from and not trained_model.has_task(config.output):
+        classifier = fine_tune.load_checkpoint(config, zoo.ImageClassifier)
+        if config.image_size and (config.image_size,) * 2 != tuple(classifier.preprocessor.image_size):
+            from zoo.tasks.fine_tuning import with_image_size
+
+            classifier = with_image_size(classifier, config.image_size)
+    else:
+        classifier = trained_model.load_task(zoo.ImageClassifier, config.output, "image_classification")
     if classifier.top_k == config.top_k:
         return classifier
     return zoo.ImageClassifier(classifier.model, classifier.preprocessor, config.top_k)
@@ -233,6 +282,8 @@ def evaluate(config, classifier=None, data=None):
 
     classifier = load_classifier(config) if classifier is None else classifier
     data = load_image_data(config.data, strict=config.strict) if data is None else data
+    data = fine_tune.align_classes(data, classifier.class_names, "the classifier")
+    os.makedirs(config.output, exist_ok=True)  # evaluate --init-from: a run folder not trained yet
     images, labels = data.test
 
     def probabilities_of(chunk):  # encoded bytes as they are; uint8 to [0, 1] pixels with the export's op
@@ -241,7 +292,7 @@ def evaluate(config, classifier=None, data=None):
 
     probabilities = np.concatenate([probabilities_of(images[i : i + 1024]) for i in range(0, len(images), 1024)])
     k = min(config.top_k, probabilities.shape[1])
-    top_k = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    top_k = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]  # (N, k) class indices
     metrics = {
         "top1": round(float((top_k[:, 0] == labels).mean()), 4),
         f"top{k}": round(float((top_k == labels[:, None]).any(axis=1).mean()), 4),

@@ -28,6 +28,11 @@ def save_task(task, output):
     return path
 
 
+def has_task(output):
+    """Whether `output` holds a trained model (`<output>/model/`, or an older run's `model.keras`)."""
+    return os.path.isdir(task_folder(output)) or os.path.exists(os.path.join(output, "model.keras"))
+
+
 def load_task(task_class, output, recipe):
     """The run's task object: `<output>/model/`, else a run folder written before task folders.
 

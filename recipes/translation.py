@@ -33,7 +33,7 @@ import os
 import sys
 import time
 
-from recipes import commands, common, devices, trained_model, training
+from recipes import commands, common, devices, fine_tune, trained_model, training
 
 CONFIG_FILE = "config.json"
 # What a run writes besides the files every run has (recipes.run_folder.RUN_FILES); model.keras: runs
@@ -42,6 +42,8 @@ ARTIFACTS = ("source_tokenizer", "target_tokenizer", "cross_attention.png", "mod
 
 
 PRESETS = functools.partial(common.preset_names, "transformer_translator_presets")
+# zoo.Translator.compile's fine-tuning rate (keras-hub's Seq2SeqLM and the HF translation examples).
+FINE_TUNING_LEARNING_RATE = 2e-5
 
 
 @dataclasses.dataclass
@@ -84,6 +86,14 @@ class TranslationConfig:
     length_penalty: float = common.option(0.6, "beam search's GNMT length penalty alpha", minimum=0.0)
     eval_sentences: int = common.option(1000, "test sentences scored by evaluate; 0: all", minimum=0)
     steps_per_epoch: int | None = common.option(None, "batches per epoch (smoke tests); none: the whole set", minimum=1)
+    # No --freeze-backbone or --architecture: a translator has no separate head (zoo.tasks.fine_tuning.freeze_backbone)
+    # and every translator checkpoint names its architecture.
+    init_from: str | None = common.option(None, fine_tune.TRANSLATOR_INIT_FROM_HELP)
+    lora_rank: int | None = common.option(None, fine_tune.LORA_HELP, minimum=1)
+    learning_rate: float | None = common.option(
+        None, "constant AdamW learning rate (gradients clipped to global norm 1); none: from scratch the inverse "
+        f"square root schedule (--warmup-steps, --learning-rate-scale), {FINE_TUNING_LEARNING_RATE} with --init-from "
+        f"({FINE_TUNING_LEARNING_RATE * fine_tune.LORA_RATE_FACTOR} with --lora-rank)", minimum=0.0)
     seed: int = common.option(0, "random seed (initialisation, shuffling, dropout)")
     determinism: str = common.option("auto", common.DETERMINISM_HELP, choices=common.DETERMINISM)
 
@@ -133,27 +143,37 @@ def build_model(config, source_tokenizer, target_tokenizer):
 
 
 def compile_model(model, config):
+    """From scratch: Adam on the paper's inverse square root schedule. Fine-tuning (or `--learning-rate`):
+    AdamW at a constant rate, clipped as `zoo.Translator.compile` clips (`zoo.tasks.fine_tuning`)."""
     import keras
 
     from zoo.models.losses import SparseCrossentropyWithSmoothing
     from zoo.schedules import InverseSqrtSchedule
+    from zoo.tasks.fine_tuning import fine_tuning_optimizer
 
-    schedule = InverseSqrtSchedule(model.d_model, config.warmup_steps, config.learning_rate_scale)
+    if config.init_from or config.learning_rate is not None:
+        optimizer = fine_tuning_optimizer(fine_tune.learning_rate(config, None, FINE_TUNING_LEARNING_RATE))
+    else:
+        schedule = InverseSqrtSchedule(model.d_model, config.warmup_steps, config.learning_rate_scale)
+        optimizer = keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
+        optimizer=optimizer,
         loss=SparseCrossentropyWithSmoothing(config.label_smoothing),
         weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
 
 
-def load_run(config, resuming=False):
-    """Data splits, tokenizers (the run's own when `resuming`) and the datasets for a run."""
+def load_run(config, resuming=False, splits=None, preprocessor=None):
+    """Data splits, tokenizers (the run's own when `resuming`; `preprocessor`'s when given: a checkpoint's)
+    and the datasets for a run."""
     from zoo.data.translation_data import load_translation_data, make_batches
     from zoo.preprocessing import TranslationPreprocessor
 
-    splits = load_translation_data(config.data, strict=config.strict)
-    source_tokenizer, target_tokenizer = build_tokenizers(config, splits, reuse=resuming)
-    preprocessor = TranslationPreprocessor(source_tokenizer, target_tokenizer, config.max_length)
+    splits = load_translation_data(config.data, strict=config.strict) if splits is None else splits
+    if preprocessor is None:
+        source_tokenizer, target_tokenizer = build_tokenizers(config, splits, reuse=resuming)
+        preprocessor = TranslationPreprocessor(source_tokenizer, target_tokenizer, config.max_length)
+    source_tokenizer, target_tokenizer = preprocessor.source_tokenizer, preprocessor.target_tokenizer
     batches = {}
     for split in ("train", "validation"):
         batches[split], stats = make_batches(
@@ -164,11 +184,12 @@ def load_run(config, resuming=False):
     return splits, source_tokenizer, target_tokenizer, batches
 
 
-def search_settings(config):
-    """The decoding settings the run's flags and config.json give."""
+def search_settings(config, max_length=None):
+    """The decoding settings the run's flags and config.json give (`max_length`: `--max-length`'s unless given)."""
     from zoo.decoding import SearchSettings
 
-    return SearchSettings(beam_width=config.beam_width, alpha=config.length_penalty, max_length=config.max_length)
+    return SearchSettings(beam_width=config.beam_width, alpha=config.length_penalty,
+                          max_length=max_length or config.max_length)
 
 
 def train(config, run):
@@ -179,33 +200,53 @@ def train(config, run):
 
 
 def train_translator(config, run):
-    """Trains and saves the run's `zoo.Translator`; returns it and the data splits."""
+    """Trains (or, with `--init-from`, fine-tunes) and saves the run's `zoo.Translator`; returns it and the
+    data splits."""
     import zoo
+    from zoo.data.translation_data import load_translation_data
     from zoo.models import TransformerTranslator
 
+    fine_tune.check_flags(config)
+    pretrained = fine_tune.load_checkpoint(config, zoo.Translator) if config.init_from else None
+    splits = load_translation_data(config.data, strict=config.strict)  # read and checked before anything is written
+    preprocessor = None
+    if pretrained is not None:  # its tokenizers, at most --max-length tokens per sentence
+        max_length = min(config.max_length, pretrained.model.max_length)
+        pretrained = zoo.Translator(pretrained.model, pretrained.source_tokenizer, pretrained.target_tokenizer,
+                                    search_settings(config, max_length), max_length=max_length)
+        preprocessor = pretrained.preprocessor
     devices.start(config)
     os.makedirs(config.output, exist_ok=True)
     print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
-    splits, source_tokenizer, target_tokenizer, batches = load_run(config, resuming=run.resuming)
-    architecture = model_config(config, source_tokenizer, target_tokenizer)
+    splits, source_tokenizer, target_tokenizer, batches = load_run(config, run.resuming, splits, preprocessor)
+    architecture = (model_config(config, source_tokenizer, target_tokenizer) if pretrained is None
+                    else pretrained.model.get_config())
     with devices.training_scope(config, TransformerTranslator, architecture) as engine:
-        model = TransformerTranslator(**architecture)
+        model = TransformerTranslator(**architecture) if pretrained is None else fine_tune.in_scope(pretrained, config)
         compile_model(model, config)
         model.summary(print_fn=lambda line, **_: print(line))
         training.fit(model, batches["train"], batches["validation"], config, run, engine)
-    translator = zoo.Translator(model, source_tokenizer, target_tokenizer, search_settings(config))
+    max_length = preprocessor.max_length if preprocessor is not None else None
+    translator = zoo.Translator(model, source_tokenizer, target_tokenizer, search_settings(config, max_length),
+                                max_length=max_length)
     run.save_task(translator)
     return translator, splits
 
 
 def load_translator(config):
-    """The run's `zoo.Translator`, decoding as config.json and the flags say (they may override its settings)."""
+    """The run's `zoo.Translator` (before it is trained, the `--init-from` checkpoint), decoding as
+    config.json and the flags say (they may override its settings)."""
     import zoo
 
-    translator = trained_model.load_task(zoo.Translator, config.output, "translation")
+    if config.init_from and not trained_model.has_task(config.output):
+        translator = fine_tune.load_checkpoint(config, zoo.Translator)
+        os.makedirs(config.output, exist_ok=True)  # evaluate --init-from: a run folder not trained yet
+    else:
+        translator = trained_model.load_task(zoo.Translator, config.output, "translation")
     settings = translator.settings.replace(
-        beam_width=config.beam_width, alpha=config.length_penalty, max_length=config.max_length
+        beam_width=config.beam_width, alpha=config.length_penalty,
+        max_length=min(config.max_length, translator.model.max_length),
     )
     if settings == translator.settings:
         return translator

@@ -109,3 +109,24 @@ def test_the_device_commands_parse_and_name_engines_of_their_backend():
             commands.append((backend, name, getattr(args, "distribute", "none")))
     assert ("jax", "image_classification", "none") in commands and ("tensorflow", "translation", "mirrored") in commands
     assert {("jax", "translation", d) for d in ("data-parallel", "model-parallel")} <= set(commands)
+
+
+def test_the_fine_tuning_commands_parse():
+    """Every recipe command of "Fine-tune a pretrained model" takes its flags, and they name fine-tuning."""
+    import importlib
+    import shlex
+
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    body = text.split("## Fine-tune a pretrained model\n", 1)[1].split("\n## ", 1)[0]
+    commands = []
+    for line in re.findall(r"^python -m recipes\..*$", body, re.M):
+        name, argv = re.search(r"python -m recipes\.(\w+) (.*)$", line).groups()
+        args = importlib.import_module(f"recipes.{name}").parse_args(shlex.split(argv))
+        assert args.init_from, line
+        commands.append((name, args.command, getattr(args, "lora_rank", None), getattr(args, "freeze_backbone", None),
+                         getattr(args, "architecture", None)))
+    assert {(n, c) for n, c, *_ in commands} == {(n, c) for n in ("translation", "image_classification")
+                                                 for c in ("train", "evaluate")}
+    assert any(rank for _, _, rank, _, _ in commands) and any(frozen for *_, frozen, _ in commands)
+    assert any(architecture for *_, architecture in commands)
+    assert "### Transfer, measured" in body

@@ -1,7 +1,9 @@
-"""Fine-tuning converted ViTs end to end: a random-initialised HF or timm ViT, converted with
-`zoo.ImageClassifier.from_hf` / `from_timm`, fine-tuned a few steps with `fit` on a class folder, saved,
-reloaded and exported in a fresh process; the export answers as the fine-tuned task, and its training
-batches are what serving feeds the model (the checkpoint's resize, crop and normalisation)."""
+"""Fine-tuning converted ViTs end to end: a random-initialised timm ViT, converted with
+`zoo.ImageClassifier.from_timm`, fine-tuned a few steps with `fit` on a class folder, saved, reloaded and
+exported in a fresh process; the export answers as the fine-tuned task, and its training batches are what
+serving feeds the model (the checkpoint's resize, crop and normalisation). The HF ViT goes the same way
+through the recipe (`tests/recipes/test_fine_tune_recipes.py`: `train --init-from`, its batches, a fresh
+process, the export)."""
 
 import json
 
@@ -10,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.convert.test_hf_vit import _save_reference
 from tests.tasks.conftest import run_fresh
 from zoo.tasks import ImageClassifier
 from zoo.tasks.image_classifier_graph import classify_with_saved_model
@@ -27,11 +28,7 @@ print(json.dumps(dict(export=classifier.export(base), probabilities=out["probabi
 """
 
 
-def _converted(kind, folder):
-    if kind == "hf":
-        pytest.importorskip("transformers")
-        _save_reference(folder)  # 4 classes: cat, dog, tabby cat, bird; 32 px, bilinear, no crop
-        return ImageClassifier.from_hf(folder)
+def _converted(folder):
     pytest.importorskip("timm")
     from tests.convert.test_timm_vit import _reference, _save_for_hf
 
@@ -55,11 +52,9 @@ def _class_folder(root, names, per_class=4):
     return paths
 
 
-@pytest.mark.parametrize("kind", ["hf", "timm"])
-def test_fine_tune_save_reload_export(tmp_path, kind):
-    classifier = _converted(kind, tmp_path / "checkpoint")
-    assert (classifier.preprocessor.crop_pct, classifier.preprocessor.interpolation) == (
-        (None, "bilinear") if kind == "hf" else (0.9, "bicubic"))
+def test_fine_tune_save_reload_export(tmp_path):
+    classifier = _converted(tmp_path / "checkpoint")
+    assert (classifier.preprocessor.crop_pct, classifier.preprocessor.interpolation) == (0.9, "bicubic")
     paths = _class_folder(tmp_path / "images", ["cat", "tabby cat", "bird"])  # some of its classes
     encoded = [p.read_bytes() for p in paths]
     labels = [classifier.class_names.index(p.parent.name) for p in paths]

@@ -109,6 +109,7 @@ def load_pretrained(path, architecture=None):
                 f"{path} is a weights file: pass its timm architecture (architecture=..., --architecture), "
                 "e.g. vit_tiny_patch16_224."
             )
+        _check_timm_architecture(architecture)
         return ImageClassifier.from_timm(path, architecture=architecture)
     tasks = {"Translator": Translator, "ImageClassifier": ImageClassifier}
     for folder in (path, os.path.join(path, "model")):  # a task folder, or a recipe's run folder
@@ -139,6 +140,7 @@ def load_pretrained(path, architecture=None):
             _refuse_architecture(architecture, path, "an HF ViT folder")
             return ImageClassifier.from_hf(path)
         if "architecture" in config or (architecture and model_type is None):
+            _check_timm_architecture(architecture or config["architecture"])  # before reading the weights
             return ImageClassifier.from_timm(path, architecture=architecture)
         if os.path.isfile(os.path.join(path, "model.keras")):  # a run folder from before task folders
             for task in (ImageClassifier, Translator):
@@ -152,6 +154,13 @@ def load_pretrained(path, architecture=None):
     found = sorted(os.listdir(path))
     shown = ", ".join(found[:10]) + (", ..." if len(found) > 10 else "") if found else "an empty folder"
     raise ValueError(f"{path} holds {shown}: none of the checkpoints zoo fine-tunes. Expected {ACCEPTED}.")
+
+
+def _check_timm_architecture(architecture):
+    """Raises `CheckpointError` (a ValueError) naming a timm architecture zoo does not import."""
+    from zoo.convert.timm_vit import timm_arguments
+
+    timm_arguments(architecture, {})
 
 
 def _refuse_architecture(architecture, path, kind):
@@ -203,8 +212,8 @@ def with_new_head(classifier, class_names, log=print):
     old = classifier.model
     head = {id(v) for v in old.head.weights}
     model = _rebuilt(classifier, {"num_classes": len(class_names)}, lambda s, t: None if id(s) in head else s)
-    _say(log, f"new head: replaced layer '{old.head.name}' (Dense {old.head.kernel.shape[0]} -> {old.num_classes} "
-              f"classes) by a freshly initialised one for {len(class_names)} classes")
+    _say(log, f"new head: replaced layer '{old.head.name}' (Dense, {old.num_classes} classes) by a freshly "
+              f"initialised one for {len(class_names)} classes")
     return ImageClassifier(model, preprocessor, min(classifier.top_k, len(class_names)))
 
 
