@@ -17,8 +17,9 @@ FRESH = r"""
 model = tf.saved_model.load(sys.argv[1])
 images = [open(p, "rb").read() for p in sys.argv[2:]]
 out = model.signatures["serving_default"](image_bytes=tf.constant(images))
-print(json.dumps({k: v.numpy().tolist() for k, v in out.items() if k != "top_k_labels"}
-                 | {"top_k_labels": [[l.decode() for l in row] for row in out["top_k_labels"].numpy()]}))
+def plain(value):  # bytes (labels, reasons) as text, at any depth
+    return value.decode() if isinstance(value, bytes) else [plain(v) for v in value] if isinstance(value, list) else value
+print(json.dumps({k: plain(v.numpy().tolist()) for k, v in out.items()}))
 """
 
 
@@ -50,6 +51,7 @@ def test_train_evaluate_export_and_serve(tmp_path):
     served = run_without_zoo(FRESH, version, *paths, bad)
     assert served["valid"] == [True, True, True, False]
     assert served["top_k_labels"][3] == [""] * 5
+    assert served["reason"][:3] == ["", "", ""] and "not a decodable image" in served["reason"][3]
 
     # Same probabilities as the trained model on the decoded PNGs, resized to 32 (bilinear) and normalised
     # to [-1, 1] as in training.
