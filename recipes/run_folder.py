@@ -379,6 +379,7 @@ class RunFolder:
         common.on_interrupt(message)
         try:
             yield
+            common.raise_if_interrupted()  # a Ctrl-C in the block that Python swallowed: the phase is not recorded
         except Exception as error:  # noqa: BLE001 -- only a full disk is translated
             model = self.path("model")
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(model) for f in files)

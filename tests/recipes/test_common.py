@@ -153,6 +153,34 @@ def test_command_line_turns_errors_into_one_line_and_a_status(capsys):
     assert capsys.readouterr().err.startswith("error: RuntimeError: unexpected")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one, as planned
+def test_a_ctrl_c_that_python_swallows_still_ends_the_phase_and_the_command(capsys):
+    """A KeyboardInterrupt raised in a `__del__` (or a gc callback: JAX's, in CI) is dropped by Python."""
+    import gc
+    import signal
+
+    class SendsCtrlC:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs here, in __del__: its exception is dropped
+
+    after = []
+    with pytest.raises(SystemExit) as exit_info:
+        with common.command_line():
+            common.on_interrupt("interrupted before evaluate finished")
+            SendsCtrlC()
+            gc.collect()
+            after.append("the block went on")  # as it does in a real run: nothing stopped it here
+            with common.interrupts_deferred():  # a change of state is made whole, then the Ctrl-C ends it
+                after.append("state written")
+            after.append("not reached")
+    assert exit_info.value.code == 130 and after == ["the block went on", "state written"]
+    err = capsys.readouterr().err
+    assert err.endswith("interrupted before evaluate finished\n")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back; the next command starts clean
+    with common.command_line():
+        common.raise_if_interrupted()
+
+
 def test_startup_noise_pattern_hides_notices_and_keeps_the_rest():
     noise = [
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
