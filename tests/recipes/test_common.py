@@ -326,6 +326,7 @@ def test_training_on_cpu_is_deterministic(tmp_path):
 @pytest.mark.parametrize("tool, argv, message", [
     ("convert_vit.py", ["hf", "/nonexistent"], "Expected an HF checkpoint folder"),
     ("convert_marian.py", ["/nonexistent"], "MarianMT checkpoint folder not found: /nonexistent"),
+    ("convert_vit.py", ["timm", "vit.pth", "--pretrained-cfg", "/nonexistent/cfg.json"], "Missing cfg.json in /nonexistent."),
 ])
 def test_conversion_tools_report_errors_in_one_line(tool, argv, message, tmp_path, monkeypatch, capsys):
     import runpy
