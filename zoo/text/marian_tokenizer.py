@@ -59,8 +59,7 @@ class MarianTokenizer(Tokenizer):
 
     Example:
 
-    >>> from zoo.files import read_json
-from zoo.text.sentence_piece_tokenizer import SentencePieceTokenizer
+    >>> from zoo.text.sentence_piece_tokenizer import SentencePieceTokenizer
     >>> texts = ["the cat sat on the mat.", "the dog sat on the log.", "a cat saw a dog."]
     >>> spm = SentencePieceTokenizer.from_corpus(texts * 10, 20)
     >>> pieces = [spm._tokenizer.id_to_string(i).numpy().decode() for i in range(4, 20)]
