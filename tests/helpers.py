@@ -13,6 +13,11 @@ constructor arguments and example inputs, and it checks
 
 Backend agnostic: it uses only `keras` and `numpy`, so the same tests run on
 the TensorFlow and JAX backends.
+
+Also here, for tests of any module: `run_without_zoo` (a script where only
+tensorflow and tensorflow-text import, as in TF Serving),
+`write_class_folders` (a folder of images, one sub-folder per class) and
+`run_tests_on_backend` (tests in a subprocess on another Keras backend).
 """
 
 import inspect
