@@ -147,6 +147,26 @@ def output_directory(args, config_class):
     return getattr(args, "output", config_class.output)
 
 
+def read_json_object(path, what, remedy=None):
+    """The JSON object in the file at `path`: a run's saved config or state.
+
+    A file that is not valid JSON (UTF-8) or holds no JSON object raises a
+    ValueError that names it, says it is not `what` and why, then `remedy`
+    (what to do about it) where given. The recipes' counterpart of
+    `zoo.files.read_json`, which they cannot import this early: `import zoo`
+    imports Keras, which they put off until the flags have been read.
+    """
+    ending = f"; {remedy}" if remedy else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except ValueError as error:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path} is not {what}: {error}{ending}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is not {what}: it holds a JSON {type(value).__name__}, not an object{ending}")
+    return value
+
+
 def given_flags(args, config_class):
     """The config fields given on the command line, by name."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class) if hasattr(args, f.name)}
@@ -162,11 +182,7 @@ def config_from_args(args, config_class, saved_path):
     given = given_flags(args, config_class)
     saved = {}
     if saved_path is not None and os.path.exists(saved_path):
-        with open(saved_path) as f:
-            try:
-                saved = {k: v for k, v in json.load(f).items() if k in known}
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{saved_path} is not a saved config: {e}") from None
+        saved = {k: v for k, v in read_json_object(saved_path, "a saved config").items() if k in known}
     config = config_class(**{**saved, **given, "output": output_directory(args, config_class)})
     check_config(config)
     return config

@@ -79,11 +79,10 @@ def sha256(path):
 def read_generation(path):
     """The `state.json` of the generation at `path`, its files checked; ValueError says what is wrong."""
     try:
-        with open(os.path.join(path, STATE), encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, json.JSONDecodeError) as error:
+        state = common.read_json_object(os.path.join(path, STATE), "a backup state")
+    except OSError as error:
         raise ValueError(f"its {STATE} does not read ({error})") from None
-    if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
+    if state.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"its {STATE} is not a backup state of format version {FORMAT_VERSION}")
     for name, digest in state.get("files", {}).items():
         file = os.path.join(path, name)

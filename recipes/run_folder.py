@@ -34,7 +34,6 @@ run starts (such as a future `--init-from`) fit the first and last cases.
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 
@@ -109,11 +108,7 @@ class RunFolder:
         """`run.json`, or what the files of a run from before it existed say (trained, evaluated, exported)."""
         path = self.path(RUN_FILE)
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                try:
-                    state = json.load(f)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path} is not a run state: {error}; delete it or use --overwrite") from None
+            state = common.read_json_object(path, "a run state", remedy="delete it or use --overwrite")
             return {"done": [], "exports": [], **state}
         if not (os.path.isfile(self.path("model", "task.json")) or os.path.isfile(self.path("model.keras"))):
             return {"done": [], "exports": []}
@@ -127,13 +122,7 @@ class RunFolder:
 
     def _saved_config(self):
         path = self.path(self.config_file)
-        if not os.path.exists(path):
-            return {}
-        with open(path, encoding="utf-8") as f:
-            try:
-                return json.load(f)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path} is not a saved config: {error}") from None
+        return common.read_json_object(path, "a saved config") if os.path.exists(path) else {}
 
     def export_versions(self):
         """Every export version directory under `<output>/export/`, relative to the run directory."""

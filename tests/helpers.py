@@ -13,15 +13,23 @@ constructor arguments and example inputs, and it checks
 
 Backend agnostic: it uses only `keras` and `numpy`, so the same tests run on
 the TensorFlow and JAX backends.
+
+Also here, for tests of any module: `run_without_zoo` (a script where only
+tensorflow and tensorflow-text import, as in TF Serving),
+`write_class_folders` (a folder of images, one sub-folder per class) and
+`run_tests_on_backend` (tests in a subprocess on another Keras backend).
 """
 
 import inspect
 import json
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _to_list(x):
@@ -201,3 +209,48 @@ def run_without_zoo(script, *args, cwd=None, timeout=300):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def write_class_folders(root, names, per_class=4):
+    """Writes images in one sub-folder per class, each class its own hue; returns their paths.
+
+    `root/<name>/<i>.png`, of several sizes, and every fourth a JPEG
+    (`<i>.jpg`), as in a folder of photos (`zoo.data.image_data.load_folder`).
+    """
+    import tensorflow as tf  # backend agnostic above: only these image files need TensorFlow
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for c, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            shape = (24 + 9 * (i % 4), 40 - 5 * (i % 4), 3)
+            image = np.clip(rng.normal(60 + 90 * c, 40, shape), 0, 255).astype(np.uint8)
+            image[..., c % 3] = 255 - image[..., c % 3]
+            jpeg = i % 4 == 3
+            paths.append(root / name / f"{i}.{'jpg' if jpeg else 'png'}")
+            paths[-1].write_bytes((tf.io.encode_jpeg if jpeg else tf.io.encode_png)(image).numpy())
+    return paths
+
+
+def run_tests_on_backend(backend, tests, *pytest_args, **env):
+    """Runs pytest on `tests` in a subprocess whose Keras backend is `backend`, with `env` set too.
+
+    A subprocess, because Keras fixes its backend at import time. Fails
+    with the end of pytest's output unless they pass, and unless Keras in
+    that environment really runs on `backend`.
+    """
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KERAS_BACKEND=backend, **env)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *pytest_args, *tests],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )
+    tail = (result.stdout + result.stderr)[-4000:]
+    assert result.returncode == 0 and " passed" in result.stdout, f"tests failed on the {backend} backend:\n{tail}"
+    used = subprocess.run(
+        [sys.executable, "-c", "import keras; print(keras.backend.backend())"], env=env, capture_output=True, text=True
+    )
+    assert used.stdout.strip() == backend, used.stderr[-2000:]

@@ -4,13 +4,11 @@ A subprocess, because Keras fixes its backend at import time.
 """
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import run_tests_on_backend
+
 SUBSET = [
     "tests/layers/test_multi_head_attention.py",
     "tests/layers/test_attention_kernels.py",
@@ -30,14 +28,4 @@ SUBSET = [
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "jax", reason="already on JAX")
 def test_layers_on_jax_backend():
     pytest.importorskip("jax")
-    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *SUBSET],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
-    )
-    tail = (result.stdout + result.stderr)[-4000:]
-    assert result.returncode == 0, f"layers failed on the JAX backend:\n{tail}"
-    assert "passed" in result.stdout and "jax" in subprocess.run(
-        [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
-        env=env, capture_output=True, text=True,
-    ).stdout
+    run_tests_on_backend("jax", SUBSET, JAX_PLATFORMS="cpu")

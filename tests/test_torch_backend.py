@@ -8,15 +8,12 @@ subset's 7 minutes on a loaded 2-core machine), but too slowly for CI.
 """
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_tests_on_backend
 from tests.test_jax_backend import SUBSET
 
-ROOT = Path(__file__).resolve().parents[1]
 # torch.compile's tests (see the module docstring).
 LEFT_OUT = "not blocks_train_under_xla and not compiles_under_xla"
 
@@ -24,14 +21,4 @@ LEFT_OUT = "not blocks_train_under_xla and not compiles_under_xla"
 @pytest.mark.skipif(os.environ.get("KERAS_BACKEND") == "torch", reason="already on PyTorch")
 def test_layers_on_torch_backend():
     pytest.importorskip("torch")
-    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-k", LEFT_OUT, *SUBSET],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
-    )
-    tail = (result.stdout + result.stderr)[-4000:]
-    assert result.returncode == 0, f"layers failed on the PyTorch backend:\n{tail}"
-    assert " passed" in result.stdout and "torch" in subprocess.run(
-        [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
-        env=env, capture_output=True, text=True,
-    ).stdout
+    run_tests_on_backend("torch", SUBSET, "-k", LEFT_OUT, CUDA_VISIBLE_DEVICES="")

@@ -49,14 +49,12 @@ def parse_args(argv):
 
 def convert(args):
     """The converted `zoo.ImageClassifier`, from parsed arguments."""
+    from zoo.files import read_json
     from zoo.tasks import ImageClassifier
 
     if args.library == "hf":
         return ImageClassifier.from_hf(args.checkpoint, top_k=args.top_k)
-    pretrained_cfg = None
-    if args.pretrained_cfg:
-        with open(args.pretrained_cfg, encoding="utf-8") as f:
-            pretrained_cfg = json.load(f)
+    pretrained_cfg = read_json(args.pretrained_cfg) if args.pretrained_cfg else None
     return ImageClassifier.from_timm(
         args.checkpoint, architecture=args.architecture, pretrained_cfg=pretrained_cfg, top_k=args.top_k,
         **json.loads(args.model_args),

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import write_class_folders
 from tests.tasks.conftest import run_fresh
 from zoo.tasks import ImageClassifier
 from zoo.tasks.image_classifier_graph import classify_with_saved_model
@@ -36,26 +37,10 @@ def _converted(folder):
     return ImageClassifier.from_timm(folder)  # timm's eval transform: bicubic, crop_pct 0.875
 
 
-def _class_folder(root, names, per_class=4):
-    """PNGs of several sizes (and a JPEG) in one sub-folder per class, each class its own hue."""
-    rng = np.random.default_rng(0)
-    paths = []
-    for c, name in enumerate(names):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            shape = (24 + 9 * i, 40 - 5 * i, 3)
-            image = np.clip(rng.normal(60 + 90 * c, 40, shape), 0, 255).astype(np.uint8)
-            image[..., c % 3] = 255 - image[..., c % 3]
-            encode = tf.io.encode_jpeg if i == 3 else tf.io.encode_png
-            paths.append(root / name / f"{i}.{'jpg' if i == 3 else 'png'}")
-            paths[-1].write_bytes(encode(image).numpy())
-    return paths
-
-
 def test_fine_tune_save_reload_export(tmp_path):
     classifier = _converted(tmp_path / "checkpoint")
     assert (classifier.preprocessor.crop_pct, classifier.preprocessor.interpolation) == (0.9, "bicubic")
-    paths = _class_folder(tmp_path / "images", ["cat", "tabby cat", "bird"])  # some of its classes
+    paths = write_class_folders(tmp_path / "images", ["cat", "tabby cat", "bird"])  # some of its classes
     encoded = [p.read_bytes() for p in paths]
     labels = [classifier.class_names.index(p.parent.name) for p in paths]
 

@@ -54,6 +54,18 @@ def test_the_directory_used_is_the_output_even_when_the_saved_config_names_anoth
     (run / "config.json").write_text('{"epochs": ')
     with pytest.raises(ValueError, match=r"config.json is not a saved config"):
         common.config_from_args(args, translation.TranslationConfig, str(run / "config.json"))
+    (run / "config.json").write_text('[5]')
+    with pytest.raises(ValueError, match=r"config.json is not a saved config: it holds a JSON list, not an object$"):
+        common.config_from_args(args, translation.TranslationConfig, str(run / "config.json"))
+
+
+def test_read_json_object_says_what_the_file_is_not_and_the_remedy(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text('{"done": ["train"]}')
+    assert common.read_json_object(path, "a run state") == {"done": ["train"]}
+    path.write_bytes(b'{"done": "\xe9"}')  # not UTF-8
+    with pytest.raises(ValueError, match=r"run.json is not a run state: 'utf-8' codec can't decode .*; delete it$"):
+        common.read_json_object(path, "a run state", remedy="delete it")
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -342,6 +354,7 @@ def test_training_on_cpu_is_deterministic(tmp_path):
 @pytest.mark.parametrize("tool, argv, message", [
     ("convert_vit.py", ["hf", "/nonexistent"], "Expected an HF checkpoint folder"),
     ("convert_marian.py", ["/nonexistent"], "MarianMT checkpoint folder not found: /nonexistent"),
+    ("convert_vit.py", ["timm", "vit.pth", "--pretrained-cfg", "/nonexistent/cfg.json"], "Missing cfg.json in /nonexistent."),
 ])
 def test_conversion_tools_report_errors_in_one_line(tool, argv, message, tmp_path, monkeypatch, capsys):
     import runpy

@@ -11,6 +11,7 @@ import pytest
 
 from recipes import image_classification, translation
 from tests.export.conftest import tiny_translator  # noqa: F401  (the fixture)
+from tests.helpers import write_class_folders
 from tests.tasks.conftest import run_fresh
 
 sys.modules.setdefault("triton", None)  # transformers after TensorFlow: see tests/convert/conftest.py
@@ -24,21 +25,6 @@ task = zoo.ImageClassifier.load(folder).predict(images)["probabilities"]
 served = classify_with_saved_model(export, images)["probabilities"]
 print(json.dumps(dict(task=task.tolist(), served=served.tolist())))
 """
-
-
-def _images(root, names, per_class=5):
-    """PNGs in one sub-folder per class, each class its own colour; returns their paths."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(0)
-    paths = []
-    for c, name in enumerate(names):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            image = np.clip(rng.normal(50 + 60 * c, 30, (20 + i, 24, 3)), 0, 255).astype(np.uint8)
-            paths.append(root / name / f"{i}.png")
-            paths[-1].write_bytes(tf.io.encode_png(image).numpy())
-    return paths
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +51,8 @@ def _main(module, argv, capsys):
 
 @pytest.mark.slow
 def test_image_fine_tune_new_head_new_size_lora_then_reload_and_export(hf_vit, tmp_path, capsys):
-    paths = _images(tmp_path / "images", ["ant", "bee", "fly"])  # not the checkpoint's classes: a new head
+    # Not the checkpoint's classes: a new head.
+    paths = write_class_folders(tmp_path / "images", ["ant", "bee", "fly"], per_class=5)
     out = tmp_path / "run"
     argv = ["train", "--init-from", str(hf_vit), "--data", f"folder:{tmp_path / 'images'}", "--output", str(out),
             "--image-size", "16", "--lora-rank", "2", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4",
@@ -105,7 +92,8 @@ def test_image_evaluate_scores_an_imported_checkpoint_without_training(hf_vit, t
     import zoo
     from zoo.data.image_data import load_folder
 
-    _images(tmp_path / "images", ["bird", "cat", "dog"])  # some of the checkpoint's classes, another order
+    # Some of the checkpoint's classes, in another order.
+    write_class_folders(tmp_path / "images", ["bird", "cat", "dog"], per_class=5)
     out = tmp_path / "scored"
     status, log, err = _main(image_classification, ["evaluate", "--init-from", str(hf_vit), "--data",
                                                     f"folder:{tmp_path / 'images'}", "--output", str(out)], capsys)
@@ -213,7 +201,7 @@ def test_vit_with_fewer_channels_than_the_data(tmp_path, capsys):
     model = VisionTransformer(image_size=8, patch_size=4, num_classes=2, d_model=8, num_encoder_layers=1,
                               num_heads=2, d_ff=16, num_channels=1)
     ImageClassifier(model, ImagePreprocessor(8, (0.5,), (0.5,), ("a", "b"))).save(tmp_path / "gray")
-    _images(tmp_path / "images", ["a", "b"], per_class=3)
+    write_class_folders(tmp_path / "images", ["a", "b"], per_class=3)
     _refused(image_classification, ["train", "--init-from", str(tmp_path / "gray"), "--data",
                                     f"folder:{tmp_path / 'images'}"], tmp_path, capsys,
              "its ViT reads 1 channel(s) per pixel, fewer than the 3 (RGB)")
@@ -230,7 +218,7 @@ def test_empty_and_all_bad_tsv(tiny_translator, tmp_path, capsys):
 
 
 def test_folder_labels_that_are_not_the_classifier_classes(hf_vit, tmp_path, capsys):
-    _images(tmp_path / "images", ["cat", "zebra"], per_class=3)
+    write_class_folders(tmp_path / "images", ["cat", "zebra"], per_class=3)
     _refused(image_classification, ["evaluate", "--init-from", str(hf_vit), "--data",
                                     f"folder:{tmp_path / 'images'}"], tmp_path, capsys,
              "The data's classes 'zebra' are not classes of the classifier")

@@ -3,7 +3,7 @@
 Hugging Face and timm checkpoints come as `model.safetensors` (possibly
 sharded, with `model.safetensors.index.json`) or as PyTorch's zip format
 (`pytorch_model.bin`, `*.pth`). Both are read here into
-`{name: numpy.ndarray}`, so converting a checkpoint needs NumPy only.
+`{name: numpy.ndarray}`, so converting a checkpoint needs NumPy, not PyTorch.
 
 Why by hand:
 - safetensors: its own NumPy loader (`safetensors.numpy`) cannot return
@@ -24,6 +24,8 @@ import pickle
 import zipfile
 
 import numpy as np
+
+from zoo import files
 
 
 class CheckpointError(ValueError):
@@ -179,8 +181,7 @@ def read_torch_state_dict(path):
 
 
 def _read_sharded(index_path, reader):
-    with open(index_path) as f:
-        weight_map = json.load(f).get("weight_map", {})
+    weight_map = read_json(*os.path.split(index_path)).get("weight_map", {})
     tensors = {}
     for shard in sorted(set(weight_map.values())):
         tensors.update(reader(os.path.join(os.path.dirname(index_path), shard)))
@@ -222,12 +223,8 @@ def read_state_dict(path):
 
 
 def read_json(directory, name):
-    """Reads `directory/name` as JSON, with an error naming the file when it cannot."""
-    path = os.path.join(os.fspath(directory), name)
+    """The JSON object in `directory/name` (`zoo.files.read_json`); a CheckpointError names the file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise CheckpointError(f"Missing {name} in {directory}.") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path} is not valid JSON: {error}") from None
+        return files.read_json(os.path.join(os.fspath(directory), name))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(str(error)) from None

@@ -40,9 +40,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from zoo.data.translation_data import SHOWN_BAD_LINES, DataError
+from zoo.data.translation_data import SHOWN_BAD_LINES, SPLITS, DataError, tfds_splits
 
-SPLITS = ("train", "validation", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 
 
@@ -221,23 +220,7 @@ def load_tfds(name, data_dir=None, validation_fraction=0.1, test_fraction=0.1, s
     Missing validation/test splits are carved out of train (stratified,
     deterministic); known splits are used as they are.
     """
-    import tensorflow_datasets as tfds  # only needed for this source
-
-    builder = tfds.builder(name, data_dir=data_dir)
-    known = set(builder.info.splits.keys())  # empty when the info is thin (e.g. mocked): try them all
-    splits = {}
-    for split in SPLITS:
-        if known and split not in known:
-            continue
-        try:
-            ds = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
-        except ValueError as e:  # unknown split
-            if split == "train":
-                raise DataError(f"TFDS dataset {name!r} has no usable train split: {e}") from None
-            continue
-        splits[split] = _tfds_to_numpy(ds)
-    if "train" not in splits:
-        raise DataError(f"TFDS dataset {name!r} has no train split. Received splits: {sorted(known)}")
+    splits, builder = tfds_splits(name, data_dir, _tfds_to_numpy)
     if "validation" not in splits or "test" not in splits:
         images, labels = splits["train"]
         carved = _take(images, labels, _stratified_split(

@@ -154,23 +154,40 @@ def _split_deterministically(pairs, validation_fraction=0.05, test_fraction=0.05
     return splits
 
 
+def tfds_splits(name, data_dir, convert):
+    """`({split: convert(dataset)}, builder)`: those of TFDS dataset `name`'s train, validation and test
+    splits that exist, as supervised `(input, target)` datasets; a DataError when train does not."""
+    import tensorflow_datasets as tfds  # only needed for this source
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    known = set(builder.info.splits.keys())  # empty when the info is thin (e.g. mocked): try them all
+    splits = {}
+    for split in SPLITS:
+        if known and split not in known:
+            continue
+        try:
+            ds = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
+        except ValueError as e:  # unknown split
+            if split == "train":
+                raise DataError(f"TFDS dataset {name!r} has no usable train split: {e}") from None
+            continue
+        splits[split] = convert(ds)
+    if "train" not in splits:
+        raise DataError(f"TFDS dataset {name!r} has no train split. Received splits: {sorted(known)}")
+    return splits, builder
+
+
 def load_tfds(name, data_dir=None):
     """Pairs from a TFDS translation dataset such as `ted_hrlr_translate/pt_to_en`.
 
     Uses the dataset's supervised `(source, target)` keys; a dataset without
     validation or test splits gets them carved out of train.
     """
-    import tensorflow_datasets as tfds  # only needed for this source
 
-    splits = {}
-    for split in SPLITS:
-        try:
-            ds = tfds.load(name, split=split, as_supervised=True, data_dir=data_dir)
-        except ValueError as e:  # unknown split
-            if split == "train":
-                raise DataError(f"TFDS dataset {name!r} has no train split: {e}") from None
-            continue
-        splits[split] = [(s.decode("utf-8"), t.decode("utf-8")) for s, t in tfds.as_numpy(ds)]
+    def pairs(ds):
+        return [(s.decode("utf-8"), t.decode("utf-8")) for s, t in ds.as_numpy_iterator()]
+
+    splits, _ = tfds_splits(name, data_dir, pairs)
     if "validation" not in splits or "test" not in splits:
         held = _split_deterministically(splits["train"])
         splits = {k: splits.get(k) or held[k] for k in SPLITS}

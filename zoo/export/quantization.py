@@ -35,6 +35,8 @@ import warnings
 
 import keras
 
+from zoo.files import read_json
+
 MODES = ("int8",)
 SUMMARY_FILE = os.path.join("assets.extra", "zoo_quantization.json")
 # Layers Keras 3 quantizes to int8 (its `quantize` refuses subclasses).
@@ -225,7 +227,4 @@ def write_quantization(saved_model_dir, summary):
 def read_quantization(saved_model_dir):
     """The quantization summary of an export (a dict), or None for a float export."""
     path = os.path.join(saved_model_dir, SUMMARY_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(path) if os.path.exists(path) else None

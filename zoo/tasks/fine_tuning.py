@@ -38,13 +38,13 @@ Example:
 6
 """
 
-import json
 import os
 import weakref
 
 import keras
 import numpy as np
 
+from zoo.files import read_json
 from zoo.layers.feed_forward import FeedForward
 from zoo.layers.multi_head_attention import MultiHeadAttention
 from zoo.layers.size_pair import size_pair
@@ -115,23 +115,13 @@ def load_pretrained(path, architecture=None):
     for folder in (path, os.path.join(path, "model")):  # a task folder, or a recipe's run folder
         if os.path.isfile(os.path.join(folder, "task.json")):
             _refuse_architecture(architecture, folder, "a zoo task folder")
-            with open(os.path.join(folder, "task.json"), encoding="utf-8") as f:
-                try:
-                    kind = json.load(f).get("task")
-                except (json.JSONDecodeError, AttributeError) as error:
-                    raise ValueError(f"{folder}/task.json is not a task's JSON object: {error}") from None
+            kind = read_json(os.path.join(folder, "task.json")).get("task")
             if kind not in tasks:
                 raise ValueError(f"{folder}/task.json names task {kind!r}; expected one of {sorted(tasks)}.")
             return tasks[kind].load(folder)
     config_path = os.path.join(path, "config.json")
     if os.path.isfile(config_path):
-        with open(config_path, encoding="utf-8") as f:
-            try:
-                config = json.load(f)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{config_path} is not valid JSON: {error}") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{config_path} must hold a JSON object. Received: {type(config).__name__}")
+        config = read_json(config_path)
         model_type = config.get("model_type")
         if model_type == "marian":
             _refuse_architecture(architecture, path, "a MarianMT folder")

@@ -29,13 +29,14 @@ from zoo.convert.hf_vit import load_hf_vit
 from zoo.convert.timm_vit import load_timm_vit
 from zoo.export.quantization import check_mode, quantize_model, quantized_name
 from zoo.export.writer import export_saved_model
+from zoo.files import read_json
 from zoo.models.attention_rollout import attention_rollout
 from zoo.preprocessing.image_preprocessor import DEFAULT_MEAN, DEFAULT_STD, ImagePreprocessor
 from zoo.tasks.compiled_call import CompiledCall
 from zoo.tasks.fine_tuning import fine_tuning_optimizer, merge_lora
 from zoo.tasks.image_classifier_graph import ImageClassifierGraph
 from zoo.tasks.image_inputs import as_input, training_dataset
-from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
+from zoo.tasks.task import Task, check_files, load_keras_model
 
 # What recipes/image_classification.py normalises with and its config's
 # defaults, for run folders written before `task.json`.
@@ -388,8 +389,8 @@ class ImageClassifier(Task):
         if not os.path.exists(os.path.join(directory, "class_names.json")):
             return None
         check_files(directory, ("model.keras", "config.json"), "image classification run")
-        config = {**_RECIPE_DEFAULTS, **read_json_file(os.path.join(directory, "config.json"))}
-        class_names = read_json_file(os.path.join(directory, "class_names.json"))
+        config = {**_RECIPE_DEFAULTS, **read_json(os.path.join(directory, "config.json"))}
+        class_names = read_json(os.path.join(directory, "class_names.json"), expected=list)
         preprocessor = ImagePreprocessor(config["image_size"], config["mean"], config["std"], class_names)
         return cls(load_keras_model(directory), preprocessor, config["top_k"])
 

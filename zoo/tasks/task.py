@@ -52,22 +52,11 @@ import keras
 
 from zoo.export import staging_folder
 from zoo.export.versions import VersionExistsError
-from zoo.text.tokenizer import path_in_folder
+from zoo.files import path_in_folder, read_json
 
 FORMAT_VERSION = 1
 TASK_FILE = "task.json"
 MODEL_FILE = "model.keras"
-
-
-def read_json_file(path):
-    """A JSON file's contents, with an error naming the file when it is missing or broken."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Missing {os.path.basename(path)} in {os.path.dirname(path)}.")
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
 
 
 def check_files(directory, names, what):
@@ -271,9 +260,7 @@ class Task:
                 f"{directory} is not a complete {cls.__name__} folder: missing {TASK_FILE} "
                 f"(found {sorted(os.listdir(directory))})."
             )
-        meta = read_json_file(os.path.join(directory, TASK_FILE))
-        if not isinstance(meta, dict):
-            raise ValueError(f"{directory}/{TASK_FILE} must hold a JSON object. Received: {type(meta).__name__}")
+        meta = read_json(os.path.join(directory, TASK_FILE))
         kind, version = meta.get("task"), meta.get("format_version")
         if kind != cls.__name__:
             raise ValueError(

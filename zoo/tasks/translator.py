@@ -31,11 +31,12 @@ from zoo.decoding.beam_search import NEG_INF
 from zoo.decoding.search_settings import SearchSettings
 from zoo.export.quantization import check_mode, quantize_model, quantized_name
 from zoo.export.writer import export_saved_model
+from zoo.files import read_json
 from zoo.models.losses import SparseCrossentropyWithSmoothing
 from zoo.preprocessing import TranslationPreprocessor
 from zoo.tasks.compiled_call import CompiledCall
 from zoo.tasks.fine_tuning import fine_tuning_optimizer, merge_lora
-from zoo.tasks.task import Task, check_files, load_keras_model, read_json_file
+from zoo.tasks.task import Task, check_files, load_keras_model
 from zoo.tasks.translator_graph import TranslatorGraph
 from zoo.tasks.translator_inputs import bucketed, check_special_ids, sentence_bytes, text_of, token_names
 from zoo.text import load_tokenizer
@@ -388,9 +389,9 @@ class Translator(Task):
         `task.json` (`search_options.json`)."""
         search_options, config = (os.path.join(directory, name) for name in ("search_options.json", "config.json"))
         if os.path.exists(search_options):
-            settings = SearchSettings.from_config(read_json_file(search_options))
+            settings = SearchSettings.from_config(read_json(search_options))
         elif os.path.exists(config) and os.path.isdir(os.path.join(directory, SIDES[0])):
-            config = {**_RECIPE_DEFAULTS, **read_json_file(config)}
+            config = {**_RECIPE_DEFAULTS, **read_json(config)}
             settings = SearchSettings(
                 beam_width=config["beam_width"], alpha=config["length_penalty"], max_length=config["max_length"]
             )

@@ -25,6 +25,7 @@ import os
 
 import tensorflow as tf
 
+from zoo.files import read_json
 from zoo.text.sentence_piece_tokenizer import MODEL_FILE, sentencepiece_op
 from zoo.text.tokenizer import Tokenizer, read_config, write_config
 
@@ -134,26 +135,14 @@ class MarianTokenizer(Tokenizer):
         `CheckpointError`s).
         """
         directory = os.fspath(directory)
-
-        def path_of(name):
-            path = os.path.join(directory, name)
-            if not os.path.exists(path):
-                raise FileNotFoundError(f"Missing {name} in {directory}.")
-            return path
-
-        def read_vocabulary(name):
-            with open(path_of(name), encoding="utf-8") as f:
-                try:
-                    return json.load(f)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{f.name} is not valid JSON: {error}") from None
-
-        vocabulary = read_vocabulary("vocab.json")
-        has_target_vocab = os.path.exists(os.path.join(directory, "target_vocab.json"))
-        target_vocabulary = read_vocabulary("target_vocab.json") if has_target_vocab else vocabulary
+        vocabulary = read_json(os.path.join(directory, "vocab.json"))
+        target_vocab = os.path.join(directory, "target_vocab.json")
+        target_vocabulary = read_json(target_vocab) if os.path.exists(target_vocab) else vocabulary
         tokenizers = []
         for spm, vocab in (("source.spm", vocabulary), ("target.spm", target_vocabulary)):
-            path = path_of(spm)
+            path = os.path.join(directory, spm)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"Missing {spm} in {directory}.")
             with open(path, "rb") as f:
                 try:
                     tokenizers.append(cls(f.read(), vocab, name=spm.split(".")[0] + "_tokenizer"))
@@ -179,9 +168,4 @@ class MarianTokenizer(Tokenizer):
         config = read_config(os.fspath(directory), cls, files=["model_file", "vocabulary_file"], fields=tokens)
         with tf.io.gfile.GFile(config["model_file"], "rb") as f:
             proto = f.read()
-        with tf.io.gfile.GFile(config["vocabulary_file"]) as f:
-            try:
-                vocabulary = json.loads(f.read())
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{config['vocabulary_file']} is not valid JSON: {error}") from None
-        return cls(proto, vocabulary, *(config[t] for t in tokens))
+        return cls(proto, read_json(config["vocabulary_file"]), *(config[t] for t in tokens))

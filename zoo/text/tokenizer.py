@@ -18,35 +18,12 @@ shows the name, never the contents of what it points to.
 
 import json
 import os
-import re
 
 import tensorflow as tf
 
+from zoo.files import path_in_folder, read_json
+
 CONFIG_FILE = "tokenizer.json"
-
-
-def path_in_folder(directory, name, what):
-    """`directory/name`, or a ValueError if `name` leads outside `directory`.
-
-    Outside is an absolute path, a `..` that climbs out, or (on local disks)
-    a link whose target is elsewhere. `what` says where `name` came from,
-    for the error, which never shows the file's contents.
-    """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{what} must name a file inside {directory}. Received: {name!r}")
-    path = os.path.join(directory, name)
-    if "://" in directory:  # a remote file system (gs://...): no links to follow
-        parts = re.split(r"[\\/]", name)
-        inside = not os.path.isabs(name) and ".." not in parts
-    else:
-        root = os.path.realpath(directory)
-        inside = os.path.commonpath([root, os.path.realpath(path)]) == root
-    if not inside:
-        raise ValueError(
-            f"{what}={name!r} leads outside {directory}; a saved folder's files must be inside it "
-            "(copy the file in rather than linking to it)."
-        )
-    return path
 
 
 def write_config(directory, tokenizer, **fields):
@@ -63,14 +40,9 @@ def read_config(directory, cls, files=(), fields=()):
     to be inside `directory` (`path_in_folder`).
     """
     path = os.path.join(directory, CONFIG_FILE)
-    with tf.io.gfile.GFile(path) as f:
-        try:
-            config = json.loads(f.read())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
-    if not isinstance(config, dict) or config.get("class") != cls.__name__:
-        name = config.get("class") if isinstance(config, dict) else type(config).__name__
-        raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={name!r}")
+    config = read_json(path)
+    if config.get("class") != cls.__name__:
+        raise ValueError(f"{directory} holds no {cls.__name__}. Received: class={config.get('class')!r}")
     missing = [key for key in (*files, *fields) if key not in config]
     if missing:
         raise ValueError(f"{path} lacks {missing}; a {cls.__name__} needs {sorted((*files, *fields))}.")
@@ -87,14 +59,7 @@ def load_tokenizer(directory):
     """
     directory = os.fspath(directory)
     path = os.path.join(directory, CONFIG_FILE)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f"Missing {CONFIG_FILE} in {directory}.")
-    with tf.io.gfile.GFile(path) as f:
-        try:
-            config = json.loads(f.read())
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
-    name = config.get("class") if isinstance(config, dict) else None
+    name = read_json(path).get("class")
     classes = {cls.__name__: cls for cls in Tokenizer.__subclasses__()}
     if name not in classes:
         raise ValueError(f"{path} names class={name!r}; expected one of {sorted(classes)}.")
