@@ -207,13 +207,14 @@ def train_classifier(config, run):
     from zoo.models import VisionTransformer
 
     fine_tune.check_flags(config)
+    devices.start(config)  # before anything touches a device (a JAX cluster joins first)
+    # Seeded before the checkpoint loads: its dropout seeds, a new head and LoRA start alike in every (re)start.
+    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     pretrained = fine_tune.load_checkpoint(config, zoo.ImageClassifier) if config.init_from else None
     data = load_image_data(config.data, strict=config.strict)  # read and checked before anything is written
     if pretrained is not None:
         pretrained, data = fine_tuned(config, pretrained, data)
-    devices.start(config)
     os.makedirs(config.output, exist_ok=True)
-    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
     preprocessor = image_preprocessor(config, data.class_names) if pretrained is None else pretrained.preprocessor
     data, batches = load_run(config, preprocessor, data)
