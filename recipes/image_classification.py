@@ -343,8 +343,10 @@ def classifier_function(model_path):
 def classify(model_path, paths):
     """Classifies image files with an export (as TF Serving would) or a task folder; one line per path, in order.
 
-    A file that cannot be read gets a `cannot read` line and the others are
-    still classified. Returns `(lines, unreadable count)`.
+    A file that cannot be read gets a `cannot read` line, one the model
+    refuses an `invalid image` line with the reason it gives (too large, not
+    decodable), and the others are still classified. Returns `(lines,
+    unreadable count)`.
     """
     run = classifier_function(model_path)
     contents = {}
@@ -364,7 +366,9 @@ def classify(model_path, paths):
             continue
         i = results[path]
         if not outputs["valid"][i]:
-            lines.append(f"{path}\tinvalid image")
+            reason = outputs["reason"][i] if "reason" in outputs else ""  # exports from before the reason output
+            reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+            lines.append(f"{path}\tinvalid image" + (f": {reason}" if reason else ""))
             continue
         labels, scores = outputs["top_k_labels"][i], outputs["top_k_scores"][i]
         labels = [label.decode() if isinstance(label, bytes) else str(label) for label in labels]
