@@ -207,13 +207,14 @@ def train_classifier(config, run):
     from zoo.models import VisionTransformer
 
     fine_tune.check_flags(config)
+    devices.start(config)  # before anything touches a device (a JAX cluster joins first)
+    # Seeded before the checkpoint loads: its dropout seeds, a new head and LoRA start alike in every (re)start.
+    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     pretrained = fine_tune.load_checkpoint(config, zoo.ImageClassifier) if config.init_from else None
     data = load_image_data(config.data, strict=config.strict)  # read and checked before anything is written
     if pretrained is not None:
         pretrained, data = fine_tuned(config, pretrained, data)
-    devices.start(config)
     os.makedirs(config.output, exist_ok=True)
-    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
     preprocessor = image_preprocessor(config, data.class_names) if pretrained is None else pretrained.preprocessor
     data, batches = load_run(config, preprocessor, data)
@@ -342,8 +343,10 @@ def classifier_function(model_path):
 def classify(model_path, paths):
     """Classifies image files with an export (as TF Serving would) or a task folder; one line per path, in order.
 
-    A file that cannot be read gets a `cannot read` line and the others are
-    still classified. Returns `(lines, unreadable count)`.
+    A file that cannot be read gets a `cannot read` line, one the model
+    refuses an `invalid image` line with the reason it gives (too large, not
+    decodable), and the others are still classified. Returns `(lines,
+    unreadable count)`.
     """
     run = classifier_function(model_path)
     contents = {}
@@ -363,7 +366,9 @@ def classify(model_path, paths):
             continue
         i = results[path]
         if not outputs["valid"][i]:
-            lines.append(f"{path}\tinvalid image")
+            reason = outputs["reason"][i] if "reason" in outputs else ""  # exports from before the reason output
+            reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+            lines.append(f"{path}\tinvalid image" + (f": {reason}" if reason else ""))
             continue
         labels, scores = outputs["top_k_labels"][i], outputs["top_k_scores"][i]
         labels = [label.decode() if isinstance(label, bytes) else str(label) for label in labels]

@@ -6,10 +6,15 @@
   state (its step count, hence the learning rate);
 - `best.weights.h5`: early stopping's best weights so far (a hard link to
   `checkpoints/best.weights.h5` as it was then: no copy on disk);
+- `lora.npz` (a model with LoRA on, `--lora-rank`): the weights of its
+  LoRA layers as they are, now and at early stopping's best epoch. Keras'
+  weights files hold such a layer's kernel with the LoRA update merged in,
+  and loading one sets the LoRA weights to zero (no gradient reaches a
+  product of two zero matrices: a resumed run would train no more);
 - `state.json`: the epoch, batches drawn, seconds trained, early stopping's
   state (`wait`, `best`, `best_epoch`, `stopped_epoch`), the model's seed
-  generator states (dropout, stochastic depth), and the sha256 of both
-  files.
+  generator states (dropout, stochastic depth), the paths of the LoRA
+  layers' weights, and the sha256 of each file.
 
 A generation is written into `backup/.epoch-0003.partial/`, synced, then
 renamed into place (atomic on POSIX): a directory under its final name is
@@ -36,7 +41,7 @@ import numpy as np
 
 from recipes import common, disk_space
 
-WEIGHTS, BEST, STATE = "model.weights.h5", "best.weights.h5", "state.json"
+WEIGHTS, BEST, LORA, STATE = "model.weights.h5", "best.weights.h5", "lora.npz", "state.json"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"^epoch-(\d+)$")
 
@@ -126,6 +131,14 @@ def seed_variables(model):
     return [v for v in model.variables if id(v) not in weights]
 
 
+def lora_variables(model):
+    """The weights of the model's layers with LoRA on, which Keras' weights files do not hold as they are
+    (`lora.npz` in the module docstring)."""
+    from zoo.tasks.fine_tuning import lora_layers
+
+    return [v for layer in lora_layers(model, enabled=True) for v in layer.weights]
+
+
 class RunBackup:
     """Writes a generation at each epoch's end and restores one when a run resumes.
 
@@ -175,10 +188,19 @@ class RunBackup:
         try:
             if model.optimizer is not None and not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)  # its slots must exist to be loaded
+            lora = lora_variables(model)
+            if [v.path for v in lora] != self._state.get("lora", []):
+                raise ValueError("its LoRA weights are not this model's")
+            raw = {}
+            if lora:
+                with np.load(os.path.join(self.resumed_from, LORA)) as arrays:
+                    raw = dict(arrays)
             if saved["has_best_weights"]:
                 model.load_weights(os.path.join(self.resumed_from, BEST))
+                _assign(lora, raw, "best")
                 stopper.best_weights = model.get_weights()
             model.load_weights(os.path.join(self.resumed_from, WEIGHTS))
+            _assign(lora, raw, "weights")
             variables = seed_variables(model)
             if [v.path for v in variables] != [path for path, _ in self._state["seeds"]]:
                 raise ValueError("its random seed states are not this model's")
@@ -239,6 +261,10 @@ class RunBackup:
             except OSError:  # a file system without hard links
                 shutil.copyfile(best, os.path.join(partial, BEST))
             files.append(BEST)
+        lora = lora_variables(self.model)
+        if lora:
+            self._write_lora(lora, os.path.join(partial, LORA))
+            files.append(LORA)
         stopper = self.early_stopping
         state = {
             "format_version": FORMAT_VERSION,
@@ -252,6 +278,7 @@ class RunBackup:
                 "has_best_weights": BEST in files,
             },
             "seeds": [[v.path, [int(x) for x in v.numpy().ravel()]] for v in seed_variables(self.model)],
+            "lora": [v.path for v in lora],
             "files": {name: sha256(os.path.join(partial, name)) for name in files},
         }
         with open(os.path.join(partial, STATE), "w", encoding="utf-8") as f:
@@ -269,9 +296,20 @@ class RunBackup:
         _sync(backup_dir)
         prune(backup_dir, keep=2)
 
+    def _write_lora(self, lora, path):
+        """`lora.npz`: the LoRA layers' weights now (`weights_<i>`) and at the best epoch (`best_<i>`)."""
+        arrays = {f"weights_{i}": np.asarray(v.numpy()) for i, v in enumerate(lora)}
+        best = self.early_stopping.best_weights
+        if best is not None:  # model.get_weights() of the best epoch, in model.weights' order
+            position = {id(v): i for i, v in enumerate(self.model.weights)}
+            arrays.update({f"best_{i}": best[position[id(v)]] for i, v in enumerate(lora)})
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
     def _estimated_bytes(self):
-        """About the size of a weights file: the model's and the optimizer's variables."""
+        """About the size of a weights file (the model's and the optimizer's variables) and of `lora.npz`."""
         variables = list(self.model.weights) + list(getattr(self.model.optimizer, "variables", []))
+        variables += 2 * lora_variables(self.model)
         total = 0
         for v in variables:
             size = 1
@@ -279,6 +317,15 @@ class RunBackup:
                 size *= int(dim)
             total += size * _itemsize(v.dtype)
         return int(total * 1.02) + 64 * 1024
+
+
+def _assign(variables, arrays, prefix):
+    """Gives `variables` the values `lora.npz` holds for them under `prefix` (`weights` or `best`)."""
+    for i, variable in enumerate(variables):
+        key = f"{prefix}_{i}"
+        if key not in arrays:
+            raise ValueError(f"its {LORA} holds no {key}")
+        variable.assign(arrays[key])
 
 
 def _remove(path):

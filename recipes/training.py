@@ -111,6 +111,9 @@ def fit(model, train, validation, config, run, engine=None):
     if shards > 1:
         print(f"each batch is split {shards} ways: batches are cut to a multiple of {shards} examples")
     train, validation = (distribution.even_batches(data, shards) for data in (train, validation))
+    if shards > 1 and not any(True for _ in validation.take(1)):
+        raise ValueError(f"No validation batch holds the {shards} examples that --distribute splits each batch into "
+                         f"(one per device): give more validation data, or run on fewer devices.")
     steps = config.steps_per_epoch or batches_per_epoch(train)
     early_stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                    restore_best_weights=True)

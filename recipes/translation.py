@@ -207,6 +207,9 @@ def train_translator(config, run):
     from zoo.models import TransformerTranslator
 
     fine_tune.check_flags(config)
+    devices.start(config)  # before anything touches a device (a JAX cluster joins first)
+    # Seeded before the checkpoint loads: its dropout seeds, a new head and LoRA start alike in every (re)start.
+    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     pretrained = fine_tune.load_checkpoint(config, zoo.Translator) if config.init_from else None
     splits = load_translation_data(config.data, strict=config.strict)  # read and checked before anything is written
     preprocessor = None
@@ -215,9 +218,7 @@ def train_translator(config, run):
         pretrained = zoo.Translator(pretrained.model, pretrained.source_tokenizer, pretrained.target_tokenizer,
                                     search_settings(config, max_length), max_length=max_length)
         preprocessor = pretrained.preprocessor
-    devices.start(config)
     os.makedirs(config.output, exist_ok=True)
-    print(f"op determinism: {'on' if training.seed_everything(config.seed, config.determinism) else 'off'}")
     print(f"precision: {devices.set_precision(config.mixed_precision)}")
     splits, source_tokenizer, target_tokenizer, batches = load_run(config, run.resuming, splits, preprocessor)
     architecture = (model_config(config, source_tokenizer, target_tokenizer) if pretrained is None

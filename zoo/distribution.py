@@ -175,14 +175,20 @@ def describe(engine):
 
 
 def batch_shards(engine):
-    """How many equal pieces `engine` splits every batch into: its batch axis's devices, else 1.
+    """How many equal pieces `engine` splits every batch into: its batch axis's devices, a strategy's
+    replicas, else 1.
 
     A `keras.distribution` engine (JAX) places each batch as one array split
-    over the mesh's batch axis, which must divide it; `tf.distribute`
-    strategies take any batch (a short one leaves replicas idle).
+    over the mesh's batch axis, which must divide it. A `tf.distribute`
+    strategy trains on a batch of any size, but Keras (3.15) builds the model
+    from the first batch of each `fit` and `evaluate` by averaging the
+    replicas' pieces, which fails when they differ in size (a validation
+    split of 3 images on 2 replicas): its batches are cut too.
     """
-    if not isinstance(engine, KERAS_ENGINES):
+    if engine is None:
         return 1
+    if not isinstance(engine, KERAS_ENGINES):
+        return int(engine.num_replicas_in_sync)
     mesh = engine.device_mesh
     return int(mesh.shape[list(mesh.axis_names).index(engine.batch_dim_name)])
 
@@ -191,7 +197,7 @@ def even_batches(dataset, shards):
     """`dataset`'s batches cut to the largest multiple of `shards` examples (batches of fewer left out).
 
     What makes batched `tf.data` input fit a `keras.distribution` engine
-    (`batch_shards`): a bucket's last batch, or a split's, is rarely a
+    or a `tf.distribute` strategy (`batch_shards`): a bucket's last batch, or a split's, is rarely a
     multiple of the devices. At most `shards - 1` examples of each batch are
     left out; with `shards=1` the dataset is returned as it is.
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests.convert.marian_checkpoint import SOURCE_WORDS, TARGET_WORDS, sentences
-from zoo.data.translation_data import DataError, make_batches
+from zoo.data.translation_data import DataError, bucket_widths, make_batches
 from zoo.preprocessing import TranslationPreprocessor
 from zoo.text import MarianTokenizer, WordPieceTokenizer
 
@@ -123,6 +123,34 @@ def test_batches_take_pairs_files_and_datasets(wordpiece, tmp_path):
     assert [int(labels.shape[0]) for _, labels, _ in batched] == [5, 1]  # a dataset of batches keeps its own
     all_dropped, _ = wordpiece.batches(tf.data.Dataset.from_tensor_slices((["", " "], ["x", "y"])), 4)
     assert list(all_dropped) == []  # no step without tokens
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "marian"])
+def test_training_batches_are_padded_to_a_few_widths(kind, request):
+    # A compiled train step (JAX, XLA) compiles once per shape: batches take the widths of their bucket.
+    base = request.getfixturevalue(kind)
+    preprocessor = TranslationPreprocessor(base.source_tokenizer, base.target_tokenizer, 20)
+    widths = bucket_widths(20)
+    assert widths == [7, 11, 15, 20]
+    pairs = _pairs()
+    listed, _ = preprocessor.batches(pairs, 2)
+    shapes = {(tuple(x["source_ids"].shape), tuple(x["target_ids"].shape), tuple(y.shape), tuple(w.shape))
+              for x, y, w in listed}
+    assert {shape[0][1] for shape in shapes} <= set(widths) and all(len({s[1] for s in shape}) == 1 for shape in shapes)
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    streamed, _ = preprocessor.batches(tf.data.Dataset.from_tensor_slices((sources, targets)), 2)
+    pads = {"source_ids": preprocessor.source_pad_id, "target_ids": preprocessor.pad_id}
+    for i, (inputs, labels, weights) in enumerate(streamed):
+        x, y, w = preprocessor.training_batch(tf.constant(sources[2 * i : 2 * i + 2]),
+                                              tf.constant(targets[2 * i : 2 * i + 2]))
+        width = int(labels.shape[1])
+        assert width == min(n for n in widths if n >= max(x["source_ids"].shape[1], y.shape[1]))
+        for got, unpadded, pad in [*((inputs[k], x[k], pads[k]) for k in pads), (labels, y, pads["target_ids"]),
+                                   (weights, w, 0)]:
+            n = unpadded.shape[1]
+            assert got.shape == (unpadded.shape[0], width)
+            np.testing.assert_array_equal(got[:, :n], unpadded)
+            assert (got.numpy()[:, n:] == pad).all()
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,8 @@ def test_train_evaluate_export_and_serve(tmp_path):
 
     # classify reads the export or the task folder, with the same lines.
     lines, unreadable = image_classification.classify(version, [paths[0], bad])
-    assert lines[1].endswith("invalid image") and "\t" in lines[0] and unreadable == 0
+    assert lines[1].endswith("\tinvalid image: not a decodable image (or truncated, or corrupt)")
+    assert "\t" in lines[0] and unreadable == 0
     assert image_classification.classify(folder, [paths[0], bad]) == (lines, unreadable)
 
     # evaluate reads the task folder: the same model on the same test split gives the same metrics.
@@ -152,7 +153,8 @@ def test_classify_goes_on_past_files_it_cannot_read(tiny_run, kind, tmp_path, ca
     assert [line.split("\t")[0] for line in lines] == [good, missing, text, str(tmp_path)]  # one per path, in order
     assert len(lines[0].split("\t")[1].split(", ")) == 2  # top-2 labels with scores
     assert lines[1] == f"{missing}\tcannot read: No such file or directory"
-    assert lines[2] == f"{text}\tinvalid image" and lines[3] == f"{tmp_path}\tcannot read: Is a directory"
+    assert lines[2] == f"{text}\tinvalid image: not a decodable image (or truncated, or corrupt)"
+    assert lines[3] == f"{tmp_path}\tcannot read: Is a directory"
     assert err == "error: 2 of 4 image files could not be read (--verbose shows the traceback)\n"
 
 

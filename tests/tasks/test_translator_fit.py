@@ -114,12 +114,19 @@ target = WordPieceTokenizer.from_corpus(DE * 10, 80, lowercase=False)
 model = TransformerTranslator(source.vocabulary_size, target.vocabulary_size, num_encoder_layers=1,
                               num_decoder_layers=1, d_model=16, num_heads=2, d_ff=32, max_length=12)
 translator = Translator(model, source, target, SearchSettings(beam_width=2, max_length=8))
-pairs = [(EN[0], DE[0])] * 8  # one shape: one compilation
+# Pairs of 1 to 5 words a side: unpadded, batches of many lengths.
+pairs = [(" ".join(e.split()[:k]), " ".join(d.split()[:k])) for e, d in zip(EN, DE) for k in range(1, 6)]
 translator.compile(optimizer=keras.optimizers.Adam(1e-2))
+traced, train_step = [], model.train_step
+def counted(state, data):  # runs once per trace (jax.jit compiles once per input shape)
+    traced.append([list(data[0]["source_ids"].shape), list(data[0]["target_ids"].shape)])
+    return train_step(state, data)
+model.train_step = counted
 history = translator.fit(pairs, validation_data=pairs[:4], epochs=3, batch_size=4, verbose=0).history
 loaded = Translator.load(translator.save(sys.argv[1]))
 same = all(np.array_equal(a, b) for a, b in zip(loaded.model.get_weights(), model.get_weights()))
-print(json.dumps(dict(backend=keras.backend.backend(), loss=history["loss"], val_loss=history["val_loss"], same=same)))
+print(json.dumps(dict(backend=keras.backend.backend(), loss=history["loss"], val_loss=history["val_loss"], same=same,
+                      traced=traced)))
 """
 
 
@@ -133,6 +140,10 @@ def test_fit_on_jax(tmp_path):
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["backend"] == "jax" and out["same"]
     assert out["loss"][-1] < out["loss"][0] and np.isfinite(out["val_loss"]).all()
+    # Batches padded to bucket widths (7 or 12 ids at max_length 12): a train step compiled per bucket and
+    # batch size, in the first epoch only, not once per batch length.
+    assert {n for shapes in out["traced"] for _, n in shapes} <= {7, 12}, out["traced"]
+    assert len(out["traced"]) == len({str(shapes) for shapes in out["traced"]}) <= 4, out["traced"]
 
 
 FRESH_EXPORT = """

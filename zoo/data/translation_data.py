@@ -232,6 +232,16 @@ class BatchStats:
 BUCKET_BOUNDARIES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # batches hold pairs of lengths between two
 
 
+def bucket_widths(max_length):
+    """The widths training batches of rows of at most `max_length` ids are padded to: each bucket's longest
+    length (`BUCKET_BOUNDARIES` below `max_length`, less one), then `max_length`.
+
+    >>> bucket_widths(40)
+    [7, 11, 15, 23, 31, 40]
+    """
+    return [b - 1 for b in BUCKET_BOUNDARIES if b < max_length] + [max_length]
+
+
 def _columns(pairs):
     """`(sources, targets)`: `(N,)` object arrays of the pairs' two sides."""
     table = np.empty((len(pairs), 2), dtype=object)
@@ -267,7 +277,8 @@ def make_batches(pairs, preprocessor, batch_size, overlong="truncate", shuffle=T
     (`tokenize_pairs`, `pack_rows`: vectorised on ragged tensors); each
     epoch then shuffles them (with `seed`) and pads batches of similar
     length (buckets, so little compute goes to padding) with the
-    preprocessor's `padding_values`.
+    preprocessor's `padding_values`, to their bucket's longest length
+    (`bucket_widths`, `TranslationPreprocessor.bucket_padded`): a few shapes.
     """
     if not hasattr(preprocessor, "tokenize_pairs"):
         raise TypeError(
@@ -304,7 +315,8 @@ def make_batches(pairs, preprocessor, batch_size, overlong="truncate", shuffle=T
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
         padding_values=(*pads, tf.constant(0, tf.int32)),
     )
-    ds = ds.map(lambda *batch: preprocessor.as_batch(*batch[:4]), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda *batch: preprocessor.bucket_padded(*preprocessor.as_batch(*batch[:4])),
+                num_parallel_calls=tf.data.AUTOTUNE)
     # Each bucket ends with one short batch: the count is known, and Keras' progress bars show it.
     buckets = np.searchsorted(boundaries, lengths.numpy(), side="right")
     batches = int(np.sum(-(-np.bincount(buckets) // batch_size)))

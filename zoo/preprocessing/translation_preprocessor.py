@@ -234,6 +234,26 @@ class TranslationPreprocessor(tf.Module):
         """Padded rows as what `keras.Model.fit` takes: `({"source_ids", "target_ids"}, labels, sample_weight)`."""
         return {"source_ids": source_ids, "target_ids": decoder_input}, labels, weights
 
+    def bucket_padded(self, inputs, labels, weights):
+        """A training batch (`as_batch`'s) padded on to the bucket width of its longer side, the first of
+        `zoo.data.translation_data.bucket_widths` that holds it.
+
+        Batches of any lengths then take a few shapes, so a compiled train
+        step (JAX's, or TensorFlow's under XLA) compiles a few times, not once
+        per length. The padding is masked and has weight 0: the loss and the
+        metrics are those of the batch without it.
+        """
+        widths = tf.constant(translation_data.bucket_widths(self.max_length), tf.int32)
+        source, target = inputs["source_ids"], inputs["target_ids"]
+        longest = tf.maximum(tf.shape(source)[1], tf.shape(target)[1])
+        width = widths[tf.minimum(tf.searchsorted(widths, [longest])[0], len(widths) - 1)]
+
+        def pad(x, value):
+            return tf.pad(x, [[0, 0], [0, tf.maximum(width - tf.shape(x)[1], 0)]], constant_values=value)
+
+        padded = {"source_ids": pad(source, self.source_pad_id), "target_ids": pad(target, self.pad_id)}
+        return padded, pad(labels, self.pad_id), pad(weights, 0.0)
+
     def pack(self, source_ids, target):
         """`pack_rows`, padded: `({"source_ids": (B, S), "target_ids": (B, T)}, labels (B, T),
         sample_weight (B, T))`, weight 0 on padding."""
@@ -269,7 +289,8 @@ class TranslationPreprocessor(tf.Module):
 
         Pairs and paths are bucketed by length and counted
         (`zoo.data.translation_data.make_batches`); a dataset is batched as
-        it comes, and its counts are unknown (`None`).
+        it comes, and its counts are unknown (`None`). Either way each batch
+        is padded to a bucket width (`bucket_padded`).
 
         Raises:
             TypeError: `data` is none of these, or holds something other than string pairs.
@@ -303,7 +324,8 @@ class TranslationPreprocessor(tf.Module):
             )
         if ranks[0] == 0:
             data = data.batch(batch_size)
-        data = data.map(lambda s, t: self.training_batch(s, t, overlong), num_parallel_calls=tf.data.AUTOTUNE)
+        data = data.map(lambda s, t: self.bucket_padded(*self.training_batch(s, t, overlong)),
+                        num_parallel_calls=tf.data.AUTOTUNE)
         # A batch whose pairs were all dropped would be a step without tokens.
         return data.filter(lambda inputs, labels, weights: tf.shape(labels)[0] > 0).prefetch(tf.data.AUTOTUNE)
 
