@@ -152,6 +152,7 @@ class Engines:
         import tensorflow as tf
 
         from zoo import Translator
+        from zoo.files import read_json
         from zoo.tasks.translator_graph import TranslatorGraph
 
         self.tokens = tokens
@@ -177,8 +178,7 @@ class Engines:
 
             out = os.path.join(directory, "ctranslate2")
             ctranslate2.converters.TransformersConverter(directory).convert(out, force=True)
-            with open(os.path.join(directory, "vocab.json"), encoding="utf-8") as f:
-                vocab = json.load(f)
+            vocab = read_json(os.path.join(directory, "vocab.json"))
             self.pieces = {i: piece for piece, i in vocab.items()}
             self.ids = vocab
             for compute in ("float32", "int8") if int8 else ("float32",):

@@ -16,6 +16,7 @@ the TensorFlow and JAX backends.
 
 Also here, for tests of any module: `run_without_zoo` (a script where only
 tensorflow and tensorflow-text import, as in TF Serving),
+`translate_without_zoo` (a translator export, run so),
 `write_class_folders` (a folder of images, one sub-folder per class) and
 `run_tests_on_backend` (tests in a subprocess on another Keras backend).
 """
@@ -254,3 +255,18 @@ def run_tests_on_backend(backend, tests, *pytest_args, **env):
         [sys.executable, "-c", "import keras; print(keras.backend.backend())"], env=env, capture_output=True, text=True
     )
     assert used.stdout.strip() == backend, used.stderr[-2000:]
+
+
+_TRANSLATE = """
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps({"translations": [t.decode() for t in out["translations"].numpy()],
+                  "scores": out["scores"].numpy().tolist()}))
+"""
+
+
+def translate_without_zoo(export, sentences):
+    """`{"translations": [str], "scores": [float]}` of a translator export's `serving_default` for
+    `sentences`, run where zoo cannot be imported (`run_without_zoo`), as in TF Serving."""
+    export = os.fspath(export)
+    return run_without_zoo(_TRANSLATE, export, json.dumps(sentences), cwd=os.path.dirname(export))

@@ -166,14 +166,6 @@ def test_n_best_matches_transformers_num_return_sequences(checkpoint, converted)
     assert len({t for t, _ in lists[0]}) > 1
 
 
-# Runs the export where zoo cannot be imported, with tensorflow and tensorflow_text only.
-FRESH = r"""
-model = tf.saved_model.load(sys.argv[1])
-out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
-print(json.dumps([t.decode() for t in out["translations"].numpy()]))
-"""
-
-
 def _convert_without_torch(args):
     """Runs tools/convert_marian.py in a fresh process; checks it imported neither torch nor transformers."""
     import json
@@ -202,9 +194,7 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
     # tools/convert_marian.py: checkpoint in, .keras model + tokenizers + a TF
     # Serving export out; the export, loaded without zoo, translates as
     # transformers' generate with the checkpoint's settings (beam 4, pad banned).
-    import json
-
-    from tests.helpers import run_without_zoo
+    from tests.helpers import translate_without_zoo
     from zoo.export import audit_saved_model
     from zoo.text import MarianTokenizer
 
@@ -215,7 +205,7 @@ def test_cli_export_translates_like_transformers_in_a_fresh_process(checkpoint, 
     )
     long = " ".join(["the green river"] * 40)  # over the model's 64 positions: truncated, keeping </s>
     sentences = SOURCES + [long, "", "   "]
-    fresh = run_without_zoo(FRESH, outputs["export"], json.dumps(sentences))
+    fresh = translate_without_zoo(outputs["export"], sentences)["translations"]
     batch = hf_tokenizer(directory)(SOURCES + [long], return_tensors="pt", padding=True, truncation=True, max_length=64)
     with torch.no_grad():
         generated = hf.generate(**batch, num_beams=4, max_new_tokens=12)

@@ -1,6 +1,5 @@
 """int8 exports (`zoo.export.quantization`): what is quantized, the copy, the numbers, the SavedModel."""
 
-import json
 import os
 
 import keras
@@ -9,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tests.export.conftest import EN
-from tests.helpers import run_without_zoo
+from tests.helpers import translate_without_zoo
 from zoo.decoding import SearchSettings
 from zoo.export import audit_saved_model, quantize_model, read_quantization
 from zoo.export.quantization import describe
@@ -18,11 +17,6 @@ from zoo.preprocessing import ImagePreprocessor
 from zoo.tasks import ImageClassifier, Translator
 from zoo.tasks.image_classifier_graph import classify_with_saved_model
 
-FRESH = r"""
-model = tf.saved_model.load(sys.argv[1])
-out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
-print(json.dumps([t.decode() for t in out["translations"].numpy()]))
-"""
 BAD = [b"", b"   \t ", ("word " * 500).encode(), b"\xff\xfe\xfa broken"]
 
 
@@ -185,7 +179,7 @@ def test_int8_export_answers_as_the_quantized_model_in_process_and_without_zoo(t
     module = Translator(quantized[1], source, target, SearchSettings(beam_width=2, max_length=10)).graph()
     sentences = EN + ["Nothing like the training data at all!"]
     expected = [t.decode() for t in module.serving_default(tf.constant(sentences))["translations"].numpy()]
-    fresh = run_without_zoo(FRESH, int8_path, json.dumps(sentences), cwd=os.path.dirname(int8_path))
+    fresh = translate_without_zoo(int8_path, sentences)["translations"]
     assert fresh == expected and any(expected)
 
 

@@ -1,4 +1,3 @@
-import json
 import os
 import subprocess
 import sys
@@ -8,21 +7,11 @@ import pytest
 import tensorflow as tf
 
 from tests.export.conftest import EN
-from tests.helpers import run_without_zoo
+from tests.helpers import translate_without_zoo
 from zoo.decoding import SearchSettings
 from zoo.export import UnsupportedOpError, VersionExistsError, audit_saved_model, read_warmup_requests, write_version
 from zoo.export.op_audit import unsupported_ops
 from zoo.tasks import Translator
-
-# Runs the export in a process where zoo cannot be imported,
-# with only tensorflow and tensorflow_text, as TF Serving has.
-FRESH = r"""
-model = tf.saved_model.load(sys.argv[1])
-out = model.signatures["serving_default"](sentences=tf.constant(json.loads(sys.argv[2])))
-print(json.dumps({"translations": [t.decode() for t in out["translations"].numpy()],
-                  "scores": out["scores"].numpy().tolist()}))
-"""
-
 
 @pytest.fixture(scope="module")
 def exported(tiny_translator, tmp_path_factory):
@@ -40,7 +29,7 @@ def _in_process(module, sentences):
 def test_fresh_process_without_zoo_gives_the_same_translations(exported):
     _, path, module = exported
     sentences = EN + ["Nothing like the training data at all!"]
-    fresh = run_without_zoo(FRESH, path, json.dumps(sentences), cwd=os.path.dirname(path))
+    fresh = translate_without_zoo(path, sentences)
     translations, scores = _in_process(module, sentences)
     assert fresh["translations"] == translations
     np.testing.assert_allclose(fresh["scores"], scores, atol=1e-4)

@@ -2,6 +2,7 @@
 head trains when frozen, LoRA trains its low-rank weights only and merges into plain kernels (a saved folder
 and an export hold none), and load_pretrained names what it was given when it is no checkpoint."""
 
+import gc
 import json
 import os
 import zipfile
@@ -152,6 +153,21 @@ def test_translator_lora_covers_every_projection(tiny_translator):
     assert len(lora_layers(translator.model, enabled=True)) == 4 * 3 + 2 * 2  # 1 encoder, 1 decoder layer
     assert merge_lora(translator, log=None) == 16
     np.testing.assert_allclose(keras.ops.convert_to_numpy(translator.model({"source_ids": ids, "target_ids": ids})), before, atol=1e-5)
+    assert gc.get_freeze_count() == 0  # merge_lora froze the objects for its deletions only
+    assert not any("lora" in v.path for v in translator.model.weights)
+
+
+def test_merge_lora_leaves_what_the_process_froze_frozen(tiny_translator, monkeypatch):
+    translator = _translator(tiny_translator)
+    enable_lora(translator, rank=1, log=None)
+    unfreeze, calls = gc.unfreeze, []
+    monkeypatch.setattr(gc, "unfreeze", lambda: calls.append("unfreeze"))
+    gc.freeze()  # as a pre-fork server does
+    try:
+        assert merge_lora(translator, log=None) == 16
+    finally:
+        unfreeze()
+    assert calls == [] and lora_layers(translator.model, enabled=True) == []
 
 
 def test_compile_defaults_share_one_clipping_rule(tiny_translator):

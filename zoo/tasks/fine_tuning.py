@@ -38,6 +38,7 @@ Example:
 6
 """
 
+import gc
 import os
 import weakref
 
@@ -323,20 +324,26 @@ def merge_lora(task, log=print):
     """
     model = task.model
     layers = lora_layers(model, enabled=True)
-    for layer in layers:
-        merged = keras.ops.convert_to_numpy(layer.kernel)  # Keras' kernel property adds the update
-        layer._tracker.unlock()
-        for name in ("lora_kernel_a", "lora_kernel_b"):
-            layer._untrack_variable(getattr(layer, name))
-            # Past keras.Layer.__delattr__, which untracks (done above) and then runs a full
-            # gc.collect() per variable: 32 of them took ~28 s on a busy 2-core CPU.
-            super(keras.layers.Layer, layer).__delattr__(name)
-        layer._tracker.lock()
-        layer.lora_enabled = False
-        layer.lora_rank = None
-        layer.lora_alpha = None
-        layer._kernel.trainable = True
-        layer._kernel.assign(merged)
+    # `del layer.lora_kernel_a` (keras.Layer.__delattr__) untracks the variable, then runs a full
+    # gc.collect() per variable: 58-73 s for transformer_base's 96 projections on a busy 2-core CPU. With
+    # the objects that exist frozen (gc.freeze), each collection scans only those made since: 0.5-0.7 s,
+    # as fast as untracking through Keras' private API and skipping __delattr__ was. Not when
+    # the process froze objects of its own (a pre-fork server): unfreezing would hand those back too.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        for layer in layers:
+            merged = keras.ops.convert_to_numpy(layer.kernel)  # Keras' kernel property adds the update
+            del layer.lora_kernel_a, layer.lora_kernel_b
+            layer.lora_enabled = False
+            layer.lora_rank = None
+            layer.lora_alpha = None
+            layer.kernel.trainable = True  # the plain kernel variable, now that LoRA is off
+            layer.kernel.assign(merged)
+    finally:
+        if freeze:
+            gc.unfreeze()
     for variable in _LORA_FROZEN.pop(model, ()):
         variable.trainable = True
     if layers:
