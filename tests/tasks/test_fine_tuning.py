@@ -93,19 +93,22 @@ def test_lora_trains_low_rank_weights_then_merges_into_plain_kernels(tmp_path):
     classifier = _classifier()
     lines = []
     enable_lora(classifier, rank=2, log=lines.append)
-    trainable = classifier.model.trainable_weights
-    assert trainable and all("lora_kernel" in v.path for v in trainable)
-    assert len(trainable) == 2 * len(lora_layers(classifier.model)) == 12
-    assert "LoRA rank 2 on 6 projections" in lines[0]
+    trainable = [v.path.split("/", 1)[1] for v in classifier.model.trainable_weights]
+    lora = [path for path in trainable if "lora_kernel" in path]
+    assert len(lora) == 2 * len(lora_layers(classifier.model)) == 12
+    assert sorted(set(trainable) - set(lora)) == ["head/bias", "head/kernel"]  # as PEFT keeps a classifier
+    assert "LoRA rank 2 on 6 projections (and the head)" in lines[0]
     with pytest.raises(ValueError, match="already enabled"):
         enable_lora(classifier, rank=2)
     with pytest.raises(ValueError, match="with_new_head: the classifier has LoRA enabled"):
         with_new_head(classifier, ["a", "b"])
-    frozen = _weights(classifier.model, ["lora"])
+    frozen = _weights(classifier.model, ["lora", "head"])
+    head = [keras.ops.convert_to_numpy(v) for v in classifier.model.head.weights]
     x, y = _pixels(8), keras.utils.to_categorical(np.arange(8) % 3, 3)
     classifier.compile(optimizer=keras.optimizers.Adam(1e-2))
     classifier.model.fit(x, y, epochs=2, batch_size=4, verbose=0)
-    for name, value in _weights(classifier.model, ["lora"]).items():  # only A and B moved
+    assert not np.array_equal(keras.ops.convert_to_numpy(classifier.model.head.kernel), head[0])  # it trained
+    for name, value in _weights(classifier.model, ["lora", "head"]).items():  # only A, B and the head moved
         np.testing.assert_array_equal(value, frozen[name], err_msg=name)
     tuned = keras.ops.convert_to_numpy(classifier.model(x))
 

@@ -10,8 +10,9 @@
   size changed with it.
 - `freeze_backbone(classifier)`: only the head trains.
 - `enable_lora(task, rank)` / `merge_lora(task)`: Keras' own LoRA
-  (`layer.enable_lora`) on the attention and feed-forward projections, and
-  its low-rank update folded back into the kernels. `Task.save` and
+  (`layer.enable_lora`) on the attention and feed-forward projections (an
+  image classifier's head trains too), and its low-rank update folded back
+  into the kernels. `Task.save` and
   `export` call `merge_lora` first, so a saved folder or an export holds no
   LoRA variables or ops.
 
@@ -281,7 +282,14 @@ def lora_layers(model, enabled=None):
 
 def enable_lora(task, rank, log=print):
     """Low-rank adaptation: Keras' `enable_lora(rank)` on every attention and feed-forward projection,
-    every other weight frozen (biases, norms, embeddings, the head).
+    every other weight frozen (biases, norms, embeddings) but an image classifier's head.
+
+    The head trains in full, as PEFT's sequence-classification LoRA keeps
+    its classifier: after `with_new_head` it holds random weights, and the
+    new classes cannot be learned through low-rank updates feeding a
+    random, frozen layer; a pretrained head is a few thousand weights. A
+    translator's output projection is its target embedding (tied), so it
+    stays frozen.
 
     Each adapted kernel `W` becomes `W + (alpha / rank) A B` with `A` and
     `B` trained and `W` frozen (Keras' `Dense`/`EinsumDense.enable_lora`;
@@ -296,6 +304,8 @@ def enable_lora(task, rank, log=print):
     Raises:
         ValueError: `rank` is not a positive int, or LoRA is already enabled.
     """
+    from zoo.tasks.image_classifier import ImageClassifier
+
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ValueError(f"rank must be a positive int. Received: rank={rank!r}")
     model = task.model
@@ -305,13 +315,14 @@ def enable_lora(task, rank, log=print):
     before = {id(v) for v in model.weights}
     for layer in layers:
         layer.enable_lora(rank)
-    frozen = [v for v in model.weights if id(v) in before and v.trainable]
+    head = {id(v) for v in model.head.weights} if isinstance(task, ImageClassifier) else set()
+    frozen = [v for v in model.weights if id(v) in before and v.trainable and id(v) not in head]
     for variable in frozen:
         variable.trainable = False
     _LORA_FROZEN[model] = frozen
     trained = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
-    _say(log, f"LoRA rank {rank} on {len(layers)} projections: {trained:,} of {model.count_params():,} "
-              "parameters train, the rest are frozen")
+    _say(log, f"LoRA rank {rank} on {len(layers)} projections{' (and the head)' if head else ''}: {trained:,} of "
+              f"{model.count_params():,} parameters train, the rest are frozen")
 
 
 def merge_lora(task, log=print):
