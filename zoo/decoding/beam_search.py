@@ -239,7 +239,8 @@ def candidate_selector(batch, beam_width, vocab, k, max_length, end_id, suppress
     def plain(log_probs, alive_lp, index):
         log_probs = process_scores(log_probs, index, max_length, end_id, suppress_token_ids, force_end_at_max_length)
         scores = alive_lp[:, :, None] + ops.reshape(log_probs, (batch, W, V))  # (B, W, V)
-        return ops.top_k(ops.reshape(scores, (batch, W * V)), k=k)
+        values, index = ops.top_k(ops.reshape(scores, (batch, W * V)), k=k)
+        return values, index  # a tuple, as `grouped` returns (TensorFlow's top_k gives a namedtuple)
 
     def grouped(log_probs, alive_lp, index):
         scores = alive_lp[:, :, None] + ops.reshape(log_probs, (batch, W, V))  # (B, W, V)
