@@ -42,6 +42,8 @@ Two sets of search rules (`search_rules`):
   ties resolve alike.
 """
 
+import math
+
 from keras import ops
 
 from zoo.decoding.cached_step import growing_caches, prepare, process_scores, repeat_batch, step, while_loop
@@ -173,6 +175,91 @@ class _TransformersRules(_ZooRules):
 _RULES = {"zoo": _ZooRules, "transformers": _TransformersRules}
 
 
+def group_size(vocab, beam_width, k, spare=0):
+    """The group size `grouped_top_k` uses for `(B, beam_width * vocab)` scores, or `None` where it does not pay.
+
+    A divisor of `vocab` (so no group spans two beams), the one nearest
+    `sqrt(beam_width * vocab / (k + spare))`, which balances the groups'
+    maxima against the members searched; `None` when that searches more
+    than a quarter of the scores again (small vocabularies) or `vocab` has
+    no divisor near it.
+    """
+    total, wanted = beam_width * vocab, math.sqrt(beam_width * vocab / (k + spare))
+    divisors = [d for d in range(2, int(math.isqrt(vocab)) + 1) if vocab % d == 0]
+    divisors += [vocab // d for d in divisors]
+    if not divisors:
+        return None
+    size = min(divisors, key=lambda d: (abs(math.log(d / wanted)), d))
+    return size if total // size + (k + spare) * size <= total // 4 else None
+
+
+def grouped_top_k(scores, k, size, spare=0, banned=()):
+    """`ops.top_k(scores, k)` of `(B, M)` scores, searching a few groups of `size` instead of all `M`.
+
+    Exact, ties included (the lower index first, as `top_k`): the scores
+    are cut into groups of `size` (`M % size == 0`); the `k + spare` groups
+    with the largest maxima (the lower group first on ties) hold the best
+    `k`, and only their members are searched, in index order. `banned` is
+    `()` or `(vocab, ids)`: scores whose index modulo `vocab` is in `ids`
+    count as `-inf` (suppressed tokens of `vocab`-wide beam rows); a banned
+    score may head a group, so `spare` must be at least `len(ids)`.
+    """
+    batch, groups = ops.shape(scores)[0], ops.shape(scores)[1] // size
+    grouped = ops.reshape(scores, (batch * groups, size))  # (B*G, size)
+    heads = ops.reshape(ops.max(grouped, axis=1), (batch, groups))  # (B, G)
+    _, best = ops.top_k(heads, k=k + spare)  # (B, k + spare)
+    best = ops.sort(best, axis=1)  # members in index order, so equal scores keep top_k's order
+    rows = ops.reshape(best + ops.arange(batch)[:, None] * groups, (-1,))
+    members = ops.reshape(ops.take(grouped, rows, axis=0), (batch, -1))  # (B, (k + spare) * size)
+    index = ops.reshape(best[:, :, None] * size + ops.arange(size)[None, None, :], (batch, -1))
+    if banned:
+        vocab, ids = banned
+        token = index % vocab
+        hit = ops.any(ops.stack([ops.equal(token, int(t)) for t in ids]), axis=0)
+        members = ops.where(hit, ops.cast(float("-inf"), members.dtype), members)
+    values, position = ops.top_k(members, k=k)
+    return values, ops.take_along_axis(index, position, axis=1)
+
+
+def candidate_selector(batch, beam_width, vocab, k, max_length, end_id, suppress_token_ids=(),
+                       force_end_at_max_length=False):
+    """`select(log_probs (B*W, V), alive_lp (B, W), index) -> (cand_lp (B, k), flat index (B, k))`.
+
+    The best `k` of the `W * V` continuations of each sentence (scores
+    `alive_lp + log_probs` after `process_scores`), flat index
+    `beam * V + token`; the same values and indices as one `top_k` over
+    `W * V`. Large vocabularies take `grouped_top_k` (suppressed tokens
+    masked among its members, not over the whole vocabulary); the step
+    that forces the end token takes the plain path.
+    """
+    W, V = beam_width, vocab
+    spare = len(suppress_token_ids)
+    size = group_size(V, W, k, spare)
+
+    def plain(log_probs, alive_lp, index):
+        log_probs = process_scores(log_probs, index, max_length, end_id, suppress_token_ids, force_end_at_max_length)
+        scores = alive_lp[:, :, None] + ops.reshape(log_probs, (batch, W, V))  # (B, W, V)
+        values, index = ops.top_k(ops.reshape(scores, (batch, W * V)), k=k)
+        return values, index  # a tuple, as `grouped` returns (TensorFlow's top_k gives a namedtuple)
+
+    def grouped(log_probs, alive_lp, index):
+        scores = alive_lp[:, :, None] + ops.reshape(log_probs, (batch, W, V))  # (B, W, V)
+        banned = (V, suppress_token_ids) if suppress_token_ids else ()
+        return grouped_top_k(ops.reshape(scores, (batch, W * V)), k, size, spare, banned)
+
+    if size is None:
+        return plain
+    if not force_end_at_max_length:
+        return grouped
+
+    def select(log_probs, alive_lp, index):
+        return ops.cond(
+            index >= max_length - 1, lambda: plain(log_probs, alive_lp, index), lambda: grouped(log_probs, alive_lp, index)
+        )
+
+    return select
+
+
 def beam_search(
     model,
     source_ids,
@@ -246,6 +333,8 @@ def beam_search(
         **rules.initial_state(B),
     )
 
+    select = candidate_selector(B, W, vocab, K, L, end_id, suppress_token_ids, force_end_at_max_length)
+
     def offsets(beam_idx):  # (B, K) beam indices -> flat (B*K,) rows of the (B*W) caches
         return ops.reshape(beam_idx + ops.arange(B)[:, None] * W, (-1,))
 
@@ -255,9 +344,7 @@ def beam_search(
     def body(index, s):
         tokens = ops.reshape(ops.take(s["alive_seq"], index, axis=2), (-1,))  # (B*W,)
         log_probs, cache = step(model, source_mask, tokens, s["cache"], index)  # (B*W, V)
-        log_probs = process_scores(log_probs, index, L, end_id, suppress_token_ids, force_end_at_max_length)
-        log_probs = s["alive_lp"][:, :, None] + ops.reshape(log_probs, (B, W, vocab))  # (B, W, V)
-        cand_lp, flat_idx = ops.top_k(ops.reshape(log_probs, (B, W * vocab)), k=K)  # (B, K)
+        cand_lp, flat_idx = select(log_probs, s["alive_lp"], index)  # (B, K)
         cand_beam = flat_idx // vocab
         cand_token = ops.cast(flat_idx % vocab, "int32")
         cand_seq = ops.take_along_axis(s["alive_seq"], cand_beam[:, :, None], axis=1)  # (B, K, L + 1)

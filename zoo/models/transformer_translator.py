@@ -291,13 +291,21 @@ class TransformerTranslator(keras.Model):
         """
         x = self.target_embedding(target_ids, start_index=cache_index)
         new_cache = []
+        growing = all(attention_cache.is_growing(layer_cache) for layer_cache in cache)
         for block, layer_cache in zip(self.decoder_blocks, cache):
             if attention_cache.is_growing(layer_cache):
                 x, layer_cache = block.decode_step(x, layer_cache, cache_index, source_mask)
             else:
                 x, layer_cache = block(x, context_mask=source_mask, cache=layer_cache, cache_index=cache_index)
             new_cache.append(layer_cache)
-        return self._logits(x, few_rows=True), tuple(new_cache)
+        if not growing:
+            return self._logits(x, few_rows=True), tuple(new_cache)
+        # Growing caches run in TensorFlow graphs without XLA, where grappler
+        # folds the table's transpose into the MatMul: `(N, D) x (V, D)^T`
+        # gives the `(N, V)` rows directly (no transpose of the logits; the
+        # transposed-table copy `few_rows` avoids is XLA's).
+        rows = self._logits(ops.reshape(x, (-1, self.d_model)))  # (N * T, V)
+        return ops.reshape(rows, (ops.shape(x)[0], ops.shape(x)[1], self.target_vocab_size)), tuple(new_cache)
 
     def call(self, inputs, training=None):
         source_ids, target_ids = inputs["source_ids"], inputs["target_ids"]
