@@ -202,7 +202,8 @@ def grouped_top_k(scores, k, size, spare=0, banned=()):
     `k`, and only their members are searched, in index order. `banned` is
     `()` or `(vocab, ids)`: scores whose index modulo `vocab` is in `ids`
     count as `-inf` (suppressed tokens of `vocab`-wide beam rows); a banned
-    score may head a group, so `spare` must be at least `len(ids)`.
+    score may head a group, so `spare` must be at least the number of
+    banned scores in a row (`len(ids)` per beam).
     """
     batch, groups = ops.shape(scores)[0], ops.shape(scores)[1] // size
     grouped = ops.reshape(scores, (batch * groups, size))  # (B*G, size)
@@ -233,7 +234,7 @@ def candidate_selector(batch, beam_width, vocab, k, max_length, end_id, suppress
     that forces the end token takes the plain path.
     """
     W, V = beam_width, vocab
-    spare = len(suppress_token_ids)
+    spare = W * len(suppress_token_ids)  # a suppressed token may head a group in every beam
     size = group_size(V, W, k, spare)
 
     def plain(log_probs, alive_lp, index):
