@@ -268,7 +268,7 @@ def test_a_lora_fine_tune_interrupted_in_epoch_2_resumes_to_the_same_weights_bit
     model = VisionTransformer(image_size=16, patch_size=4, num_classes=2, d_model=16, num_encoder_layers=1,
                               num_heads=2, d_ff=32, dropout=0.1)
     ImageClassifier(model, ImagePreprocessor(16, (0.5,) * 3, (0.25,) * 3, ("x", "y"))).save(tmp_path / "ckpt")
-    _images(tmp_path / "images", ["ant", "bee", "fly"], per_class=6)
+    write_class_folders(tmp_path / "images", ["ant", "bee", "fly"], per_class=6)
     flags = ["--init-from", str(tmp_path / "ckpt"), "--data", f"folder:{tmp_path / 'images'}", "--lora-rank", "2",
              "--epochs", "3", "--steps-per-epoch", "2", "--batch-size", "4", "--determinism", "on", "--top-k", "2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -328,7 +328,7 @@ def test_a_lora_fine_tune_under_mirrored_on_two_cpus(tmp_path):
     model = VisionTransformer(image_size=16, patch_size=4, num_classes=3, d_model=16, num_encoder_layers=1,
                               num_heads=2, d_ff=32)
     ImageClassifier(model, ImagePreprocessor(16, (0.5,) * 3, (0.25,) * 3, names)).save(tmp_path / "ckpt")
-    _images(tmp_path / "images", names, per_class=8)
+    write_class_folders(tmp_path / "images", names, per_class=8)
     out = tmp_path / "run"
     argv = ["train", "--init-from", str(tmp_path / "ckpt"), "--data", f"folder:{tmp_path / 'images'}", "--output",
             str(out), "--distribute", "mirrored", "--lora-rank", "2", "--epochs", "1", "--steps-per-epoch", "2",
